@@ -1,0 +1,160 @@
+"""Settings for the Tesslate Studio GitOps portal.
+
+Every value comes from the environment (django-environ), with embedded defaults that let
+`make run` start on SQLite, inline jobs and a local git repository. With DEBUG off the portal
+refuses to start without the values production needs (see ``_require``).
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local, git-ignored .env (written by `make run`) is read when present; real environment variables win.
+if not env.bool("PORTAL_IGNORE_DOTENV", default=False):
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VERSION = "0.1.0"
+
+# --- core -----------------------------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _require(name: str, value) -> None:
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see .env.example).")
+
+
+if not DEBUG:
+    _require("SECRET_KEY", SECRET_KEY)
+    _require("ALLOWED_HOSTS", ALLOWED_HOSTS)
+elif not SECRET_KEY:
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "deployments",
+    "projects",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # templates/ holds two kinds: Django admin pages (templates/admin/...) and the jinja2 manifest
+        # templates (templates/gitops/...), which only the renderer's sandboxed jinja2 environment reads.
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+
+LOGIN_URL = "admin:login"
+
+# --- jobs (RQ) ------------------------------------------------------------------------------------
+# Unset REDIS_URL: jobs run inline, in process, after the transaction commits (deployments.jobs).
+# Set: they go to the real `gitops` queue and `manage.py rqworker gitops` runs them.
+REDIS_URL = env.str("REDIS_URL", default="")
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 1800}
+    for name in ("default", "gitops")
+}
+# Enqueue only once the database transaction commits, so a worker never reads uncommitted rows.
+RQ = {"COMMIT_MODE": "on_db_commit"}
+# A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
+GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
+
+# --- GitOps repository ----------------------------------------------------------------------------
+GITOPS_REPO_DIR = Path(env.str("GITOPS_REPO_DIR", default=str(BASE_DIR / "gitops_out" / "repo")))
+GITOPS_REMOTE_URL = env.str("GITOPS_REMOTE_URL", default="")
+GITOPS_BRANCH = env.str("GITOPS_BRANCH", default="main")
+# The URL Argo CD / Flux clone; defaults to the push remote.
+GITOPS_SOURCE_URL = env.str("GITOPS_SOURCE_URL", default=GITOPS_REMOTE_URL or "https://git.example.com/tesslate/gitops.git")
+GITOPS_PUSH_RETRIES = env.int("GITOPS_PUSH_RETRIES", default=5)
+
+# --- Kubernetes tooling ---------------------------------------------------------------------------
+KUBECTL = env.str("KUBECTL", default="kubectl")
+KUBERNETES_VERSION = env.str("KUBERNETES_VERSION", default="1.32")
+CRD_SCHEMA_DIR = env.str("CRD_SCHEMA_DIR", default="")
+# Path to a kubeconfig for cluster reads; empty means in-cluster config or ~/.kube/config.
+KUBECONFIG = env.str("KUBECONFIG", default="")
+
+# --- secrets encryption ---------------------------------------------------------------------------
+# Comma-separated Fernet keys, newest first. Values are encrypted with the first; all are tried to decrypt.
+PORTAL_ENCRYPTION_KEYS = env.list("PORTAL_ENCRYPTION_KEYS", default=[])
+if not DEBUG:
+    _require("PORTAL_ENCRYPTION_KEYS", PORTAL_ENCRYPTION_KEYS)
+
+# --- AWS ------------------------------------------------------------------------------------------
+# boto3 reads its own variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials); nothing here.
+
+# --- HTTPS / deploy -------------------------------------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Health probes come over plain HTTP from inside the cluster; never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

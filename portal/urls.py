@@ -1,0 +1,20 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import health
+
+admin.site.site_header = "Tesslate Studio GitOps portal"
+admin.site.site_title = "Tesslate GitOps"
+admin.site.index_title = "Environments, projects and what ships to the clusters"
+
+urlpatterns = [
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+    path("api/config", health.public_config, name="public-config"),
+    path("admin/", admin.site.urls),
+]
+
+if settings.REDIS_URL:
+    # Queue and worker pages need a real Redis; with inline jobs there is nothing to show.
+    urlpatterns.insert(0, path("admin/rq/", include("django_rq.urls")))

@@ -1,0 +1,57 @@
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from projects.forms import ContainerInlineFormSet
+from projects.models import Container, Project
+from projects.selectors import project_list_for_admin
+
+
+class ContainerInline(admin.TabularInline):
+    model = Container
+    formset = ContainerInlineFormSet
+    extra = 0
+    fields = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request", "memory_limit",
+              "data_volume_size"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
+                    "last_activity_at"]
+    list_filter = ["state", "environment", "containers__role"]
+    search_fields = ["slug", "name", "owner", "id"]
+    list_select_related = ["environment"]
+    readonly_fields = ["id", "namespace", "host_links", "created_at", "updated_at"]
+    inlines = [ContainerInline]
+    date_hierarchy = "last_activity_at"
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
+        ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
+        ("Kubernetes", {"fields": ["id", "namespace", "host_links"]}),
+        ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        # One query for projects + environments and one for all their containers, however many projects.
+        return project_list_for_admin()
+
+    @admin.display(description="Namespace")
+    def namespace(self, obj):
+        return obj.namespace if obj.pk else "-"
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj):
+        return obj.get_state_display()
+
+    @admin.display(description="Hosts")
+    def host_links(self, obj):
+        if not obj.pk or not obj.environment_id:
+            return "-"
+        scheme = obj.environment.scheme
+        containers = [c for c in obj.containers.all() if not c.is_service]
+        if not containers:
+            return "-"
+        return format_html_join(
+            format_html("<br>"), '<a href="{}://{}" rel="noopener" target="_blank">{}</a>',
+            ((scheme, obj.host_for(c.directory), obj.host_for(c.directory)) for c in containers),
+        )

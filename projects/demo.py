@@ -1,0 +1,122 @@
+"""The operator guide's setup as portal data: a Minikube environment, an EKS production environment, projects.
+
+``demo_load`` is idempotent: running it again leaves the same rows (secret values are generated once and kept).
+"""
+
+import uuid
+
+from django.db import transaction
+
+from deployments import services as deployment_services
+from deployments.models import Environment, NodeGroup, Secret
+from projects.models import Container, Project
+
+DEMO_NAMESPACE = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
+ECR_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+ENVIRONMENTS = {
+    "minikube": dict(
+        kind=Environment.Kind.MINIKUBE, app_domain="localhost", tls_mode=Environment.TLSMode.NONE,
+        storage_provisioner=Environment.StorageProvisioner.MINIKUBE_HOSTPATH, storage_encrypted=False,
+        image_registry="", image_tag="latest", backend_replicas=1,
+        backend_cpu_request="250m", backend_cpu_limit="1", backend_memory_request="512Mi",
+        backend_memory_limit="1Gi", gitops_tool=Environment.GitOpsTool.FLUX, protected=False,
+    ),
+    "aws-production": dict(
+        kind=Environment.Kind.EKS, app_domain="studio.example.com",
+        tls_mode=Environment.TLSMode.CERT_MANAGER_DNS01, acme_email="platform@example.com",
+        storage_provisioner=Environment.StorageProvisioner.EBS_GP3, storage_encrypted=True,
+        image_registry=ECR_REGISTRY, image_tag="production", backend_replicas=2,
+        backend_cpu_request="1", backend_cpu_limit="4", backend_memory_request="2Gi", backend_memory_limit="4Gi",
+        aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="tesslate-production",
+        gitops_tool=Environment.GitOpsTool.ARGOCD, protected=True,
+    ),
+}
+
+NODE_GROUPS = {
+    "aws-production": {
+        "primary": dict(capacity_type=NodeGroup.CapacityType.ON_DEMAND, instance_types="t3.large",
+                        min_size=1, desired_size=2, max_size=5, disk_size_gb=50, labels="", taints="",
+                        hosts=NodeGroup.Hosts.PLATFORM),
+        "spot": dict(capacity_type=NodeGroup.CapacityType.SPOT,
+                     instance_types="t3.large, t3.xlarge, t3a.large, t3a.xlarge",
+                     min_size=0, desired_size=0, max_size=10, disk_size_gb=50,
+                     labels="tesslate.io/workload-type=user-project",
+                     taints="tesslate.io/spot=true:PreferNoSchedule", hosts=NodeGroup.Hosts.USER_PROJECTS),
+    },
+}
+
+SECRETS = [
+    ("SECRET_KEY", "Signs the backend's JWTs."),
+    ("DATABASE_URL", "Backend database connection string."),
+    ("LITELLM_API_BASE", "Base URL of the LiteLLM proxy."),
+    ("LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
+]
+
+FRONTEND = dict(role=Container.Role.FRONTEND, image="tesslate-devserver:latest", port=5173,
+                cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
+BACKEND = dict(role=Container.Role.BACKEND, image="tesslate-devserver:latest", port=8000,
+               cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
+DATABASE = dict(role=Container.Role.DATABASE, image="postgres:16-alpine", port=5432,
+                cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi",
+                data_volume_size="2Gi")
+
+PROJECTS = [
+    # environment, slug, name, owner, state, restore snapshot, containers
+    ("minikube", "todo-app", "Todo app", "user-alice", Project.State.ACTIVE, "",
+     {"frontend": FRONTEND, "backend": BACKEND, "db": DATABASE}),
+    ("minikube", "landing-page", "Landing page", "user-bob", Project.State.ACTIVE, "",
+     {"frontend": FRONTEND}),
+    ("aws-production", "crm-dashboard", "CRM dashboard", "user-carol", Project.State.ACTIVE, "",
+     {"frontend": FRONTEND, "backend": BACKEND, "db": DATABASE}),
+    ("aws-production", "portfolio", "Portfolio", "user-dave", Project.State.ACTIVE, "snap-0123456789abcdef0",
+     {"frontend": FRONTEND}),
+    ("aws-production", "blog", "Blog", "user-erin", Project.State.HIBERNATED, "",
+     {"frontend": FRONTEND, "backend": BACKEND}),
+]
+
+
+def demo_project_id(environment: str, slug: str) -> uuid.UUID:
+    return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}")
+
+
+def _secret_value(key: str, environment: Environment) -> str:
+    generated = deployment_services.secret_generate_value()
+    if key == "DATABASE_URL":
+        return f"postgresql+asyncpg://tesslate:{generated[:32]}@postgres.tesslate.svc:5432/tesslate"
+    if key == "LITELLM_API_BASE":
+        return f"http://litellm.{environment.name}.internal:4000"
+    return generated
+
+
+@transaction.atomic
+def demo_load() -> dict[str, int]:
+    counts = {"environments": 0, "node_groups": 0, "secrets_created": 0, "projects": 0, "containers": 0}
+    environments = {}
+    for name, fields in ENVIRONMENTS.items():
+        environment, _ = Environment.objects.update_or_create(name=name, defaults=fields)
+        environment.full_clean()
+        environments[name] = environment
+        counts["environments"] += 1
+        for group_name, group_fields in NODE_GROUPS.get(name, {}).items():
+            NodeGroup.objects.update_or_create(environment=environment, name=group_name, defaults=group_fields)
+            counts["node_groups"] += 1
+        for key, description in SECRETS:
+            secret, created = Secret.objects.get_or_create(
+                environment=environment, secret_name="tesslate-app-secrets", key=key,
+                defaults={"description": description},
+            )
+            if created or not secret.ciphertext:
+                deployment_services.secret_store_value(secret=secret, value=_secret_value(key, environment))
+                counts["secrets_created"] += 1
+    for env_name, slug, name, owner, state, snapshot, containers in PROJECTS:
+        project, _ = Project.objects.update_or_create(
+            id=demo_project_id(env_name, slug),
+            defaults=dict(environment=environments[env_name], slug=slug, name=name, owner=owner, state=state,
+                          volume_size="5Gi", restore_snapshot_id=snapshot),
+        )
+        counts["projects"] += 1
+        for directory, fields in containers.items():
+            Container.objects.update_or_create(project=project, directory=directory, defaults=fields)
+            counts["containers"] += 1
+    return counts
