@@ -98,6 +98,12 @@ class Environment(models.Model):
         help_text="Clusters without AWS: the Sealed Secrets controller's public certificate (PEM, `kubeseal --fetch-cert`).",
     )
 
+    secrets_manager_role_arn = models.CharField(
+        max_length=2048, blank=True,
+        help_text="EKS only: IAM role (IRSA) that External Secrets assumes to read AWS Secrets Manager. "
+                  "Empty: arn:aws:iam::{account}:role/tesslate-external-secrets-{environment}.",
+    )
+
     needs_render = models.BooleanField(default=True, editable=False,
                                        help_text="Changed since the last successful render.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -257,6 +263,17 @@ class Secret(models.Model):
     version = models.PositiveIntegerField(default=0, editable=False,
                                           help_text="Increases with every new value; rolls the pods that read it.")
     last_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sealed_value = models.TextField(
+        blank=True, editable=False,
+        help_text="The value sealed for the cluster's Sealed Secrets certificate (base64, kubeseal format).",
+    )
+    sealed_for = models.CharField(
+        max_length=100, blank=True, editable=False,
+        help_text="Fingerprint of the certificate and version sealed_value was made for; resealed when either changes.",
+    )
+    synced_version = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Last version written to AWS Secrets Manager (EKS environments).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -274,3 +291,51 @@ class Secret(models.Model):
     @property
     def has_value(self) -> bool:
         return bool(self.ciphertext)
+
+
+class RenderRun(models.Model):
+    """One render of environments into the GitOps repository: who asked, what it did, how far it got."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        NO_CHANGE = "no_change", "No change"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.SUCCEEDED, Status.NO_CHANGE, Status.FAILED)
+
+    environments = models.ManyToManyField(Environment, related_name="render_runs", blank=True)
+    triggered_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="render_runs")
+    reason = models.CharField(max_length=500, blank=True)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    log = models.TextField(blank=True)
+    files_added = models.PositiveIntegerField(default=0)
+    files_changed = models.PositiveIntegerField(default=0)
+    files_deleted = models.PositiveIntegerField(default=0)
+    commit_sha = models.CharField(max_length=40, blank=True, db_index=True)
+    diff = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    error_file = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
