@@ -4,7 +4,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from deployments import services
-from deployments.forms import SecretForm
+from deployments.forms import EnvironmentForm, SecretForm
 from deployments.models import Environment, NodeGroup, Secret
 
 # Secret values arrive in POST field names ending in "value"; Django's error reports must not show them.
@@ -39,6 +39,7 @@ class SecretInline(admin.TabularInline):
 
 @admin.register(Environment)
 class EnvironmentAdmin(SecretValueAdminMixin, admin.ModelAdmin):
+    form = EnvironmentForm
     list_display = ["name", "kind", "app_domain", "tls_mode", "gitops_tool", "protected", "active_projects",
                     "node_group_count", "needs_render", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]

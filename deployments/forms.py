@@ -2,7 +2,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from deployments import services
-from deployments.models import Secret
+from deployments.models import Environment, Secret
 
 
 class SecretForm(forms.ModelForm):
@@ -42,3 +42,11 @@ class SecretForm(forms.ModelForm):
         if self.cleaned_data.get("generate"):
             return services.secret_generate_value()
         return self.cleaned_data.get("value") or None
+
+
+class EnvironmentForm(forms.ModelForm):
+    """The environment's admin form; checks that need more than one field live in Environment.clean()."""
+
+    class Meta:
+        model = Environment
+        fields = "__all__"

@@ -135,7 +135,9 @@ if not DEBUG:
     _require("PORTAL_ENCRYPTION_KEYS", PORTAL_ENCRYPTION_KEYS)
 
 # --- AWS ------------------------------------------------------------------------------------------
-# boto3 reads its own variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials); nothing here.
+# boto3 reads its own variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials).
+# Write EKS environments' secret values to AWS Secrets Manager during renders (off for local use without AWS).
+SECRETS_MANAGER_SYNC = env.bool("SECRETS_MANAGER_SYNC", default=False)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
