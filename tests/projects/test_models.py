@@ -1,0 +1,113 @@
+"""Bad input for projects and containers, and the environment-wide host rules."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from projects.models import Container, Project
+from tests.factories import (
+    container_factory,
+    eks_environment_factory,
+    environment_factory,
+    project_factory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _errors(instance) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as excinfo:
+        instance.full_clean()
+    return excinfo.value.message_dict
+
+
+PROJECT_CASES = [
+    (dict(slug="My_App"), "slug", "not a DNS-1123 label"),
+    (dict(slug="app-"), "slug", "not a DNS-1123 label"),
+    (dict(slug="a" * 64), "slug", "at most 63"),
+    (dict(owner="alice@example.com"), "owner", "not a valid label value"),
+    (dict(owner="x" * 64), "owner", "at most 63"),
+    (dict(volume_size="5GB"), "volume_size", "not a Kubernetes quantity"),
+    (dict(volume_size="512Mi"), "volume_size", "smaller than 1Gi"),
+    (dict(volume_size="5"), "volume_size", "less than 1Mi"),
+    (dict(state="frozen"), "state", "not a valid choice"),
+    (dict(restore_snapshot_id="snapshot-1"), "restore_snapshot_id", "not an EBS snapshot id"),
+    (dict(restore_snapshot_id="snap-0123456789abcdef0"), "restore_snapshot_id", "no EBS VolumeSnapshots"),
+    (dict(name=""), "name", "cannot be blank"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "fragment"), PROJECT_CASES,
+                         ids=[f"{c[1]}-{i}" for i, c in enumerate(PROJECT_CASES)])
+def test_project_rejects_bad_input(overrides, field, fragment):
+    fields = dict(environment=environment_factory(), name="Todo", slug="todo", owner="user-1")
+    fields.update(overrides)
+    errors = _errors(Project(**fields))
+    assert field in errors, errors
+    assert any(fragment in message for message in errors[field]), errors[field]
+
+
+def test_project_can_restore_on_eks_and_has_its_namespace():
+    project = Project(environment=eks_environment_factory(), name="Todo", slug="todo", owner="user-1",
+                      restore_snapshot_id="snap-0123456789abcdef0")
+    project.full_clean()
+    project.save()
+    assert project.namespace == f"proj-{project.id}"
+
+
+def test_project_slug_is_unique_per_environment():
+    environment = environment_factory()
+    project_factory(environment, slug="todo")
+    errors = _errors(Project(environment=environment, name="Todo 2", slug="todo", owner="u"))
+    assert "Another project in this environment has this slug." in errors["__all__"]
+    # The same slug in another environment is fine.
+    Project(environment=environment_factory(), name="Todo", slug="todo", owner="u").full_clean()
+
+
+CONTAINER_CASES = [
+    (dict(directory="Front_End"), "directory", "not a DNS-1123 label"),
+    (dict(directory="d" * 55), "directory", "at most 54"),
+    (dict(image="Nginx:latest"), "image", "not an image registry or repository"),
+    (dict(image="nginx:-bad"), "image", "not an image tag"),
+    (dict(image="nginx@sha256:abc"), "image", "invalid digest"),
+    (dict(port=0), "port", "greater than or equal to 1"),
+    (dict(port=70000), "port", "less than or equal to 65535"),
+    (dict(cpu_request="2", cpu_limit="1"), "cpu_request", "larger than the limit"),
+    (dict(memory_request="2Gi", memory_limit="1Gi"), "memory_request", "larger than the limit"),
+    (dict(memory_limit="1Gb"), "memory_limit", "not a Kubernetes quantity"),
+    (dict(cpu_limit="1Gi"), "cpu_limit", "not a CPU quantity"),
+    (dict(role="cache"), "role", "not a valid choice"),
+    (dict(data_volume_size="100Mi"), "data_volume_size", "smaller than 1Gi"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "fragment"), CONTAINER_CASES,
+                         ids=[f"{c[1]}-{i}" for i, c in enumerate(CONTAINER_CASES)])
+def test_container_rejects_bad_input(overrides, field, fragment):
+    project = project_factory(containers=())
+    fields = dict(project=project, directory="frontend", image="tesslate-devserver:latest", port=5173)
+    fields.update(overrides)
+    errors = _errors(Container(**fields))
+    assert field in errors, errors
+    assert any(fragment in message for message in errors[field]), errors[field]
+
+
+def test_container_host_must_fit_a_dns_label():
+    project = project_factory(slug="a" * 40, containers=())
+    errors = _errors(Container(project=project, directory="d" * 23, image="tesslate-devserver:latest"))
+    assert "a DNS label has at most 63" in errors["directory"][0]
+    Container(project=project, directory="d" * 22, image="tesslate-devserver:latest").full_clean()
+
+
+def test_container_directory_is_unique_per_project():
+    project = project_factory(containers=("frontend",))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Container.objects.create(project=project, directory="frontend", image="tesslate-devserver:latest")
+
+
+def test_service_containers_are_named_svc():
+    project = project_factory(containers=())
+    database = container_factory(project, directory="db", role="database", image="postgres:16-alpine", port=5432)
+    frontend = container_factory(project, directory="web")
+    assert (database.workload_name, frontend.workload_name) == ("svc-db", "dev-web")
+    assert frontend.host == f"{project.slug}-web.{project.environment.app_domain}"
