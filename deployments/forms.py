@@ -1,12 +1,17 @@
 from django import forms
 from django.core.exceptions import ValidationError
+from django.views.decorators.debug import sensitive_variables
 
-from deployments import services
+from deployments import crypto, services
 from deployments.models import Environment, Secret
 
 
 class SecretForm(forms.ModelForm):
-    """Write-only: takes a value (or generates one) and never renders the stored value back."""
+    """Write-only: takes a value (or generates one) and never renders the stored value back.
+
+    The value field is a password input that never re-renders what was typed, not even when the form comes
+    back with an error; the admin shows only the fingerprint, version and last rotation of a stored value.
+    """
 
     value = forms.CharField(
         required=False, strip=False,
@@ -20,19 +25,25 @@ class SecretForm(forms.ModelForm):
         model = Secret
         fields = ["secret_name", "key", "description"]
 
+    @sensitive_variables("value", "cleaned")
     def clean(self):
         cleaned = super().clean()
         value, generate = cleaned.get("value") or "", cleaned.get("generate")
         if value and generate:
-            raise ValidationError({"generate": "Either type a value or generate one, not both."})
-        if value:
-            if not value.strip():
-                self.add_error("value", "The value is only whitespace.")
-            elif len(value.encode()) > services.SECRET_VALUE_MAX_BYTES:
-                self.add_error("value", f"The value is larger than {services.SECRET_VALUE_MAX_BYTES // 1024} KiB, "
-                                        "the most a Kubernetes Secret key should hold here.")
+            self.add_error("generate", "Either type a value or generate one, not both.")
+        elif value:
+            try:
+                services.secret_value_validate(value)
+            except ValidationError as exc:
+                self.add_error("value", exc)
         elif not generate and not (self.instance.pk and self.instance.ciphertext) and self.has_changed():
             self.add_error("value", "A new secret needs a value: type one or tick 'Generate a random value'.")
+        if (value or generate) and not self.errors:
+            try:
+                crypto.keys_check()
+            except crypto.EncryptionKeyError as exc:
+                # The admin would otherwise fail with a server error after the other rows were saved.
+                self.add_error(None, f"The portal cannot encrypt values: {exc}")
         return cleaned
 
     def new_value(self) -> str | None:

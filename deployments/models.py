@@ -163,6 +163,13 @@ class Environment(models.Model):
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
+        if (self.sealed_secrets_certificate or "").strip():
+            from deployments.sealing import certificate_load  # sealing imports this module
+
+            try:
+                certificate_load(self.sealed_secrets_certificate)
+            except ValidationError as exc:
+                errors.setdefault("sealed_secrets_certificate", []).extend(exc.messages)
         if errors:
             raise ValidationError(errors)
 
