@@ -1,11 +1,20 @@
-from django.contrib import admin
-from django.db.models import Count, Q
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+import re
 
-from deployments import services
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+
+from deployments import runs, services
 from deployments.forms import EnvironmentForm, SecretForm
-from deployments.models import Environment, NodeGroup, Secret
+from deployments.models import Environment, NodeGroup, RenderRun, Secret
 
 # Secret values arrive in POST field names ending in "value"; Django's error reports must not show them.
 sensitive_value = method_decorator(sensitive_post_parameters())
@@ -20,6 +29,78 @@ class SecretValueAdminMixin:
             services.secret_store_value(secret=secret, value=value)
         else:
             secret.save()
+
+
+def diff_html(diff: str):
+    """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header)."""
+
+    def css(line: str) -> str:
+        if line.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file")):
+            return "diff-file"
+        if line.startswith("@@"):
+            return "diff-hunk"
+        if line.startswith("+"):
+            return "diff-add"
+        if line.startswith("-"):
+            return "diff-del"
+        return "diff-ctx"
+
+    return format_html_join("", '<span class="{}">{}\n</span>', ((css(line), line) for line in diff.splitlines()))
+
+
+def run_link(run: RenderRun):
+    url = reverse("admin:deployments_renderrun_change", args=[run.pk])
+    return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class AutoRenderAdminMixin:
+    """After an admin save or delete: mark the environments it touched dirty and request one render.
+
+    Requests collapse into a queued run (deployments.runs.render_run_request), so a burst of saves gives one run.
+    The request is made in ``save_related`` — after the inlines are saved, still inside the admin's transaction —
+    so the job is enqueued only once everything is committed.
+    """
+
+    def render_environment_ids(self, obj, *, deleted: bool = False) -> set[int] | None:
+        """The environments a change of ``obj`` affects; None means all environments."""
+        return {obj.environment_id} if getattr(obj, "environment_id", None) else set()
+
+    def _request_render(self, request, environment_ids: set[int] | None, reason: str) -> None:
+        if environment_ids is not None and not environment_ids:
+            return
+        run = runs.render_auto_request(environment_ids=environment_ids, user=request.user, reason=reason)
+        if run is not None:
+            self.message_user(request, format_html(
+                "Render run {} will ship this change to git ({}).", run_link(run), run.get_status_display().lower(),
+            ), messages.INFO)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if change and not form.has_changed() and not any(formset.has_changed() for formset in formsets):
+            return
+        obj = form.instance
+        ids = self.render_environment_ids(obj)
+        previous = form.initial.get("environment") if change else None
+        if ids is not None and previous:
+            ids.add(int(getattr(previous, "pk", previous)))  # moved to another environment: render both
+        verb = "Changed" if change else "Added"
+        self._request_render(request, ids, f"{verb} {obj._meta.verbose_name} {obj}")
+
+    def delete_model(self, request, obj):
+        ids = self.render_environment_ids(obj, deleted=True)
+        label = f"Deleted {obj._meta.verbose_name} {obj}"
+        super().delete_model(request, obj)
+        self._request_render(request, ids, label)
+
+    def delete_queryset(self, request, queryset):
+        objects = list(queryset)
+        ids: set[int] | None = set()
+        for obj in objects:
+            obj_ids = self.render_environment_ids(obj, deleted=True)
+            ids = None if obj_ids is None or ids is None else ids | obj_ids
+        names = ", ".join(str(obj) for obj in objects[:5]) + (" …" if len(objects) > 5 else "")
+        super().delete_queryset(request, queryset)
+        self._request_render(request, ids, f"Deleted {queryset.model._meta.verbose_name_plural} {names}")
 
 
 class NodeGroupInline(admin.TabularInline):
@@ -38,13 +119,15 @@ class SecretInline(admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(SecretValueAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
+    change_form_template = "admin/deployments/environment/change_form.html"
+    actions = ["render_and_commit", "preview_diff"]
     list_display = ["name", "kind", "app_domain", "tls_mode", "gitops_tool", "protected", "active_projects",
                     "node_group_count", "needs_render", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]
     search_fields = ["name", "app_domain", "eks_cluster_name", "aws_account_id"]
-    readonly_fields = ["needs_render", "created_at", "updated_at"]
+    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs"]
     inlines = [NodeGroupInline, SecretInline]
     fieldsets = [
         (None, {"fields": ["name", "kind", "protected", "gitops_tool"]}),
@@ -61,6 +144,8 @@ class EnvironmentAdmin(SecretValueAdminMixin, admin.ModelAdmin):
         ("Sealed Secrets", {"fields": ["sealed_secrets_certificate"], "classes": ["collapse"],
                             "description": "Clusters without AWS: the controller's public certificate."}),
         ("Status", {"fields": ["needs_render", "created_at", "updated_at"]}),
+        ("Renders", {"fields": ["recent_runs"],
+                     "description": "The runs that shipped this environment to git, newest first."}),
     ]
 
     def get_queryset(self, request):
@@ -81,9 +166,109 @@ class EnvironmentAdmin(SecretValueAdminMixin, admin.ModelAdmin):
     def changeform_view(self, request, *args, **kwargs):
         return super().changeform_view(request, *args, **kwargs)
 
+    def render_environment_ids(self, obj, *, deleted: bool = False) -> set[int] | None:
+        # A deleted environment's folders are pruned only by a render of the whole tree.
+        return None if deleted else {obj.pk}
+
     def save_model(self, request, obj, form, change):
         obj.needs_render = True
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="Recent runs")
+    def recent_runs(self, obj):
+        if not obj.pk:
+            return "-"
+        recent = runs.environment_recent_runs(environment=obj)
+        if not recent:
+            return "Never rendered."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((run_link(run), run.get_status_display(), run.commit_sha[:12] or "-",
+              run.triggered_by.get_username() if run.triggered_by else runs.SYSTEM_USERNAME,
+              f"{run.created_at:%Y-%m-%d %H:%M:%S}", run.reason or "-") for run in recent),
+        )
+        return format_html(
+            '<table class="recent-runs"><thead><tr><th>Run</th><th>Status</th><th>Commit</th><th>By</th>'
+            "<th>Created</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>", rows,
+        )
+
+    # --- render and preview -------------------------------------------------------------------------
+
+    @admin.action(description="Render and commit selected environments", permissions=["change"])
+    def render_and_commit(self, request, queryset):
+        environments = list(queryset.order_by("name"))
+        try:
+            run = runs.render_run_submit(environment_ids=[env.pk for env in environments], user=request.user,
+                                         reason="Render and commit from the admin")
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            return None
+        self.message_user(request, format_html(
+            "Render run {} queued for {}. Its page shows the progress, the log and the commit.",
+            run_link(run), ", ".join(env.name for env in environments),
+        ), messages.SUCCESS)
+        return None
+
+    @admin.action(description="Preview diff of selected environments (no commit)", permissions=["view"])
+    def preview_diff(self, request, queryset):
+        ids = ",".join(str(pk) for pk in queryset.order_by("name").values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:deployments_environment_preview_many')}?ids={ids}")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(self.preview_view), name="deployments_environment_preview_many"),
+            path("<path:object_id>/preview/", view(self.preview_view), name="deployments_environment_preview"),
+            path("<path:object_id>/render/", view(self.render_view), name="deployments_environment_render"),
+        ] + super().get_urls()
+
+    def _environments_for(self, request, object_id) -> list[Environment]:
+        if object_id is not None:
+            raw_ids = [object_id]
+        else:
+            raw_ids = [part for part in request.GET.get("ids", "").split(",") if part.strip()]
+        try:
+            ids = [int(part) for part in raw_ids]
+        except ValueError:
+            raise Http404("Environment ids are numbers.") from None
+        environments = list(Environment.objects.filter(pk__in=ids).order_by("name"))
+        if not environments or len(environments) != len(set(ids)):
+            raise Http404("No such environment.")
+        return environments
+
+    def preview_view(self, request, object_id=None):
+        """The unified diff a render would commit now; renders into a scratch tree and commits nothing."""
+        environments = self._environments_for(request, object_id)
+        if not all(self.has_view_permission(request, env) for env in environments):
+            raise PermissionDenied
+        preview, error = None, ""
+        try:
+            preview = runs.environment_preview(environment_ids=[env.pk for env in environments])
+        except Exception as exc:  # noqa: BLE001 - shown on the page; the render pipeline's errors carry no values
+            error = f"{type(exc).__name__}: {exc}"
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Preview: {', '.join(env.name for env in environments)}",
+            "environments": environments,
+            "single": environments[0] if len(environments) == 1 else None,
+            "preview": preview,
+            "diff_html": diff_html(preview.diff) if preview else "",
+            "error": error,
+            "can_render": all(self.has_change_permission(request, env) for env in environments),
+        }
+        return TemplateResponse(request, "admin/deployments/environment/preview.html", context)
+
+    @method_decorator(require_POST)
+    def render_view(self, request, object_id):
+        environment = get_object_or_404(Environment, pk=object_id)
+        if not self.has_change_permission(request, environment):
+            raise PermissionDenied
+        run = runs.render_run_submit(environment_ids=[environment.pk], user=request.user,
+                                     reason=request.POST.get("reason") or "Render and commit from the admin")
+        self.message_user(request, format_html("Render run {} queued for {}.", run_link(run), environment.name),
+                          messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:deployments_renderrun_change", args=[run.pk]))
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Secret:
@@ -99,7 +284,7 @@ class EnvironmentAdmin(SecretValueAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NodeGroup)
-class NodeGroupAdmin(admin.ModelAdmin):
+class NodeGroupAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
     list_display = ["name", "environment", "capacity_type", "instance_types", "sizes", "disk_size_gb", "hosts"]
     list_filter = ["capacity_type", "hosts", "environment"]
     search_fields = ["name", "environment__name", "instance_types", "labels"]
@@ -117,7 +302,7 @@ class NodeGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(Secret)
-class SecretAdmin(SecretValueAdminMixin, admin.ModelAdmin):
+class SecretAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["__str__", "environment", "description", "fingerprint", "version", "last_rotated_at"]
     list_filter = ["environment", "secret_name"]
@@ -135,5 +320,132 @@ class SecretAdmin(SecretValueAdminMixin, admin.ModelAdmin):
         return super().changeform_view(request, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
+        # The environment is marked dirty and rendered by AutoRenderAdminMixin.save_related.
         self._store_secret(form, obj)
-        services.environment_mark_dirty(environment_id=obj.environment_id)
+
+
+ERROR_RULE_RE = re.compile(r"^.*?: \[(?P<rule>[^\]]+)\] ", re.MULTILINE)
+
+
+@admin.register(RenderRun)
+class RenderRunAdmin(admin.ModelAdmin):
+    """Read-only history of render runs; a running run's page follows its progress."""
+
+    change_form_template = "admin/deployments/renderrun/change_form.html"
+    list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",
+                    "short_sha", "created_at", "duration_display"]
+    list_display_links = ["id", "status_progress"]
+    list_filter = ["status", "dry_run", "environments", "triggered_by", "created_at"]
+    search_fields = ["commit_sha", "reason", "triggered_by__username", "environments__name"]
+    list_select_related = ["triggered_by"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["progress_block", "environment_names", "triggered_by", "reason", "dry_run", "commit_sha",
+                       "file_counts", "created_at", "started_at", "finished_at", "duration_display",
+                       "error_file", "error_rule", "error_block", "log_block", "diff_block"]
+    fieldsets = [
+        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run"]}),
+        ("Result", {"fields": ["commit_sha", "file_counts", "created_at", "started_at", "finished_at",
+                               "duration_display"]}),
+        ("Error", {"fields": ["error_file", "error_rule", "error_block"]}),
+        ("Log", {"fields": ["log_block"]}),
+        ("Committed diff", {"fields": ["diff_block"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("environments")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        runs.render_runs_recover()  # a run whose worker died shows as failed, not running forever
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        runs.render_runs_recover()
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/progress/", self.admin_site.admin_view(self.progress_view),
+                 name="deployments_renderrun_progress"),
+        ] + super().get_urls()
+
+    def progress_view(self, request, object_id):
+        """JSON for the run page's progress bar: status, progress and the tail of the log."""
+        run = get_object_or_404(RenderRun, pk=object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        if run.status == RenderRun.Status.RUNNING:
+            runs.render_runs_recover()
+            run.refresh_from_db()
+        return JsonResponse({
+            "id": run.pk, "status": run.status, "status_display": run.get_status_display(),
+            "progress": run.progress, "finished": run.is_finished, "commit_sha": run.commit_sha,
+            "error_file": run.error_file, "log_tail": "\n".join(run.log.splitlines()[-40:]),
+        })
+
+    # --- columns and fields ------------------------------------------------------------------------
+
+    @admin.display(description="Status", ordering="status")
+    def status_progress(self, obj):
+        if obj.status in (RenderRun.Status.RUNNING, RenderRun.Status.QUEUED):
+            return format_html('{} <progress value="{}" max="100"></progress> {}%', obj.get_status_display(),
+                               obj.progress, obj.progress)
+        return obj.get_status_display() + (" (dry run)" if obj.dry_run else "")
+
+    @admin.display(description="Environments")
+    def environment_names(self, obj):
+        names = [env.name for env in obj.environments.all()]
+        return ", ".join(sorted(names)) if names else "all environments"
+
+    @admin.display(description="Reason", ordering="reason")
+    def short_reason(self, obj):
+        return obj.reason if len(obj.reason) <= 60 else obj.reason[:59] + "…"
+
+    @admin.display(description="Files (+/~/−)")
+    def file_counts(self, obj):
+        return f"+{obj.files_added} ~{obj.files_changed} −{obj.files_deleted}"
+
+    @admin.display(description="Commit", ordering="commit_sha")
+    def short_sha(self, obj):
+        return format_html("<code>{}</code>", obj.commit_sha[:12]) if obj.commit_sha else "-"
+
+    @admin.display(description="Duration")
+    def duration_display(self, obj):
+        duration = obj.duration
+        return f"{duration.total_seconds():.1f} s" if duration is not None else "-"
+
+    @admin.display(description="Progress")
+    def progress_block(self, obj):
+        url = reverse("admin:deployments_renderrun_progress", args=[obj.pk])
+        return format_html(
+            '<div id="run-progress" data-url="{}" data-finished="{}"><progress value="{}" max="100"></progress> '
+            '<span class="run-status">{} — {}%</span></div>',
+            url, "1" if obj.is_finished else "0", obj.progress, obj.get_status_display(), obj.progress,
+        )
+
+    @admin.display(description="Rule")
+    def error_rule(self, obj):
+        match = ERROR_RULE_RE.search(obj.error or "")
+        return match["rule"] if match else "-"
+
+    @admin.display(description="Error")
+    def error_block(self, obj):
+        return format_html('<pre class="run-error">{}</pre>', obj.error) if obj.error else "-"
+
+    @admin.display(description="Log")
+    def log_block(self, obj):
+        return format_html('<pre id="run-log" class="run-log">{}</pre>', obj.log or "")
+
+    @admin.display(description="Diff")
+    def diff_block(self, obj):
+        if not obj.diff:
+            return "-"
+        return format_html('<pre class="run-diff">{}</pre>', diff_html(obj.diff))

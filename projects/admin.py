@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
+from deployments.admin import AutoRenderAdminMixin
 from projects.forms import ContainerInlineFormSet
 from projects.models import Container, Project
 from projects.selectors import project_list_for_admin
@@ -15,7 +17,9 @@ class ContainerInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
+    """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
+
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
                     "last_activity_at"]
     list_filter = ["state", "environment", "containers__role"]
@@ -52,6 +56,6 @@ class ProjectAdmin(admin.ModelAdmin):
         if not containers:
             return "-"
         return format_html_join(
-            format_html("<br>"), '<a href="{}://{}" rel="noopener" target="_blank">{}</a>',
+            mark_safe("<br>"), '<a href="{}://{}" rel="noopener" target="_blank">{}</a>',
             ((scheme, obj.host_for(c.directory), obj.host_for(c.directory)) for c in containers),
         )
