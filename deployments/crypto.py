@@ -18,6 +18,19 @@ GENERATE_KEY_HINT = (
 )
 
 
+class SecretValue(str):
+    """A plaintext value whose repr never shows it.
+
+    Error reports (DEBUG pages, mails to admins), debuggers and ``%r`` in log lines print frame locals and
+    arguments with repr(); a value passed around as SecretValue shows up there as ``'********'``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+
 class EncryptionKeyError(ImproperlyConfigured):
     """No key is configured, a key is malformed, or no configured key opens a stored value."""
 
@@ -60,7 +73,7 @@ def encrypt(plaintext: str) -> str:
 @sensitive_variables()
 def decrypt(ciphertext: str) -> str:
     try:
-        return MultiFernet(_fernets()).decrypt(ciphertext.encode()).decode()
+        return SecretValue(MultiFernet(_fernets()).decrypt(ciphertext.encode()).decode())
     except InvalidToken:
         raise EncryptionKeyError(
             "No key in PORTAL_ENCRYPTION_KEYS opens this value: the key it was encrypted with is missing or wrong "

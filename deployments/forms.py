@@ -46,13 +46,14 @@ class SecretForm(forms.ModelForm):
                 self.add_error(None, f"The portal cannot encrypt values: {exc}")
         return cleaned
 
-    def new_value(self) -> str | None:
-        """The value to store, or None to keep the current one."""
+    def new_value(self) -> crypto.SecretValue | None:
+        """The value to store, or None to keep the current one (a SecretValue: its repr hides it)."""
         if not hasattr(self, "cleaned_data"):
             return None
         if self.cleaned_data.get("generate"):
             return services.secret_generate_value()
-        return self.cleaned_data.get("value") or None
+        value = self.cleaned_data.get("value")
+        return crypto.SecretValue(value) if value else None
 
 
 class EnvironmentForm(forms.ModelForm):

@@ -15,9 +15,9 @@ from deployments.models import Environment, Secret
 SECRET_VALUE_MAX_BYTES = 64 * 1024
 
 
-def secret_generate_value() -> str:
+def secret_generate_value() -> crypto.SecretValue:
     """A strong random value: 48 bytes of entropy, URL-safe."""
-    return _random.token_urlsafe(48)
+    return crypto.SecretValue(_random.token_urlsafe(48))
 
 
 @sensitive_variables()
