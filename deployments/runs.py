@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -319,7 +320,9 @@ def _append(log: str, line: str) -> str:
 class _Recorder:
     """Saves progress and log lines of a run as it goes, so the admin sees them while it runs.
 
-    Only the changed fields are written (``update_fields``); progress-only updates are throttled.
+    Only the changed fields are written (``update_fields``); progress-only updates are throttled, and progress
+    never goes backwards. Lines reported from helper threads (parallel validation) are kept in memory and saved
+    by the run's own thread, which owns the database connection the run was loaded with.
     """
 
     def __init__(self, run: RenderRun, callback: ProgressCallback | None) -> None:
@@ -327,27 +330,31 @@ class _Recorder:
         self.callback = callback
         self._saved_at = 0.0
         self._last_line = ""
+        self._dirty: set[str] = set()
+        self._owner = threading.get_ident()
+        self._mutex = threading.Lock()
 
     def log(self, line: str, *, percent: int | None = None) -> None:
-        if line and line != self._last_line:
-            self._last_line = line
-            self.run.log = _append(self.run.log, _stamp(line))
-            fields = ["log"]
-        else:
-            fields = []
-        if percent is not None:
-            percent = max(0, min(100, int(percent)))
-            if percent != self.run.progress:
-                self.run.progress = percent
-                fields.append("progress")
-        if fields:
+        with self._mutex:
+            if line and line != self._last_line:
+                self._last_line = line
+                self.run.log = _append(self.run.log, _stamp(line))
+                self._dirty.add("log")
+            if percent is not None:
+                percent = max(0, min(100, int(percent)))
+                if percent > self.run.progress:
+                    self.run.progress = percent
+                    self._dirty.add("progress")
             now = time.monotonic()
-            # Progress alone is throttled; a new log line is always written at once.
-            if "log" in fields or now - self._saved_at >= 0.5:
-                self.run.save(update_fields=fields if "log" in fields else ["progress"])
+            # A new log line is written at once; progress alone at most twice a second.
+            if self._dirty and threading.get_ident() == self._owner and (
+                    "log" in self._dirty or now - self._saved_at >= 0.5):
+                self.run.save(update_fields=sorted(self._dirty))
+                self._dirty.clear()
                 self._saved_at = now
+            current = self.run.progress
         if self.callback is not None:
-            self.callback(self.run.progress, line)
+            self.callback(current, line)
 
     def step(self, percent: int, line: str) -> None:
         self.log(line, percent=percent)
@@ -361,11 +368,16 @@ class _Recorder:
         return progress
 
     def finish(self, **fields) -> None:
-        for name, value in fields.items():
-            setattr(self.run, name, value)
-        self.run.finished_at = timezone.now()
-        self.run.progress = 100 if self.run.status != RenderRun.Status.FAILED else self.run.progress
-        self.run.save(update_fields=[*fields, "finished_at", "progress", "log"])
+        with self._mutex:
+            for name, value in fields.items():
+                setattr(self.run, name, value)
+            self.run.finished_at = timezone.now()
+            if self.run.status != RenderRun.Status.FAILED:
+                self.run.progress = 100
+            self.run.save(update_fields=[*fields, "finished_at", "progress", "log"])
+            self._dirty.clear()
+        if self.callback is not None:
+            self.callback(self.run.progress, f"{self.run.get_status_display()}.")
 
 
 def _start(run_id: int) -> RenderRun | None:
