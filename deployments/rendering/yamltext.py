@@ -7,6 +7,7 @@ everything else is double-quoted with YAML escapes. It does per value what ``yam
 about a hundred times faster, which matters at 5,000 projects × dozens of values.
 """
 
+import math
 import re
 from functools import lru_cache
 
@@ -64,7 +65,7 @@ def yaml_scalar(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value != value:
+        if math.isnan(value):
             return ".nan"
         if value in (float("inf"), float("-inf")):
             return ".inf" if value > 0 else "-.inf"

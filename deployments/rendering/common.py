@@ -1,0 +1,148 @@
+"""Names, defaults and small helpers shared by the renderer's modules (Studio's facts from DOMAIN.md)."""
+
+import hashlib
+import json
+
+from deployments.rendering.snapshot import EnvironmentSnapshot, SecretSnapshot
+from deployments.rendering.templating import RENDERER_VERSION
+
+PLATFORM_NAMESPACE = "tesslate"
+PLATFORM_BASE_DIR = "platform/base/"
+PLATFORM_NAME_LABEL = ("app.kubernetes.io/name", "tesslate-studio")
+# Objects in project namespaces are shipped by the portal through the GitOps tool.
+MANAGED_BY = "tesslate-portal"
+IMAGE_NAMES = ("tesslate-backend", "tesslate-devserver", "tesslate-frontend")
+DEVSERVER_IMAGE = "tesslate-devserver"
+WILDCARD_TLS_SECRET = "tesslate-wildcard-tls"
+SECRET_STORE_NAME = "aws-secrets-manager"
+EXTERNAL_SECRETS_SERVICE_ACCOUNT = "tesslate-external-secrets"
+SECRET_CHECKSUM_PREFIX = "checksum.tesslate.io/"
+SECRET_VERSIONS_ANNOTATION = "checksum.tesslate.io/versions"
+CONFIG_CHECKSUM_ANNOTATION = "config.tesslate.io/checksum"
+ANNOTATION_NAME_MAX = 63
+EBS_DRIVER = "ebs.csi.aws.com"
+LETSENCRYPT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+ARGOCD_NAMESPACE = "argocd"
+ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+FLUX_NAMESPACE = "flux-system"
+FLUX_SOURCE_NAME = "tesslate-gitops"
+REFLECTOR_ANNOTATIONS = {
+    # emberstack/reflector copies the wildcard certificate's Secret into every proj-* namespace, so the project
+    # Ingresses can reference it (an Ingress can only use a TLS Secret of its own namespace).
+    "reflector.v1.k8s.emberstack.com/reflection-allowed": "true",
+    "reflector.v1.k8s.emberstack.com/reflection-allowed-namespaces": "proj-.*",
+    "reflector.v1.k8s.emberstack.com/reflection-auto-enabled": "true",
+    "reflector.v1.k8s.emberstack.com/reflection-auto-namespaces": "proj-.*",
+}
+DEV_INGRESS_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/proxy-http-version": "1.1",
+    "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+}
+# Where service containers keep their data, by image family; anything else gets /data.
+SERVICE_DATA_PATHS = (
+    ("postgres", "/var/lib/postgresql/data"),
+    ("mysql", "/var/lib/mysql"),
+    ("mariadb", "/var/lib/mysql"),
+    ("mongo", "/data/db"),
+    ("redis", "/data"),
+)
+
+# The base ConfigMap: Studio's defaults for Kubernetes mode (DOMAIN.md). Overlays set the environment's values.
+BASE_CONFIG = {
+    "APP_DOMAIN": "localhost",
+    "COOKIE_SECURE": "false",
+    "DEPLOYMENT_MODE": "kubernetes",
+    "K8S_AFFINITY_TOPOLOGY_KEY": "kubernetes.io/hostname",
+    "K8S_DEVSERVER_IMAGE": "tesslate-devserver:latest",
+    "K8S_ENABLE_NETWORK_POLICIES": "true",
+    "K8S_ENABLE_POD_AFFINITY": "true",
+    "K8S_HIBERNATION_IDLE_MINUTES": "10",
+    "K8S_IMAGE_PULL_POLICY": "IfNotPresent",
+    "K8S_INGRESS_CLASS": "nginx",
+    "K8S_MAX_SNAPSHOTS_PER_PROJECT": "5",
+    "K8S_NAMESPACE_PER_PROJECT": "true",
+    "K8S_PVC_ACCESS_MODE": "ReadWriteOnce",
+    "K8S_PVC_SIZE": "5Gi",
+    "K8S_SNAPSHOT_CLASS": "tesslate-ebs-snapshots",
+    "K8S_SNAPSHOT_READY_TIMEOUT_SECONDS": "300",
+    "K8S_SNAPSHOT_RETENTION_DAYS": "30",
+    "K8S_STORAGE_CLASS": "tesslate-block-storage",
+    "K8S_USE_VOLUME_SNAPSHOTS": "false",
+    "K8S_WILDCARD_TLS_SECRET": "",
+    "KUBERNETES_NAMESPACE": PLATFORM_NAMESPACE,
+}
+
+
+def sha256(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint(key: str, *inputs) -> str:
+    # repr of frozen dataclasses, tuples, str, int and bool is exact and deterministic.
+    return sha256(RENDERER_VERSION, key, *(repr(item) for item in inputs))
+
+
+def yaml_documents(*texts: str) -> bytes:
+    """Join rendered manifests into one multi-document YAML file."""
+    return "---\n".join(text if text.endswith("\n") else text + "\n" for text in texts).encode()
+
+
+def image_reference(registry: str, name: str, tag: str) -> str:
+    return f"{registry}/{name}:{tag}" if registry else f"{name}:{tag}"
+
+
+def image_overrides(env, names) -> list[dict]:
+    overrides = []
+    for name in names:
+        override = {"name": name}
+        if env.image_registry:
+            override["newName"] = f"{env.image_registry}/{name}"
+        override["newTag"] = env.image_tag
+        overrides.append(override)
+    return overrides
+
+
+def image_pull_policy(kind: str) -> str:
+    # Minikube runs images loaded into the node (`minikube image load`); pulling them would fail.
+    return "Never" if kind == "minikube" else "IfNotPresent"
+
+
+def image_repository(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def secret_versions_hash(secrets: tuple[SecretSnapshot, ...] | list[SecretSnapshot]) -> str:
+    """sha256 over the sorted (key, version) pairs of one Secret's delivered keys: changes with any rotation,
+    reveals nothing about the values."""
+    pairs = sorted((secret.key, secret.version) for secret in secrets)
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
+
+
+def secret_checksum_annotation(secret_name: str) -> str:
+    """The pod-template annotation key that rolls the pods when a Secret's versions change."""
+    name = secret_name if len(secret_name) <= ANNOTATION_NAME_MAX else (
+        "secret-" + hashlib.sha256(secret_name.encode()).hexdigest()[:32])
+    return SECRET_CHECKSUM_PREFIX + name
+
+
+def delivered_secrets(env: EnvironmentSnapshot) -> dict[str, list[SecretSnapshot]]:
+    """Secret name -> the keys that reach the cluster.
+
+    External Secrets: keys that have a value (version > 0; the run writes them to AWS Secrets Manager).
+    Sealed Secrets: keys that have a sealed value (the others are left out; the run warns about them).
+    Every Secret name appears, even with no key delivered yet, so the workloads' envFrom always resolves.
+    """
+    grouped: dict[str, list[SecretSnapshot]] = {}
+    for secret in env.secrets:
+        keys = grouped.setdefault(secret.secret_name, [])
+        if (secret.version > 0) if env.uses_external_secrets else bool(secret.sealed_value):
+            keys.append(secret)
+    return grouped

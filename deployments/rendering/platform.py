@@ -1,0 +1,210 @@
+"""The platform: the shared base (platform/base/) and each environment's overlay (environments/<env>/platform/)."""
+
+import hashlib
+import json
+
+from deployments.rendering.common import (
+    BASE_CONFIG,
+    CONFIG_CHECKSUM_ANNOTATION,
+    DEVSERVER_IMAGE,
+    EBS_DRIVER,
+    EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+    IMAGE_NAMES,
+    LETSENCRYPT_SERVER,
+    PLATFORM_BASE_DIR,
+    PLATFORM_NAME_LABEL,
+    PLATFORM_NAMESPACE,
+    REFLECTOR_ANNOTATIONS,
+    SECRET_STORE_NAME,
+    SECRET_VERSIONS_ANNOTATION,
+    WILDCARD_TLS_SECRET,
+    delivered_secrets,
+    image_overrides,
+    image_pull_policy,
+    image_reference,
+    secret_checksum_annotation,
+    secret_versions_hash,
+    yaml_documents,
+)
+from deployments.rendering.snapshot import EnvironmentSnapshot
+from deployments.rendering.templating import render_template
+
+# --- the shared platform base -----------------------------------------------------------------------------------
+
+def render_platform_base() -> dict[str, bytes]:
+    context = {
+        "namespace": PLATFORM_NAMESPACE,
+        "name_label": dict([PLATFORM_NAME_LABEL]),
+        "images": [{"name": name, "newTag": "latest"} for name in IMAGE_NAMES],
+        "config": BASE_CONFIG,
+    }
+
+    def service(name: str, app: str, port: int) -> str:
+        service_context = {"name": name, "app": app, "port": port, "port_name": "http"}
+        return render_template("platform/service.yaml.j2", service_context)
+
+    files = {
+        "kustomization.yaml": render_template("platform/kustomization.yaml.j2", context).encode(),
+        "namespace.yaml": render_template("platform/namespace.yaml.j2", context).encode(),
+        "rbac.yaml": render_template("platform/rbac.yaml.j2", context).encode(),
+        "configmap.yaml": render_template("platform/configmap.yaml.j2", context).encode(),
+        "backend.yaml": yaml_documents(render_template("platform/backend-deployment.yaml.j2", context),
+                                       service("tesslate-backend-service", "tesslate-backend", 8000)),
+        "frontend.yaml": yaml_documents(render_template("platform/frontend-deployment.yaml.j2", context),
+                                        service("tesslate-frontend-service", "tesslate-frontend", 80)),
+        "worker.yaml": render_template("platform/worker-deployment.yaml.j2", context).encode(),
+        "snapshot-cleanup.yaml": render_template("platform/snapshot-cleanup-cronjob.yaml.j2", context).encode(),
+        "namespace-reaper.yaml": render_template("platform/namespace-reaper-cronjob.yaml.j2", context).encode(),
+        "ingress.yaml": render_template("platform/ingress.yaml.j2", context).encode(),
+    }
+    return {PLATFORM_BASE_DIR + name: content for name, content in sorted(files.items())}
+
+
+# --- an environment's platform overlay --------------------------------------------------------------------------
+
+def environment_config(env: EnvironmentSnapshot) -> dict[str, str]:
+    """The environment's values of the tesslate-config ConfigMap (merged over BASE_CONFIG by the overlay)."""
+    tls = env.tls_mode != "none"
+    return {
+        "APP_BASE_URL": f"{'https' if tls else 'http'}://{env.app_domain}",
+        "APP_DOMAIN": env.app_domain,
+        "COOKIE_SECURE": "true" if tls else "false",
+        "K8S_DEVSERVER_IMAGE": image_reference(env.image_registry, DEVSERVER_IMAGE, env.image_tag),
+        "K8S_HIBERNATION_IDLE_MINUTES": str(env.hibernation_idle_minutes),
+        "K8S_IMAGE_PULL_POLICY": image_pull_policy(env.kind),
+        "K8S_INGRESS_CLASS": env.ingress_class,
+        "K8S_MAX_SNAPSHOTS_PER_PROJECT": str(env.max_snapshots_per_project),
+        "K8S_SNAPSHOT_CLASS": env.volume_snapshot_class,
+        "K8S_SNAPSHOT_RETENTION_DAYS": str(env.snapshot_retention_days),
+        "K8S_STORAGE_CLASS": env.storage_class_name,
+        "K8S_USE_VOLUME_SNAPSHOTS": "true" if env.supports_snapshots else "false",
+        "K8S_WILDCARD_TLS_SECRET": WILDCARD_TLS_SECRET if env.tls_mode == "cert-manager-dns01" else "",
+    }
+
+
+def _cluster_issuer_name(env: EnvironmentSnapshot) -> str:
+    return "tesslate-letsencrypt-dns01" if env.tls_mode == "cert-manager-dns01" else "tesslate-letsencrypt-http01"
+
+
+def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
+    prefix = f"environments/{env.name}/platform/"
+    config = environment_config(env)
+    merged_config = {**BASE_CONFIG, **config}
+    config_checksum = hashlib.sha256(json.dumps(merged_config, sort_keys=True).encode()).hexdigest()
+    secrets = delivered_secrets(env)
+    secret_names = sorted(secrets)
+    versions = {name: secret_versions_hash(keys) for name, keys in secrets.items()}
+    pull_policy = image_pull_policy(env.kind)
+    env_from = [{"configMapRef": {"name": "tesslate-config"}}]
+    env_from += [{"secretRef": {"name": name}} for name in secret_names]
+    pod_annotations = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
+    pod_annotations.update({secret_checksum_annotation(name): versions[name] for name in secret_names})
+    pod_annotations = dict(sorted(pod_annotations.items()))
+
+    files: dict[str, str] = {}
+    resources = ["../../../platform/base", "storage-class.yaml"]
+    files["storage-class.yaml"] = render_template("overlay/storage-class.yaml.j2", {
+        "name": env.storage_class_name,
+        "ebs": env.storage_provisioner == "ebs-gp3",
+        "encrypted": "true" if env.storage_encrypted else "false",
+    })
+    if env.supports_snapshots:
+        resources.append("volume-snapshot-class.yaml")
+        files["volume-snapshot-class.yaml"] = render_template("overlay/volume-snapshot-class.yaml.j2", {
+            "name": env.volume_snapshot_class, "driver": EBS_DRIVER})
+
+    ingress_tls = None
+    ingress_annotations = {}
+    if env.tls_mode != "none":
+        resources.append("tls.yaml")
+        issuer = _cluster_issuer_name(env)
+        documents = [render_template("overlay/cluster-issuer.yaml.j2", {
+            "name": issuer, "server": LETSENCRYPT_SERVER, "email": env.acme_email,
+            "dns01": env.tls_mode == "cert-manager-dns01",
+            "cloudflare_secret": env.cloudflare_api_token_secret, "ingress_class": env.ingress_class,
+        })]
+        if env.tls_mode == "cert-manager-dns01":
+            documents.append(render_template("overlay/certificate.yaml.j2", {
+                "name": WILDCARD_TLS_SECRET, "namespace": PLATFORM_NAMESPACE, "secret_name": WILDCARD_TLS_SECRET,
+                "dns_names": [f"*.{env.app_domain}", env.app_domain], "issuer": issuer,
+                "secret_annotations": REFLECTOR_ANNOTATIONS,
+            }))
+            ingress_tls = [{"hosts": [env.app_domain], "secretName": WILDCARD_TLS_SECRET}]
+        else:
+            # ingress-shim issues the main Ingress's own certificate through HTTP-01.
+            ingress_annotations["cert-manager.io/cluster-issuer"] = issuer
+            ingress_tls = [{"hosts": [env.app_domain], "secretName": "tesslate-tls"}]
+        files["tls.yaml"] = yaml_documents(*documents).decode()
+
+    if secret_names:
+        resources.append("secrets.yaml")
+        if env.uses_external_secrets:
+            role_arn = env.secrets_manager_role_arn or (
+                f"arn:aws:iam::{env.aws_account_id}:role/tesslate-external-secrets-{env.name}")
+            documents = [render_template("overlay/external-secrets-store.yaml.j2", {
+                "namespace": PLATFORM_NAMESPACE, "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+                "role_arn": role_arn, "store": SECRET_STORE_NAME, "region": env.aws_region,
+            })]
+            for name in secret_names:
+                documents.append(render_template("overlay/external-secret.yaml.j2", {
+                    "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME,
+                    "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
+                    "data": [{"secretKey": s.key,
+                              "remoteRef": {"key": f"tesslate/{env.name}/{name}/{s.key}"}} for s in secrets[name]],
+                }))
+        else:
+            documents = [render_template("overlay/sealed-secret.yaml.j2", {
+                "name": name, "namespace": PLATFORM_NAMESPACE,
+                "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
+                "encrypted_data": {s.key: s.sealed_value for s in secrets[name]},
+            }) for name in secret_names]
+        files["secrets.yaml"] = yaml_documents(*documents).decode()
+
+    patches = []
+    files["patches/configmap.yaml"] = render_template("overlay/configmap-patch.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "config": config})
+    patches.append({"path": "patches/configmap.yaml"})
+    backend_resources = {
+        "limits": {"cpu": env.backend_cpu_limit, "memory": env.backend_memory_limit},
+        "requests": {"cpu": env.backend_cpu_request, "memory": env.backend_memory_request},
+    }
+    for name, container, replicas, resources_, env_from_, annotations in (
+            ("tesslate-backend", "backend", env.backend_replicas, backend_resources, env_from, pod_annotations),
+            ("tesslate-frontend", "frontend", None, None, None, None),
+            ("tesslate-worker", "worker", None, None, env_from, pod_annotations)):
+        files[f"patches/{name}.yaml"] = render_template("overlay/deployment-patch.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "replicas": replicas,
+            "resources": resources_, "env_from": env_from_, "annotations": annotations, "pull_policy": pull_policy,
+        })
+        patches.append({"path": f"patches/{name}.yaml"})
+    for name, container, suspend in (
+            ("namespace-reaper", "reaper", None),
+            # Minikube has no VolumeSnapshots, so there is nothing to clean up.
+            ("snapshot-cleanup", "cleanup", env.kind == "minikube" or None)):
+        files[f"patches/{name}.yaml"] = render_template("overlay/cronjob-patch.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "suspend": suspend,
+            "env_from": env_from, "pull_policy": pull_policy,
+        })
+        patches.append({"path": f"patches/{name}.yaml"})
+
+    operations = [
+        {"op": "replace", "path": "/spec/ingressClassName", "value": env.ingress_class},
+        {"op": "add", "path": "/spec/rules/0/host", "value": env.app_domain},
+    ]
+    for key, value in ingress_annotations.items():
+        operations.append({"op": "add", "path": "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1"),
+                           "value": value})
+    if ingress_tls:
+        operations.append({"op": "add", "path": "/spec/tls", "value": ingress_tls})
+    files["patches/ingress.yaml"] = render_template("overlay/json-patch.yaml.j2", {"operations": operations})
+    patches.append({"path": "patches/ingress.yaml",
+                    "target": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress",
+                               "name": "tesslate-ingress"}})
+
+    files["kustomization.yaml"] = render_template("overlay/kustomization.yaml.j2", {
+        "resources": resources,
+        "labels": {"tesslate.io/environment": env.name},
+        "images": image_overrides(env, IMAGE_NAMES),
+        "patches": patches,
+    })
+    return {prefix + name: text.encode() for name, text in sorted(files.items())}
