@@ -84,11 +84,13 @@ def certificate_load(pem: str) -> x509.Certificate:
     if certificate.not_valid_before_utc > now:
         raise ValidationError(
             "The certificate is not valid yet: it becomes valid on %(date)s (UTC).",
-            params={"date": certificate.not_valid_before_utc.strftime("%Y-%m-%d %H:%M")}, code="certificate_not_yet_valid",
+            params={"date": certificate.not_valid_before_utc.strftime("%Y-%m-%d %H:%M")},
+            code="certificate_not_yet_valid",
         )
     if certificate.not_valid_after_utc < now:
         raise ValidationError(
-            "The certificate expired on %(date)s (UTC). Fetch the controller's current one with `kubeseal --fetch-cert`.",
+            "The certificate expired on %(date)s (UTC). "
+            "Fetch the controller's current one with `kubeseal --fetch-cert`.",
             params={"date": certificate.not_valid_after_utc.strftime("%Y-%m-%d %H:%M")}, code="certificate_expired",
         )
     try:

@@ -278,5 +278,5 @@ def test_a_certificate_that_expired_since_is_reported_by_environment(controller_
     Environment.objects.filter(pk=environment.pk).update(sealed_secrets_certificate=_certificate(
         controller_key, not_before=now - timedelta(days=10), not_after=now - timedelta(days=1)))
     environment.refresh_from_db()
-    with pytest.raises(ValidationError, match="Environment old-lab: .*expired"):
+    with pytest.raises(ValidationError, match=r"Environment old-lab: .*expired"):
         sealing.environment_secrets_reseal(environment=environment)

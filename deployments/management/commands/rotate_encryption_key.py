@@ -14,6 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
+            crypto.keys_check()  # before touching the database: a key problem needs no connection to report
             result = services.secret_reencrypt_all()
         except crypto.EncryptionKeyError as exc:
             raise CommandError(str(exc)) from None
