@@ -2,7 +2,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto, services
+from deployments import crypto, sealing, services
 from deployments.models import Environment, Secret
 
 
@@ -39,12 +39,24 @@ class SecretForm(forms.ModelForm):
         elif not generate and not (self.instance.pk and self.instance.ciphertext) and self.has_changed():
             self.add_error("value", "A new secret needs a value: type one or tick 'Generate a random value'.")
         if (value or generate) and not self.errors:
+            # Problems the service would raise while saving (a server error by then) become form errors here.
             try:
                 crypto.keys_check()
             except crypto.EncryptionKeyError as exc:
-                # The admin would otherwise fail with a server error after the other rows were saved.
                 self.add_error(None, f"The portal cannot encrypt values: {exc}")
+            environment = cleaned.get("environment") or self._environment()
+            if environment is not None:
+                try:
+                    sealing.environment_sealing_certificate(environment)
+                except ValidationError as exc:
+                    self.add_error(None, exc)
         return cleaned
+
+    def _environment(self) -> Environment | None:
+        try:
+            return self.instance.environment  # set by the inline formset on the environment page
+        except Environment.DoesNotExist:
+            return None
 
     def new_value(self) -> crypto.SecretValue | None:
         """The value to store, or None to keep the current one (a SecretValue: its repr hides it)."""

@@ -159,8 +159,12 @@ def _sealed_for(*, certificate_sha256: str, secret: Secret) -> str:
     return f"cert:{certificate_sha256[:24]};scope:{scope};v{secret.version}"
 
 
-def _sealing_certificate(environment: Environment) -> x509.Certificate | None:
-    """The certificate to seal with, or None when the environment gets no SealedSecrets."""
+def environment_sealing_certificate(environment: Environment) -> x509.Certificate | None:
+    """The certificate to seal with, or None when the environment gets no SealedSecrets.
+
+    Raises ValidationError naming the environment when its certificate cannot seal (expired since it was
+    entered, for example).
+    """
     if environment.uses_external_secrets or not (environment.sealed_secrets_certificate or "").strip():
         return None
     try:
@@ -202,7 +206,7 @@ def secret_reseal(*, secret: Secret) -> bool:
     for (EKS, or no certificate).
     """
     environment = Environment.objects.get(pk=secret.environment_id)
-    certificate = _sealing_certificate(environment)
+    certificate = environment_sealing_certificate(environment)
     certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
     # Lock the row: a value stored meanwhile must not be overwritten by a seal of the previous version.
     locked = Secret.objects.select_for_update().get(pk=secret.pk)
@@ -218,7 +222,7 @@ def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
     Only values whose (certificate, name, version) changed are sealed again: sealing is randomized, and
     resealing unchanged values would turn every render into a diff.
     """
-    certificate = _sealing_certificate(environment)
+    certificate = environment_sealing_certificate(environment)
     certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
     counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
     for secret in Secret.objects.select_for_update().filter(environment_id=environment.pk).order_by("pk"):

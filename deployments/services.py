@@ -9,10 +9,22 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto
+from deployments import crypto, sealing
 from deployments.models import Environment, Secret
 
 SECRET_VALUE_MAX_BYTES = 64 * 1024
+# What the admin edits, and what storing a value sets. The delivery fields (sealed_value, sealed_for,
+# synced_version) are written only by sealing and the Secrets Manager sync, so a save from a form loaded
+# earlier cannot put back a stale seal or sync record.
+EDITABLE_FIELDS = ("environment", "secret_name", "key", "description", "updated_at")
+VALUE_FIELDS = ("ciphertext", "fingerprint", "version", "last_rotated_at")
+
+
+def _save(secret: Secret, value_fields: tuple[str, ...]) -> None:
+    if secret._state.adding:
+        secret.save()
+    else:
+        secret.save(update_fields=[*EDITABLE_FIELDS, *value_fields])
 
 
 def secret_generate_value() -> crypto.SecretValue:
@@ -77,9 +89,19 @@ def secret_store_value(*, secret: Secret, value: str) -> Secret:
         secret.version = (current["version"] if current else secret.version or 0) + 1
         secret.last_rotated_at = timezone.now()
     secret.full_clean()
-    secret.save()
-    from deployments import sealing  # sealing imports the models, which import nothing of this module
+    _save(secret, VALUE_FIELDS)
+    sealing.secret_reseal(secret=secret)
+    return secret
 
+
+@transaction.atomic
+def secret_save(*, secret: Secret) -> Secret:
+    """Save a secret's name, key or description, keeping its value; reseals it when its name changed.
+
+    (A SealedSecret is bound to the Secret's name, so a renamed secret needs a new seal.)
+    """
+    secret.full_clean()
+    _save(secret, ())
     sealing.secret_reseal(secret=secret)
     return secret
 

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from deployments import sealing
+from deployments import sealing, services
 from deployments.models import Environment, Secret
 from deployments.services import secret_store_value
 from tests.factories import eks_environment_factory, environment_factory, secret_factory
@@ -251,6 +251,31 @@ def test_a_renamed_secret_is_resealed_for_its_new_name(controller_key, certifica
     assert sealing.environment_secrets_reseal(environment=environment).sealed == 1
     secret.refresh_from_db()
     assert unseal(controller_key, secret.sealed_value, namespace="tesslate", name="postgres-secret") == b"pg-password"
+
+
+def test_renaming_through_the_service_reseals_at_once(controller_key, certificate_pem):
+    environment = environment_factory(sealed_secrets_certificate=certificate_pem)
+    secret = secret_factory(environment, value="s3-key", key="AWS_SECRET_ACCESS_KEY")
+    secret.secret_name = "s3-credentials"
+    services.secret_save(secret=secret)
+    secret.refresh_from_db()
+    assert unseal(controller_key, secret.sealed_value, namespace="tesslate", name="s3-credentials") == b"s3-key"
+
+
+def test_admin_refuses_a_value_it_could_not_seal(superuser_client, controller_key):
+    """The environment's certificate expired after it was entered: a field-level refusal, not a server error."""
+    now = datetime.now(UTC)
+    environment = environment_factory(name="old-lab")
+    Environment.objects.filter(pk=environment.pk).update(sealed_secrets_certificate=_certificate(
+        controller_key, not_before=now - timedelta(days=10), not_after=now - timedelta(days=1)))
+    data = {"environment": str(environment.pk), "secret_name": "tesslate-app-secrets", "key": "SECRET_KEY",
+            "description": "", "value": "a-value"}
+
+    response = superuser_client.post(reverse("admin:deployments_secret_add"), data)
+
+    assert response.status_code == 200
+    assert "its Sealed Secrets certificate cannot seal" in " ".join(response.context["adminform"].form.non_field_errors())
+    assert not Secret.objects.exists()
 
 
 def test_removing_the_certificate_clears_sealed_values(certificate_pem):

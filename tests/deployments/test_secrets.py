@@ -315,6 +315,20 @@ def test_a_stale_object_cannot_lower_the_version():
     assert Secret.objects.get(pk=secret.pk).version == 3
 
 
+def test_saving_a_stale_object_keeps_the_newer_value_and_delivery_records():
+    secret = secret_factory(environment_factory(), value="one")
+    stale = Secret.objects.get(pk=secret.pk)
+    services.secret_store_value(secret=secret, value="two")
+    Secret.objects.filter(pk=secret.pk).update(synced_version=2)
+
+    stale.description = "edited in a form opened before the rotation"
+    services.secret_save(secret=stale)
+
+    row = Secret.objects.get(pk=secret.pk)
+    assert (row.version, row.synced_version, row.description) == (2, 2, stale.description)
+    assert crypto.decrypt(row.ciphertext) == "two"
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("", "The value is empty."),
     ("  \t\n ", "The value is only whitespace."),
