@@ -274,7 +274,8 @@ def test_admin_refuses_a_value_it_could_not_seal(superuser_client, controller_ke
     response = superuser_client.post(reverse("admin:deployments_secret_add"), data)
 
     assert response.status_code == 200
-    assert "its Sealed Secrets certificate cannot seal" in " ".join(response.context["adminform"].form.non_field_errors())
+    errors = response.context["adminform"].form.non_field_errors()
+    assert "its Sealed Secrets certificate cannot seal" in " ".join(errors)
     assert not Secret.objects.exists()
 
 
