@@ -597,12 +597,15 @@ def _have(module: str) -> bool:
         return False
 
 
-RENDER_PIPELINE = ("deployments.rendering", "deployments.git", "deployments.runs", "deployments.validation",
+RENDER_PIPELINE = ("deployments.rendering", "deployments.runs", "deployments.validation",
                    "deployments.management.commands.render_gitops")
 
 
 def test_marker_never_reaches_git_history_or_run_pages(aws, superuser_client, caplog, marker, settings, tmp_path):
+    # Only while the render pipeline is being built (other modules): skip until all of its parts exist.
     missing = [module for module in RENDER_PIPELINE if not _have(module)]
+    if not (_have("deployments.git") or _have("deployments.gitops")):
+        missing.append("deployments.git")
     if missing:
         pytest.skip(f"the render pipeline is not there yet (missing {', '.join(missing)})")
     from deployments.models import RenderRun
