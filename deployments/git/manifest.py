@@ -1,0 +1,106 @@
+"""The ownership manifest committed in the GitOps repository, and the path rules for what a render may write.
+
+The manifest says, for every render unit, which folder it owns, the fingerprint of the input it was rendered
+from, and each file it wrote with the file's git blob id. Only files listed there belong to the portal: anything
+else in the repository (a README, another team's folder) is never modified or deleted. Blob ids rather than
+another hash because git can compare them with its index and trees without reading a file.
+
+On disk the file lists are relative to the unit's folder (a quarter smaller for 40,000 files); in memory they
+are repository-relative. Sorted keys and one entry per line keep the JSON stable and its diffs small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+MANIFEST_DIR = ".tesslate-portal/"
+MANIFEST_PATH = MANIFEST_DIR + "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """The committed manifest cannot be read; someone edited it by hand or it comes from a newer portal."""
+
+
+@dataclass
+class UnitEntry:
+    directory: str
+    fingerprint: str
+    files: dict[str, str] = field(default_factory=dict)  # repository-relative path -> git blob id
+
+
+@dataclass
+class Manifest:
+    units: dict[str, UnitEntry] = field(default_factory=dict)
+
+    @classmethod
+    def loads(cls, data: bytes | None) -> Manifest:
+        if not data:
+            return cls()
+        try:
+            raw = json.loads(data)
+            if raw.get("version") != MANIFEST_VERSION:
+                raise ManifestError(f"{MANIFEST_PATH} has version {raw.get('version')!r}; "
+                                    f"this portal reads version {MANIFEST_VERSION}.")
+            units = {}
+            for key, entry in raw["units"].items():
+                directory = entry["directory"]
+                files = {directory + relative: blob for relative, blob in entry["files"].items()}
+                units[key] = UnitEntry(directory=directory, fingerprint=entry["fingerprint"], files=files)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if isinstance(exc, ManifestError):
+                raise
+            raise ManifestError(f"{MANIFEST_PATH} is not a valid portal manifest: {exc}") from exc
+        return cls(units=units)
+
+    def dumps(self) -> bytes:
+        units = {}
+        for key, entry in self.units.items():
+            cut = len(entry.directory)
+            units[key] = {
+                "directory": entry.directory,
+                "fingerprint": entry.fingerprint,
+                "files": {path[cut:]: blob for path, blob in entry.files.items()},
+            }
+        text = json.dumps({"version": MANIFEST_VERSION, "units": units}, sort_keys=True, indent=1,
+                          ensure_ascii=False)
+        return text.encode() + b"\n"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifest) and self.units == other.units
+
+
+def blob_id(data: bytes, object_format: str = "sha1") -> str:
+    """The id git gives these bytes as a blob (what `git hash-object` prints)."""
+    digest = hashlib.new(object_format)
+    digest.update(b"blob %d\x00" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def check_path(path: str, *, what: str = "path") -> None:
+    """Refuse anything but a plain repository-relative file path outside .git and the portal's own folder.
+
+    Renderer output decides where bytes land on disk, so this is the line that keeps a bad unit from writing
+    through `..`, into .git, or over the manifest.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what} must be a non-empty string, got {path!r}")
+    if path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise ValueError(f"{what} {path!r} must be relative, use '/' and hold no control characters")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{what} {path!r} must be normalized (no empty, '.' or '..' parts)")
+    if any(part == ".git" for part in parts):
+        raise ValueError(f"{what} {path!r} must not point into .git")
+    if (path + "/").startswith(MANIFEST_DIR):
+        raise ValueError(f"{what} {path!r} lies in the portal's own folder {MANIFEST_DIR}")
+
+
+def check_directory(directory: str, *, what: str = "directory") -> None:
+    """A folder: like a path, but ending in '/'."""
+    if not isinstance(directory, str) or not directory.endswith("/"):
+        raise ValueError(f"{what} {directory!r} must be a repository-relative folder ending in '/'")
+    check_path(directory[:-1], what=what)
