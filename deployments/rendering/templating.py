@@ -9,7 +9,7 @@ and this package's code: it is part of every unit fingerprint, so a changed temp
 import hashlib
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template
+from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from deployments.rendering.yamltext import YamlText, yaml_block, yaml_flow, yaml_scalar
@@ -24,6 +24,9 @@ TEMPLATE_DIR = PACKAGE_DIR.parent.parent / "templates" / "gitops"
 def _finalize(value):
     if isinstance(value, YamlText):
         return value
+    if isinstance(value, Undefined):
+        # StrictUndefined (and the sandbox's unsafe-attribute marker) raise their own error when printed.
+        return str(value)
     return yaml_scalar(value)
 
 
