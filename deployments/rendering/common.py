@@ -109,8 +109,17 @@ def image_overrides(env, names) -> list[dict]:
 
 
 def image_pull_policy(kind: str) -> str:
+    """For project pods (and what Studio's backend uses for the pods it starts)."""
     # Minikube runs images loaded into the node (`minikube image load`); pulling them would fail.
     return "Never" if kind == "minikube" else "IfNotPresent"
+
+
+def platform_pull_policy(kind: str, registry: str) -> str:
+    """For the platform's own pods: tags such as `production` are moved by every release, so pull them again
+    whenever a pod starts; project pods keep IfNotPresent so that a project opens in seconds."""
+    if kind == "minikube":
+        return "Never"
+    return "Always" if registry else "IfNotPresent"
 
 
 def image_repository(image: str) -> str:

@@ -22,6 +22,7 @@ from deployments.rendering.common import (
     image_overrides,
     image_pull_policy,
     image_reference,
+    platform_pull_policy,
     secret_checksum_annotation,
     secret_versions_hash,
     yaml_documents,
@@ -94,7 +95,7 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
     secrets = delivered_secrets(env)
     secret_names = sorted(secrets)
     versions = {name: secret_versions_hash(keys) for name, keys in secrets.items()}
-    pull_policy = image_pull_policy(env.kind)
+    pull_policy = platform_pull_policy(env.kind, env.image_registry)
     env_from = [{"configMapRef": {"name": "tesslate-config"}}]
     env_from += [{"secretRef": {"name": name}} for name in secret_names]
     pod_annotations = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}

@@ -130,6 +130,10 @@ class TreeSnapshot:
     def environment_names(self) -> tuple[str, ...]:
         return tuple(environment.name for environment in self.environments)
 
+    @property
+    def environment_ids(self) -> tuple[int, ...]:
+        return tuple(environment.id for environment in self.environments)
+
 
 _ENVIRONMENT_FIELDS = [
     "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "tls_mode", "acme_email",

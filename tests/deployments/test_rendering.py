@@ -381,6 +381,30 @@ def test_tree_units_render_nothing_until_asked(demo, monkeypatch):
     assert calls
 
 
+def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_num_queries):
+    units = tree_units(demo)
+
+    def no_io(*args, **kwargs):
+        raise AssertionError(f"render() opened a file: {args!r}")
+
+    monkeypatch.setattr("builtins.open", no_io)
+    monkeypatch.setattr("io.open", no_io)
+    with django_assert_num_queries(0):
+        rendered = [unit.render() for unit in units]
+    assert sum(len(files) for files in rendered) == 70
+
+
+def test_unit_folders_nest_only_projects_under_their_index(demo):
+    """The git writer owns files per unit: folders are disjoint, except that environments/<env>/projects/ (the
+    index, which renders only its kustomization.yaml) contains the project folders."""
+    units = tree_units(demo)
+    for outer in units:
+        for inner in units:
+            if outer is not inner and inner.directory.startswith(outer.directory):
+                assert outer.key.endswith(":projects-index") and ":project:" in inner.key, (outer.key, inner.key)
+                assert [path.rsplit("/", 1)[-1] for path in outer.render()] == ["kustomization.yaml"]
+
+
 # --- fingerprints -------------------------------------------------------------------------------------------------
 
 def _fingerprints() -> dict[str, str]:
@@ -529,6 +553,7 @@ def test_eks_overlay(demo_tree, tmp_path):
     assert backend["spec"]["replicas"] == 2
     api = container(backend["spec"]["template"]["spec"], "backend")
     assert api["image"] == f"{registry}/tesslate-backend:production"
+    assert api["imagePullPolicy"] == "Always", "the production tag moves with every release"
     assert api["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}}
     assert api["envFrom"] == [{"configMapRef": {"name": "tesslate-config"}},
                               {"secretRef": {"name": "tesslate-app-secrets"}}]
@@ -899,6 +924,7 @@ def test_scopes_of_full_and_partial_snapshots(demo):
     minikube = Environment.objects.get(name="minikube")
     partial = environments_snapshot(environment_ids=[minikube.id])
     assert not partial.covers_all_environments and partial.environment_names == ("minikube",)
+    assert partial.environment_ids == (minikube.id,)
     assert snapshot_scopes(partial) == ("clusters/minikube/", "environments/minikube/", "platform/base/")
     tree = render_tree(partial)
     assert tree and all(any(path.startswith(scope) for scope in snapshot_scopes(partial)) for path in tree)
