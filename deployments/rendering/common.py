@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+from deployments.models import Environment
 from deployments.rendering.snapshot import EnvironmentSnapshot, SecretSnapshot
 from deployments.rendering.templating import RENDERER_VERSION
 
@@ -21,6 +22,8 @@ SECRET_VERSIONS_ANNOTATION = "checksum.tesslate.io/versions"
 CONFIG_CHECKSUM_ANNOTATION = "config.tesslate.io/checksum"
 ANNOTATION_NAME_MAX = 63
 EBS_DRIVER = "ebs.csi.aws.com"
+DNS01_ISSUER = "tesslate-letsencrypt-dns01"
+HTTP01_ISSUER = "tesslate-letsencrypt-http01"
 LETSENCRYPT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 ARGOCD_NAMESPACE = "argocd"
@@ -111,13 +114,13 @@ def image_overrides(env, names) -> list[dict]:
 def image_pull_policy(kind: str) -> str:
     """For project pods (and what Studio's backend uses for the pods it starts)."""
     # Minikube runs images loaded into the node (`minikube image load`); pulling them would fail.
-    return "Never" if kind == "minikube" else "IfNotPresent"
+    return "Never" if kind == Environment.Kind.MINIKUBE else "IfNotPresent"
 
 
 def platform_pull_policy(kind: str, registry: str) -> str:
     """For the platform's own pods: tags such as `production` are moved by every release, so pull them again
     whenever a pod starts; project pods keep IfNotPresent so that a project opens in seconds."""
-    if kind == "minikube":
+    if kind == Environment.Kind.MINIKUBE:
         return "Never"
     return "Always" if registry else "IfNotPresent"
 

@@ -3,12 +3,15 @@
 import hashlib
 import json
 
+from deployments.models import Environment
 from deployments.rendering.common import (
     BASE_CONFIG,
     CONFIG_CHECKSUM_ANNOTATION,
     DEVSERVER_IMAGE,
+    DNS01_ISSUER,
     EBS_DRIVER,
     EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+    HTTP01_ISSUER,
     IMAGE_NAMES,
     LETSENCRYPT_SERVER,
     PLATFORM_BASE_DIR,
@@ -29,6 +32,8 @@ from deployments.rendering.common import (
 )
 from deployments.rendering.snapshot import EnvironmentSnapshot
 from deployments.rendering.templating import render_template
+
+DNS01 = Environment.TLSMode.CERT_MANAGER_DNS01
 
 # --- the shared platform base -----------------------------------------------------------------------------------
 
@@ -65,7 +70,7 @@ def render_platform_base() -> dict[str, bytes]:
 
 def environment_config(env: EnvironmentSnapshot) -> dict[str, str]:
     """The environment's values of the tesslate-config ConfigMap (merged over BASE_CONFIG by the overlay)."""
-    tls = env.tls_mode != "none"
+    tls = env.tls_mode != Environment.TLSMode.NONE
     return {
         "APP_BASE_URL": f"{'https' if tls else 'http'}://{env.app_domain}",
         "APP_DOMAIN": env.app_domain,
@@ -79,115 +84,132 @@ def environment_config(env: EnvironmentSnapshot) -> dict[str, str]:
         "K8S_SNAPSHOT_RETENTION_DAYS": str(env.snapshot_retention_days),
         "K8S_STORAGE_CLASS": env.storage_class_name,
         "K8S_USE_VOLUME_SNAPSHOTS": "true" if env.supports_snapshots else "false",
-        "K8S_WILDCARD_TLS_SECRET": WILDCARD_TLS_SECRET if env.tls_mode == "cert-manager-dns01" else "",
+        "K8S_WILDCARD_TLS_SECRET": WILDCARD_TLS_SECRET if env.tls_mode == DNS01 else "",
     }
 
 
 def _cluster_issuer_name(env: EnvironmentSnapshot) -> str:
-    return "tesslate-letsencrypt-dns01" if env.tls_mode == "cert-manager-dns01" else "tesslate-letsencrypt-http01"
+    return DNS01_ISSUER if env.tls_mode == DNS01 else HTTP01_ISSUER
+
+
+def _tls(env: EnvironmentSnapshot) -> tuple[str | None, dict, list | None]:
+    """(tls.yaml or None, annotations for the main Ingress, its `tls` list or None)."""
+    if env.tls_mode == Environment.TLSMode.NONE:
+        return None, {}, None
+    issuer = _cluster_issuer_name(env)
+    documents = [render_template("overlay/cluster-issuer.yaml.j2", {
+        "name": issuer, "server": LETSENCRYPT_SERVER, "email": env.acme_email, "dns01": env.tls_mode == DNS01,
+        "cloudflare_secret": env.cloudflare_api_token_secret, "ingress_class": env.ingress_class,
+    })]
+    if env.tls_mode == DNS01:
+        documents.append(render_template("overlay/certificate.yaml.j2", {
+            "name": WILDCARD_TLS_SECRET, "namespace": PLATFORM_NAMESPACE, "secret_name": WILDCARD_TLS_SECRET,
+            "dns_names": [f"*.{env.app_domain}", env.app_domain], "issuer": issuer,
+            "secret_annotations": REFLECTOR_ANNOTATIONS,
+        }))
+        annotations, tls = {}, [{"hosts": [env.app_domain], "secretName": WILDCARD_TLS_SECRET}]
+    else:
+        # ingress-shim issues the main Ingress's own certificate through HTTP-01.
+        annotations, tls = {"cert-manager.io/cluster-issuer": issuer}, [
+            {"hosts": [env.app_domain], "secretName": "tesslate-tls"}]
+    return yaml_documents(*documents).decode(), annotations, tls
+
+
+def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[str, str]) -> str | None:
+    """secrets.yaml: External Secrets objects on EKS, SealedSecrets elsewhere; never a value."""
+    if not secrets:
+        return None
+    names = sorted(secrets)
+    if not env.uses_external_secrets:
+        return yaml_documents(*(render_template("overlay/sealed-secret.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE,
+            "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
+            "encrypted_data": {s.key: s.sealed_value for s in secrets[name]},
+        }) for name in names)).decode()
+    role_arn = env.secrets_manager_role_arn or (
+        f"arn:aws:iam::{env.aws_account_id}:role/tesslate-external-secrets-{env.name}")
+    documents = [render_template("overlay/external-secrets-store.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+        "role_arn": role_arn, "store": SECRET_STORE_NAME, "region": env.aws_region,
+    })]
+    for name in names:
+        documents.append(render_template("overlay/external-secret.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME,
+            "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
+            # The path the secrets service writes each key to in AWS Secrets Manager.
+            "data": [{"secretKey": s.key, "remoteRef": {"key": f"tesslate/{env.name}/{name}/{s.key}"}}
+                     for s in secrets[name]],
+        }))
+    return yaml_documents(*documents).decode()
+
+
+def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_names: list[str],
+                      versions: dict[str, str]) -> dict[str, str]:
+    """patches/<name>.yaml for the ConfigMap, the Deployments and the CronJobs (strategic merge)."""
+    pull_policy = platform_pull_policy(env.kind, env.image_registry)
+    env_from = [{"configMapRef": {"name": "tesslate-config"}}]
+    env_from += [{"secretRef": {"name": name}} for name in secret_names]
+    # A changed ConfigMap or Secret version changes the pod template, so the Deployment rolls.
+    config_checksum = hashlib.sha256(json.dumps({**BASE_CONFIG, **config}, sort_keys=True).encode()).hexdigest()
+    pod_annotations = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
+    pod_annotations.update({secret_checksum_annotation(name): versions[name] for name in secret_names})
+    pod_annotations = dict(sorted(pod_annotations.items()))
+    backend_resources = {
+        "limits": {"cpu": env.backend_cpu_limit, "memory": env.backend_memory_limit},
+        "requests": {"cpu": env.backend_cpu_request, "memory": env.backend_memory_request},
+    }
+    patches = {"configmap": render_template("overlay/configmap-patch.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "config": config})}
+    for name, container, replicas, resources, env_from_, annotations in (
+            ("tesslate-backend", "backend", env.backend_replicas, backend_resources, env_from, pod_annotations),
+            ("tesslate-frontend", "frontend", None, None, None, None),
+            ("tesslate-worker", "worker", None, None, env_from, pod_annotations)):
+        patches[name] = render_template("overlay/deployment-patch.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "replicas": replicas,
+            "resources": resources, "env_from": env_from_, "annotations": annotations, "pull_policy": pull_policy,
+        })
+    for name, container, suspend in (
+            ("namespace-reaper", "reaper", None),
+            # Minikube has no VolumeSnapshots, so there is nothing to clean up.
+            ("snapshot-cleanup", "cleanup", env.kind == Environment.Kind.MINIKUBE or None)):
+        patches[name] = render_template("overlay/cronjob-patch.yaml.j2", {
+            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "suspend": suspend,
+            "env_from": env_from, "pull_policy": pull_policy,
+        })
+    return patches
 
 
 def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
     prefix = f"environments/{env.name}/platform/"
     config = environment_config(env)
-    merged_config = {**BASE_CONFIG, **config}
-    config_checksum = hashlib.sha256(json.dumps(merged_config, sort_keys=True).encode()).hexdigest()
     secrets = delivered_secrets(env)
-    secret_names = sorted(secrets)
     versions = {name: secret_versions_hash(keys) for name, keys in secrets.items()}
-    pull_policy = platform_pull_policy(env.kind, env.image_registry)
-    env_from = [{"configMapRef": {"name": "tesslate-config"}}]
-    env_from += [{"secretRef": {"name": name}} for name in secret_names]
-    pod_annotations = {CONFIG_CHECKSUM_ANNOTATION: config_checksum}
-    pod_annotations.update({secret_checksum_annotation(name): versions[name] for name in secret_names})
-    pod_annotations = dict(sorted(pod_annotations.items()))
 
     files: dict[str, str] = {}
     resources = ["../../../platform/base", "storage-class.yaml"]
     files["storage-class.yaml"] = render_template("overlay/storage-class.yaml.j2", {
         "name": env.storage_class_name,
-        "ebs": env.storage_provisioner == "ebs-gp3",
+        "ebs": env.storage_provisioner == Environment.StorageProvisioner.EBS_GP3,
         "encrypted": "true" if env.storage_encrypted else "false",
     })
     if env.supports_snapshots:
         resources.append("volume-snapshot-class.yaml")
         files["volume-snapshot-class.yaml"] = render_template("overlay/volume-snapshot-class.yaml.j2", {
             "name": env.volume_snapshot_class, "driver": EBS_DRIVER})
-
-    ingress_tls = None
-    ingress_annotations = {}
-    if env.tls_mode != "none":
+    tls_file, ingress_annotations, ingress_tls = _tls(env)
+    if tls_file:
         resources.append("tls.yaml")
-        issuer = _cluster_issuer_name(env)
-        documents = [render_template("overlay/cluster-issuer.yaml.j2", {
-            "name": issuer, "server": LETSENCRYPT_SERVER, "email": env.acme_email,
-            "dns01": env.tls_mode == "cert-manager-dns01",
-            "cloudflare_secret": env.cloudflare_api_token_secret, "ingress_class": env.ingress_class,
-        })]
-        if env.tls_mode == "cert-manager-dns01":
-            documents.append(render_template("overlay/certificate.yaml.j2", {
-                "name": WILDCARD_TLS_SECRET, "namespace": PLATFORM_NAMESPACE, "secret_name": WILDCARD_TLS_SECRET,
-                "dns_names": [f"*.{env.app_domain}", env.app_domain], "issuer": issuer,
-                "secret_annotations": REFLECTOR_ANNOTATIONS,
-            }))
-            ingress_tls = [{"hosts": [env.app_domain], "secretName": WILDCARD_TLS_SECRET}]
-        else:
-            # ingress-shim issues the main Ingress's own certificate through HTTP-01.
-            ingress_annotations["cert-manager.io/cluster-issuer"] = issuer
-            ingress_tls = [{"hosts": [env.app_domain], "secretName": "tesslate-tls"}]
-        files["tls.yaml"] = yaml_documents(*documents).decode()
-
-    if secret_names:
+        files["tls.yaml"] = tls_file
+    secrets_file = _secrets(env, secrets, versions)
+    if secrets_file:
         resources.append("secrets.yaml")
-        if env.uses_external_secrets:
-            role_arn = env.secrets_manager_role_arn or (
-                f"arn:aws:iam::{env.aws_account_id}:role/tesslate-external-secrets-{env.name}")
-            documents = [render_template("overlay/external-secrets-store.yaml.j2", {
-                "namespace": PLATFORM_NAMESPACE, "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
-                "role_arn": role_arn, "store": SECRET_STORE_NAME, "region": env.aws_region,
-            })]
-            for name in secret_names:
-                documents.append(render_template("overlay/external-secret.yaml.j2", {
-                    "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME,
-                    "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
-                    "data": [{"secretKey": s.key,
-                              "remoteRef": {"key": f"tesslate/{env.name}/{name}/{s.key}"}} for s in secrets[name]],
-                }))
-        else:
-            documents = [render_template("overlay/sealed-secret.yaml.j2", {
-                "name": name, "namespace": PLATFORM_NAMESPACE,
-                "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
-                "encrypted_data": {s.key: s.sealed_value for s in secrets[name]},
-            }) for name in secret_names]
-        files["secrets.yaml"] = yaml_documents(*documents).decode()
+        files["secrets.yaml"] = secrets_file
 
     patches = []
-    files["patches/configmap.yaml"] = render_template("overlay/configmap-patch.yaml.j2", {
-        "namespace": PLATFORM_NAMESPACE, "config": config})
-    patches.append({"path": "patches/configmap.yaml"})
-    backend_resources = {
-        "limits": {"cpu": env.backend_cpu_limit, "memory": env.backend_memory_limit},
-        "requests": {"cpu": env.backend_cpu_request, "memory": env.backend_memory_request},
-    }
-    for name, container, replicas, resources_, env_from_, annotations in (
-            ("tesslate-backend", "backend", env.backend_replicas, backend_resources, env_from, pod_annotations),
-            ("tesslate-frontend", "frontend", None, None, None, None),
-            ("tesslate-worker", "worker", None, None, env_from, pod_annotations)):
-        files[f"patches/{name}.yaml"] = render_template("overlay/deployment-patch.yaml.j2", {
-            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "replicas": replicas,
-            "resources": resources_, "env_from": env_from_, "annotations": annotations, "pull_policy": pull_policy,
-        })
+    for name, text in _workload_patches(env, config, sorted(secrets), versions).items():
+        files[f"patches/{name}.yaml"] = text
         patches.append({"path": f"patches/{name}.yaml"})
-    for name, container, suspend in (
-            ("namespace-reaper", "reaper", None),
-            # Minikube has no VolumeSnapshots, so there is nothing to clean up.
-            ("snapshot-cleanup", "cleanup", env.kind == "minikube" or None)):
-        files[f"patches/{name}.yaml"] = render_template("overlay/cronjob-patch.yaml.j2", {
-            "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "suspend": suspend,
-            "env_from": env_from, "pull_policy": pull_policy,
-        })
-        patches.append({"path": f"patches/{name}.yaml"})
-
+    # The main Ingress: a JSON patch, because its rules list has no merge key to patch the host into.
     operations = [
         {"op": "replace", "path": "/spec/ingressClassName", "value": env.ingress_class},
         {"op": "add", "path": "/spec/rules/0/host", "value": env.app_domain},

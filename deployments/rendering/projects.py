@@ -2,10 +2,12 @@
 
 from dataclasses import dataclass
 
+from deployments.models import Environment
 from deployments.rendering.common import (
     DEV_INGRESS_ANNOTATIONS,
     DEVSERVER_IMAGE,
     EBS_DRIVER,
+    HTTP01_ISSUER,
     MANAGED_BY,
     SERVICE_DATA_PATHS,
     WILDCARD_TLS_SECRET,
@@ -101,10 +103,10 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         host = f"{project.slug}-{container.directory}.{penv.app_domain}"
         annotations = dict(DEV_INGRESS_ANNOTATIONS)
         tls = None
-        if penv.tls_mode == "cert-manager-dns01":
+        if penv.tls_mode == Environment.TLSMode.CERT_MANAGER_DNS01:
             tls = [{"hosts": [host], "secretName": WILDCARD_TLS_SECRET}]
-        elif penv.tls_mode == "letsencrypt-http01":
-            annotations["cert-manager.io/cluster-issuer"] = "tesslate-letsencrypt-http01"
+        elif penv.tls_mode == Environment.TLSMode.LETSENCRYPT_HTTP01:
+            annotations["cert-manager.io/cluster-issuer"] = HTTP01_ISSUER
             tls = [{"hosts": [host], "secretName": f"{workload}-tls"}]
         context.update({
             "host": host, "ingress_class": penv.ingress_class, "ingress_annotations": dict(sorted(annotations.items())),
