@@ -262,9 +262,12 @@ def test_demo_layout(demo, demo_tree):
         assert all(isinstance(content, bytes) for content in files.values())
 
 
-def test_every_rendered_file_is_valid_yaml(demo_tree):
-    for path, content in demo_tree.items():
-        assert path.endswith(".yaml"), path
+def assert_valid_yaml_files(tree: dict[str, bytes]) -> None:
+    """Every .yaml file parses, with no empty document; every document is an object (or a JSON patch)."""
+    for path, content in tree.items():
+        if not path.endswith(".yaml"):
+            assert path.endswith("/README.md"), path  # the note of a Compose environment
+            continue
         documents = list(yaml.safe_load_all(content.decode("utf-8")))
         assert documents and all(doc is not None for doc in documents), f"{path} has an empty document"
         for doc in documents:
@@ -272,6 +275,11 @@ def test_every_rendered_file_is_valid_yaml(demo_tree):
                 assert isinstance(doc, list) and all({"op", "path"} <= set(op) for op in doc)  # a JSON patch
             else:
                 assert isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind"), path
+
+
+def test_every_rendered_file_is_valid_yaml(demo_tree):
+    assert all(path.endswith(".yaml") for path in demo_tree)
+    assert_valid_yaml_files(demo_tree)
 
 
 def test_every_kustomization_root_of_the_demo_builds(demo_tree, tmp_path):
@@ -838,6 +846,7 @@ def test_sealed_secrets_carry_only_sealed_keys(gitops_source, tmp_path):
     Secret.objects.filter(pk=sealed.pk).update(sealed_value="AgBsealed+value/1==")
     Secret.objects.filter(pk=other.pk).update(sealed_value="AgBother==")
     tree = render_tree(environments_snapshot())
+    assert_valid_yaml_files(tree)
     objects = build_all(tree, tmp_path)["environments/lab/platform"]
     app = find(objects, "SealedSecret", "tesslate-app-secrets", "tesslate")
     assert app["apiVersion"] == "bitnami.com/v1alpha1"
@@ -867,6 +876,7 @@ def test_letsencrypt_http01_environment(gitops_source, tmp_path):
     project = project_factory(environment, containers=("web",), slug="shop")
     container_factory(project, directory="cache", role=Container.Role.SERVICE, image="redis:7", port=6379)
     tree = render_tree(environments_snapshot())
+    assert_valid_yaml_files(tree)
     built = build_all(tree, tmp_path)
     platform = built["environments/beta/platform"]
     issuer = find(platform, "ClusterIssuer", "tesslate-letsencrypt-http01")["spec"]["acme"]
@@ -901,6 +911,7 @@ def test_compose_environment_gets_a_note_only(gitops_source):
     assert sorted(tree) == ["environments/single-server/README.md"] + sorted(
         path for path in tree if path.startswith("platform/base/"))
     assert b"Docker Compose" in tree["environments/single-server/README.md"]
+    assert_valid_yaml_files(tree)
     assert [unit.key for unit in tree_units(snapshot)] == ["env:single-server:compose", "shared:platform-base"]
     assert snapshot_scopes(snapshot) == ("clusters/single-server/", "environments/single-server/", "platform/base/")
 
@@ -908,6 +919,7 @@ def test_compose_environment_gets_a_note_only(gitops_source):
 def test_environment_without_secrets_or_projects_builds(gitops_source, tmp_path):
     environment = environment_factory(name="empty", gitops_tool=Environment.GitOpsTool.ARGOCD)
     tree = render_tree(environments_snapshot(environment_ids=[environment.id]))
+    assert_valid_yaml_files(tree)
     assert yaml.safe_load(tree["environments/empty/projects/kustomization.yaml"])["resources"] == []
     assert "environments/empty/platform/secrets.yaml" not in tree
     built = build_all(tree, tmp_path)
