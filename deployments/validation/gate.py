@@ -1,0 +1,268 @@
+"""The validation gate: check the tree written into the GitOps working copy before it is committed.
+
+1. every kustomization root builds with the real ``kubectl kustomize`` (top-level roots only, 2 builds at a time);
+2. every built object of a built-in kind validates against kubernetes-validate's strict schemas;
+3. every custom resource validates against its CRD's served version (CRDs from ``crd_dir``, plus CRDs the tree
+   itself ships); a kind nobody defines is a problem;
+4. each problem names the source file the object came from.
+YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
+the same way, without a build.
+"""
+
+import concurrent.futures
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+from deployments.validation.kustomize import (
+    CHUNK_FOLDERS,
+    BuildResult,
+    BuildUnit,
+    SourceIndex,
+    Tree,
+    affected,
+    ancestors,
+    display_dir,
+    object_key,
+    tree_scan,
+    unit_build,
+)
+from deployments.validation.problems import TreeValidationError, ValidationProblem
+from deployments.validation.schemas import (
+    CRDCatalog,
+    ObjectChecker,
+    crd_catalog_load,
+    crds_from_documents,
+    kubernetes_schemas,
+    object_label,
+    split_api_version,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_PARALLEL_BUILDS = 2  # the portal's machines have 2 cores; kustomize is CPU-bound
+
+
+def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
+                  crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[ValidationProblem]:
+    """Problems of the tree under ``root`` (none: it may be committed).
+
+    ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
+    affected when a changed path lies under it or under a folder it includes, directly or through other roots
+    (so an aggregate that lists a changed folder is built too). ``None`` checks everything.
+    """
+    started = time.monotonic()
+
+    def report(message: str) -> None:
+        logger.debug("%s", message)
+        if progress is not None:
+            progress(message)
+
+    root = Path(root)
+    kubectl = kubectl or getattr(settings, "KUBECTL", "kubectl")
+    crd_dir = getattr(settings, "CRD_SCHEMA_DIR", "") if crd_dir is None else crd_dir
+    kubernetes = kubernetes_schemas(kubernetes_version or getattr(settings, "KUBERNETES_VERSION", "1.32"))
+    catalog = crd_catalog_load(crd_dir)
+    if catalog is None:
+        where = f"{crd_dir} is missing or holds no CRDs" if crd_dir else "no CRD schema folder is configured"
+        report(f"Custom resources are not checked: {where} (CRD_SCHEMA_DIR).")
+    checker = ObjectChecker(kubernetes, catalog)
+    gate = _Gate(root=root, checker=checker)
+
+    tree = tree_scan(root)
+    tops = tree.top_level_roots()
+    loose = tree.loose_files
+    if paths is not None:
+        changed = _normalize(paths, root)
+        changed_ancestors = {parent for path in changed for parent in ancestors(path)}
+        tops = [top for top in tops if affected(tree.closure([top]), changed, changed_ancestors)]
+        loose = [path for path in loose if affected([path], changed, changed_ancestors)]
+        report(f"Validating what {len(changed)} changed path(s) affect: {len(tops)} of "
+               f"{len(tree.top_level_roots())} top-level kustomization root(s), {len(loose)} plain YAML file(s).")
+    else:
+        report(f"Validating the whole tree: {len(tops)} top-level of {len(tree.kustomizations)} kustomization "
+               f"root(s), {len(loose)} plain YAML file(s).")
+
+    units = gate.plan(tree, tops)
+    if units:
+        if shutil.which(kubectl) is None:
+            raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
+        gate.build_all(tree, units, kubectl=kubectl, report=report)
+    for path in loose:
+        gate.check_loose_file(tree, path)
+    gate.check_deferred()
+
+    problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
+    skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""
+    report(f"Validated {checker.checked} object(s) from {gate.builds} build(s) in "
+           f"{time.monotonic() - started:.1f} s{skipped}: {len(problems)} problem(s).")
+    return problems
+
+
+def tree_validate_or_raise(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
+                           crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
+                           progress: Callable[[str], None] | None = None) -> None:
+    """``tree_validate`` for the commit path: raises ``TreeValidationError`` when anything is wrong."""
+    problems = tree_validate(root=root, paths=paths, kubectl=kubectl, crd_dir=crd_dir,
+                             kubernetes_version=kubernetes_version, progress=progress)
+    if problems:
+        raise TreeValidationError(problems)
+
+
+def _normalize(paths: Iterable[str], root: Path) -> set[str]:
+    normalized = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_absolute():
+            try:
+                path = path.relative_to(root)
+            except ValueError:
+                try:
+                    path = path.resolve().relative_to(root.resolve())
+                except ValueError:
+                    continue  # outside the tree
+        text = path.as_posix().strip("/")
+        text = "" if text == "." else text
+        if text != ".." and not text.startswith("../"):
+            normalized.add(text)
+    return normalized
+
+
+class _Gate:
+    """State of one validation: problems found, objects kept for the cross-build and tree-CRD checks."""
+
+    def __init__(self, *, root: Path, checker: ObjectChecker) -> None:
+        self.root = root
+        self.checker = checker
+        self.problems: list[ValidationProblem] = []
+        self.builds = 0
+        self._indexes: dict[int, SourceIndex] = {}
+        # Per decomposed root: object id → label of the build that produced it (kustomize's duplicate-id check).
+        self._ids: dict[str, dict[tuple[str, str, str, str], str]] = {}
+        self._tree_crds: list = []
+        self._deferred: list[tuple[dict, str]] = []
+
+    def plan(self, tree: Tree, tops: list[str]) -> list[BuildUnit]:
+        units = []
+        for top in tops:
+            kustomization = tree.kustomizations[top]
+            if not kustomization.pure:
+                units.append(BuildUnit(root=top, folders=[top], decomposed=False))
+                continue
+            folders, repeated = tree.leaves(top)
+            for folder in repeated:
+                self.problems.append(ValidationProblem(
+                    kustomization.file, "kustomize-build",
+                    f"kustomize build of {display_dir(top)} would fail: {display_dir(folder)} is included more than "
+                    f"once, so its objects would be added twice."))
+            self._ids[top] = {}
+            for start in range(0, len(folders), CHUNK_FOLDERS):
+                units.append(BuildUnit(root=top, folders=folders[start:start + CHUNK_FOLDERS], decomposed=True))
+        return units
+
+    def build_all(self, tree: Tree, units: list[BuildUnit], *, kubectl: str, report: Callable[[str], None]) -> None:
+        total, done, next_report = len(units), 0, 0.1
+        report(f"Building {total} kustomize unit(s), {MAX_PARALLEL_BUILDS} at a time.")
+        with tempfile.TemporaryDirectory(prefix="portal-validate-") as scratch, \
+                concurrent.futures.ThreadPoolExecutor(max_workers=MAX_PARALLEL_BUILDS) as pool:
+            counter = iter(range(1, 1_000_000_000))
+
+            def submit(unit: BuildUnit) -> concurrent.futures.Future:
+                return pool.submit(unit_build, unit, root=tree.root, kubectl=kubectl, scratch=Path(scratch),
+                                   number=next(counter))
+
+            pending = {submit(unit) for unit in units}
+            while pending:
+                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    result: BuildResult = future.result()
+                    self.builds += 1
+                    if result.objects is None and len(result.unit.folders) > 1:
+                        # One folder broke the chunk: build its folders one by one to name it and check the rest.
+                        more = [BuildUnit(root=result.unit.root, folders=[folder], decomposed=True)
+                                for folder in result.unit.folders]
+                        total += len(more)
+                        pending |= {submit(unit) for unit in more}
+                        continue
+                    done += 1
+                    self._take(tree, result)
+                    if total >= 10 and done / total >= next_report and done < total:
+                        report(f"Built {done} of {total} kustomize unit(s); {self.checker.checked} object(s) checked.")
+                        next_report = done / total + 0.1
+
+    def _take(self, tree: Tree, result: BuildResult) -> None:
+        unit = result.unit
+        root_file = tree.kustomizations[unit.root].file
+        if result.objects is None:
+            where = f" in {display_dir(unit.folders[0])}" if unit.decomposed else ""
+            self.problems.append(ValidationProblem(
+                root_file, "kustomize-build", f"kustomize build of {display_dir(unit.root)} failed{where}: "
+                                              f"{result.error}"))
+            return
+        index = SourceIndex(tree, unit.folders)
+        ids = self._ids.get(unit.root) if unit.decomposed else None
+        for obj in result.objects:
+            if ids is not None and isinstance(obj, dict):
+                key = object_key(obj)
+                first = ids.setdefault(key, unit.label)
+                if first != unit.label:
+                    source = index.locate(obj) or root_file
+                    self.problems.append(ValidationProblem(
+                        source, "kustomize-build",
+                        f"kustomize build of {display_dir(unit.root)} would fail: {object_label(obj)} is defined "
+                        f"more than once (in the builds of {first} and {unit.label})."))
+            self._check(obj, lambda o, index=index: index.locate(o) or root_file)
+
+    def _check(self, obj: Any, locate: Callable[[dict], str]) -> None:
+        if isinstance(obj, dict) and obj.get("kind") == "CustomResourceDefinition" \
+                and split_api_version(str(obj.get("apiVersion", "")))[0] == "apiextensions.k8s.io":
+            self._tree_crds += crds_from_documents([obj], "the tree")
+        for rule, message in self.checker.check(obj):
+            if rule == "unknown-kind" and self.checker.crds is not None:
+                # The tree may ship the CRD itself; decide once every build is in.
+                self._deferred.append((obj, locate(obj)))
+                continue
+            self.problems.append(ValidationProblem(locate(obj), rule, message))
+
+    def check_loose_file(self, tree: Tree, path: str) -> None:
+        documents = tree.read_documents(path)
+        if documents is None:
+            self.problems.append(ValidationProblem(path, "yaml", _yaml_error(tree.root / path)))
+            return
+        for document in documents:
+            # Plain folders may hold non-Kubernetes YAML (values, notes); only objects are checked.
+            if isinstance(document, dict) and "apiVersion" in document and "kind" in document:
+                self._check(document, lambda _obj: path)
+
+    def check_deferred(self) -> None:
+        if not self._deferred:
+            return
+        catalog: CRDCatalog = self.checker.crds.with_extra(self._tree_crds)
+        checker = ObjectChecker(self.checker.kubernetes, catalog)
+        for obj, source in self._deferred:
+            for rule, message in checker.check(obj):
+                self.problems.append(ValidationProblem(source, rule, message))
+        self.checker.checked += checker.checked
+
+
+def _yaml_error(path: Path) -> str:
+    """Where the YAML breaks, without echoing the file's text (it may hold values that must not reach logs)."""
+    try:
+        list(yaml.safe_load_all(path.read_bytes()))
+    except OSError as exc:
+        return f"cannot read the file: {exc.strerror}"
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"not valid YAML{where}: {exc.problem or exc.context or 'parse error'}"
+    except yaml.YAMLError as exc:
+        return f"not valid YAML: {type(exc).__name__}"
+    return "not valid YAML"
