@@ -554,7 +554,6 @@ def _execute(recorder: _Recorder, *, full: bool) -> None:
             return
 
         def validate(root: Path, paths: list[str]) -> None:
-            recorder.log(f"Validating {len(paths)} changed file(s).")
             tree_validate_or_raise(root=root, paths=paths, progress=lambda message: recorder.log(message))
 
         author_name, author_email = _author(run.triggered_by)

@@ -294,6 +294,7 @@ def test_a_burst_of_admin_saves_gives_one_run_and_one_commit(admin_client, gitop
     assert len(gitops.commits()) == 1
     tree = gitops.files()
     assert any(f"proj-{project.pk}/" in f and "dev-api" in f for f in tree), "the inline's new container shipped"
+    run.refresh_from_db()
     assert "v3" in run.diff
     minikube.refresh_from_db()
     assert minikube.needs_render is False
