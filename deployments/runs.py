@@ -33,14 +33,22 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import django_rq
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
+from rq.job import Job
 
+from deployments import jobs
+from deployments.git import PreviewResult, gitops_commit, gitops_preview
 from deployments.models import Environment, RenderRun
+from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
+from deployments.sealing import environment_secrets_reseal
+from deployments.secrets_manager import environment_secrets_sync
+from deployments.validation import TreeValidationError, tree_validate_or_raise
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +118,7 @@ def render_run_create(*, environment_ids: Iterable[int] | None, user, reason: st
 
 def render_run_enqueue(*, run: RenderRun) -> None:
     """Hand the run to the ``gitops`` queue once the current transaction commits (inline without Redis)."""
-    from deployments import jobs, tasks  # tasks imports this module
+    from deployments import tasks  # tasks imports this module
 
     jobs.enqueue(QUEUE_NAME, tasks.render_run_job, run.pk, job_id=render_run_job_id(run.pk))
 
@@ -286,9 +294,6 @@ def _requeue_lost_jobs() -> list[int]:
                  .values_list("pk", flat=True))
     if not stale:
         return []
-    import django_rq
-    from rq.job import Job
-
     redis = django_rq.get_connection(QUEUE_NAME)
     requeued = []
     for run_id in stale:
@@ -407,9 +412,6 @@ def _deliver_secrets(environments: list[Environment], recorder: _Recorder) -> No
 
     Runs before the snapshot, because the snapshot reads the sealed values. Log lines carry counts, never values.
     """
-    from deployments.sealing import environment_secrets_reseal
-    from deployments.secrets_manager import environment_secrets_sync
-
     for environment in environments:
         secret_count = environment.secrets.count()
         if environment.uses_external_secrets:
@@ -511,10 +513,6 @@ def render_run_execute(*, run_id: int, full: bool = False, progress: ProgressCal
 
 
 def _execute(recorder: _Recorder, *, full: bool) -> None:
-    from deployments.git import gitops_commit, gitops_preview
-    from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
-    from deployments.validation import TreeValidationError, tree_validate_or_raise
-
     run = recorder.run
     env_ids, environments = _run_environments(run)
     label = _environments_label(env_ids, environments)
@@ -600,15 +598,12 @@ def _fail(recorder: _Recorder, env_ids: list[int] | None, *, error: str, error_f
 # --- preview ------------------------------------------------------------------------------------------
 
 
-def environment_preview(*, environment_ids: Iterable[int]):
+def environment_preview(*, environment_ids: Iterable[int]) -> PreviewResult:
     """Render the environments into a scratch tree and diff it against the branch head; commits nothing.
 
     Works for an environment that was never rendered (everything shows as added). Secrets are not resealed or
     synced here (a preview has no side effects), so it shows the sealed values as they are now.
     """
-    from deployments.git import gitops_preview
-    from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
-
     ids = _environment_ids(environment_ids)
     snapshot = environments_snapshot(environment_ids=ids)
     return gitops_preview(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot))

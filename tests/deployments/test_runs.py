@@ -383,6 +383,25 @@ def test_a_queued_run_whose_job_was_lost_is_enqueued_again(gitops, gitops_queue,
     assert runs.render_runs_recover()["requeued"] == []  # the job exists now
 
 
+@pytest.mark.django_db
+def test_redis_down_at_commit_time_leaves_a_queued_run_that_recovery_enqueues(
+        gitops, gitops_queue, settings, caplog, django_capture_on_commit_callbacks):
+    env = environment_factory()
+    working = settings.RQ_QUEUES
+    settings.RQ_QUEUES = {name: {**config, "URL": "redis://127.0.0.1:1/0"} for name, config in working.items()}
+    with django_capture_on_commit_callbacks(execute=True):
+        run, created = runs.render_run_request(environment_ids=[env.pk], user=None, reason="while Redis is down")
+    assert created and RenderRun.objects.get(pk=run.pk).status == RenderRun.Status.QUEUED
+    assert any("in on_commit()" in r.getMessage() for r in caplog.records)  # logged, not raised
+    assert gitops_queue.job_ids == []
+
+    settings.RQ_QUEUES = working
+    RenderRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs.render_runs_recover()["requeued"] == [run.pk]
+    assert gitops_queue.job_ids == [runs.render_run_job_id(run.pk)]
+
+
 # --- the management command ---------------------------------------------------------------------
 
 
