@@ -152,11 +152,15 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Error reports (DEBUG pages, admin mails) censor secret values wherever they appear in frames or POST data.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "deployments.error_reports.SecretSafeExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # botocore logs request bodies (secret values) at DEBUG: keep it above that whatever LOG_LEVEL says.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "botocore": {"level": "INFO"}},
 }
