@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 MANIFEST_DIR = ".tesslate-portal/"
 MANIFEST_PATH = MANIFEST_DIR + "manifest.json"
 MANIFEST_VERSION = 1
+
+
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
+_BAD_PART = re.compile(r"/(|\.|\.\.|\.git)/")
+_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 class ManifestError(ValueError):
@@ -56,17 +62,17 @@ class Manifest:
         return cls(units=units)
 
     def dumps(self) -> bytes:
-        units = {}
-        for key, entry in self.units.items():
+        """Sorted JSON with one unit per line: valid for any JSON reader, and a one-project change is a one-line
+        diff. (json.dumps with indent would take the pure-Python encoder, ~6x slower on 40,000 files.)"""
+        lines = []
+        for key in sorted(self.units):
+            entry = self.units[key]
             cut = len(entry.directory)
-            units[key] = {
-                "directory": entry.directory,
-                "fingerprint": entry.fingerprint,
-                "files": {path[cut:]: blob for path, blob in entry.files.items()},
-            }
-        text = json.dumps({"version": MANIFEST_VERSION, "units": units}, sort_keys=True, indent=1,
-                          ensure_ascii=False)
-        return text.encode() + b"\n"
+            body = {"directory": entry.directory, "files": {path[cut:]: blob for path, blob in entry.files.items()},
+                    "fingerprint": entry.fingerprint}
+            lines.append(f"  {_json(key)}: {_json(body)}")
+        units = "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
+        return f'{{\n "units": {units},\n "version": {MANIFEST_VERSION}\n}}\n'.encode()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Manifest) and self.units == other.units
@@ -88,13 +94,10 @@ def check_path(path: str, *, what: str = "path") -> None:
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f"{what} must be a non-empty string, got {path!r}")
-    if path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+    if path.startswith("/") or _UNSAFE_CHARACTERS.search(path):
         raise ValueError(f"{what} {path!r} must be relative, use '/' and hold no control characters")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"{what} {path!r} must be normalized (no empty, '.' or '..' parts)")
-    if any(part == ".git" for part in parts):
-        raise ValueError(f"{what} {path!r} must not point into .git")
+    if _BAD_PART.search("/" + path + "/"):
+        raise ValueError(f"{what} {path!r} must be normalized (no empty, '.' or '..' parts) and stay out of .git")
     if (path + "/").startswith(MANIFEST_DIR):
         raise ValueError(f"{what} {path!r} lies in the portal's own folder {MANIFEST_DIR}")
 

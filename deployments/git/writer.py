@@ -172,17 +172,17 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
             wc.prepare()
             base = wc.fetch() if remote else wc.head()
             manifest = Manifest.loads(wc.read_file(base, MANIFEST_PATH))
-            scratch = Path(tmp) / "tree"
-            scratch.mkdir()
+            runner = wc.scratch(Path(tmp) / "scratch")
             plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full,
                          current_blobs=lambda folders: wc.tree_blobs(base, folders),
-                         sink=_Writer(scratch).write, object_format=wc.object_format, report=_Progress(None))
+                         sink=_Writer(Path(runner.working_dir)).write, object_format=wc.object_format,
+                         report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
-            tree = wc.preview_tree(base, scratch, sorted(plan.writes + plan.deletes))
-            added, changed, deleted = wc.tree_changes(base, tree)
+            tree = wc.scratch_tree(runner, base, written=bool(plan.writes), deleted=plan.deletes)
+            added, changed, deleted = wc.tree_changes(base, tree, runner=runner)
             return PreviewResult(added=added, changed=changed, deleted=deleted,
-                                 diff=wc.diff(base, tree, max_chars=max_chars))
+                                 diff=wc.diff(base, tree, max_chars=max_chars, runner=runner))
         finally:
             wc.close()
 
