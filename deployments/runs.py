@@ -40,7 +40,9 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from deployments import jobs
 from deployments.git import PreviewResult, gitops_commit, gitops_preview
@@ -65,6 +67,8 @@ REASON_MAX_CHARS = RenderRun._meta.get_field("reason").max_length
 RUN_LOCK_TIMEOUT = 1500
 # A queued run whose RQ job vanished (Redis flushed, enqueue lost) is re-enqueued after this long.
 QUEUED_JOB_GRACE = timedelta(minutes=2)
+REQUEUE_LIMIT = 3
+REQUEUED_LINE = "Its queue job was lost or failed; enqueued again."
 ORPHANED_MESSAGE = (
     "The worker running this run stopped before it finished (killed, crashed or timed out); its result was not "
     "recorded. A commit it had not pushed is discarded; the environments are marked for another render."
@@ -286,7 +290,17 @@ def render_runs_recover() -> dict[str, list[int]]:
     return {"failed": failed, "requeued": _requeue_lost_jobs()}
 
 
+def _job_alive(job_id: str, redis) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
+                                             JobStatus.SCHEDULED)
+
+
 def _requeue_lost_jobs() -> list[int]:
+    """Queued runs whose job is gone, failed or abandoned get a new job (up to REQUEUE_LIMIT times, then fail)."""
     if not settings.REDIS_URL:
         return []
     stale = list(RenderRun.objects.filter(status=RenderRun.Status.QUEUED,
@@ -295,14 +309,29 @@ def _requeue_lost_jobs() -> list[int]:
     if not stale:
         return []
     redis = django_rq.get_connection(QUEUE_NAME)
-    requeued = []
+    # A worker that died while its job waited for the render lock leaves the job "started"; rq's own cleanup moves
+    # it to the failed registry once the worker's heartbeat has expired.
+    StartedJobRegistry(QUEUE_NAME, connection=redis).cleanup()
+    requeued, failed = [], []
     for run_id in stale:
-        if not Job.exists(render_run_job_id(run_id), connection=redis):
-            run = RenderRun.objects.get(pk=run_id)
+        if _job_alive(render_run_job_id(run_id), redis):
+            continue
+        with transaction.atomic():
+            run = RenderRun.objects.select_for_update().filter(pk=run_id, status=RenderRun.Status.QUEUED).first()
+            if run is None:
+                continue
+            if run.log.count(REQUEUED_LINE) >= REQUEUE_LIMIT:
+                run.status, run.finished_at = RenderRun.Status.FAILED, timezone.now()
+                run.error = f"Its queue job was lost or failed {REQUEUE_LIMIT + 1} times; see the worker logs."
+                run.save(update_fields=["status", "finished_at", "error"])
+                failed.append(run_id)
+                continue
+            run.log = _append(run.log, _stamp(REQUEUED_LINE))
+            run.save(update_fields=["log"])
             render_run_enqueue(run=run)
             requeued.append(run_id)
-    if requeued:
-        logger.warning("Render runs %s had lost their queue job; enqueued again.", requeued)
+    if requeued or failed:
+        logger.warning("Queued render runs whose job was lost: %s enqueued again, %s given up.", requeued, failed)
     return requeued
 
 

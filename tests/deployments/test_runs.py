@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.utils import timezone
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from deployments import runs, services, tasks
 from deployments.models import Environment, RenderRun, Secret
@@ -400,6 +400,34 @@ def test_redis_down_at_commit_time_leaves_a_queued_run_that_recovery_enqueues(
     with django_capture_on_commit_callbacks(execute=True):
         assert runs.render_runs_recover()["requeued"] == [run.pk]
     assert gitops_queue.job_ids == [runs.render_run_job_id(run.pk)]
+
+
+@pytest.mark.django_db
+def test_a_queued_run_whose_job_failed_is_enqueued_again_then_given_up(gitops, gitops_queue,
+                                                                       django_capture_on_commit_callbacks):
+    env = environment_factory()
+    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="worker died while waiting")
+    RenderRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    job_id = runs.render_run_job_id(run.pk)
+
+    def fail_the_job():
+        # What rq records for a job whose worker died (abandoned) or whose horse crashed before the run started.
+        job = Job.fetch(job_id, connection=gitops_queue.connection)
+        gitops_queue.remove(job)
+        job.set_status(JobStatus.FAILED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        runs.render_run_enqueue(run=run)
+    assert runs.render_runs_recover()["requeued"] == []  # its job is queued: alive
+    for attempt in range(runs.REQUEUE_LIMIT):
+        fail_the_job()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert runs.render_runs_recover()["requeued"] == [run.pk], attempt
+        assert Job.fetch(job_id, connection=gitops_queue.connection).get_status() == JobStatus.QUEUED
+    fail_the_job()
+    assert runs.render_runs_recover()["requeued"] == []
+    run.refresh_from_db()
+    assert run.status == RenderRun.Status.FAILED and "lost or failed" in run.error
 
 
 # --- the management command ---------------------------------------------------------------------
