@@ -22,13 +22,13 @@ import yaml
 from django.conf import settings
 
 from deployments.validation.kustomize import (
-    CHUNK_FOLDERS,
     BuildResult,
     BuildUnit,
     SourceIndex,
     Tree,
     affected,
     ancestors,
+    chunks,
     display_dir,
     object_key,
     tree_scan,
@@ -151,7 +151,7 @@ class _Gate:
         self._deferred: list[tuple[dict, str]] = []
 
     def plan(self, tree: Tree, tops: list[str]) -> list[BuildUnit]:
-        units = []
+        units: list[BuildUnit] = []
         for top in tops:
             kustomization = tree.kustomizations[top]
             if not kustomization.pure:
@@ -164,8 +164,7 @@ class _Gate:
                     f"kustomize build of {display_dir(top)} would fail: {display_dir(folder)} is included more than "
                     f"once, so its objects would be added twice."))
             self._ids[top] = {}
-            for start in range(0, len(folders), CHUNK_FOLDERS):
-                units.append(BuildUnit(root=top, folders=folders[start:start + CHUNK_FOLDERS], decomposed=True))
+            units += [BuildUnit(root=top, folders=chunk, decomposed=True) for chunk in chunks(tree.root, folders)]
         return units
 
     def build_all(self, tree: Tree, units: list[BuildUnit], *, kubectl: str, report: Callable[[str], None]) -> None:
