@@ -37,7 +37,7 @@ import django_rq
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
@@ -520,7 +520,9 @@ def render_run_execute(*, run_id: int, full: bool = False, progress: ProgressCal
     def on_wait() -> None:
         # The run is still queued and absorbing requests may write its log: append in SQL, not from memory.
         line = _stamp("Waiting for the render lock: another run is in progress.")
-        RenderRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value("\n" + line)))
+        RenderRun.objects.filter(pk=run_id).update(
+            log=Case(When(log="", then=Value(line)), default=Concat(F("log"), Value("\n" + line)),
+                     output_field=TextField()))
         if progress is not None:
             progress(run.progress, line)
 

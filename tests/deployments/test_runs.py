@@ -358,6 +358,46 @@ def test_a_running_run_without_a_live_worker_is_marked_failed(gitops):
     assert env.needs_render is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_run_waits_queued_for_the_render_lock_and_then_renders(gitops):
+    env = environment_factory()
+    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="waits")
+    session = _lock_from_another_session()  # another run is rendering
+    results = []
+    thread = threading.Thread(target=lambda: (results.append(runs.render_run_execute(run_id=run.pk)),
+                                              connections.close_all()))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "Waiting for the render lock" not in RenderRun.objects.get(pk=run.pk).log:
+            assert time.monotonic() < deadline, "the run never reported that it waits"
+            time.sleep(0.05)
+        # Still queued while it waits, so requests keep collapsing into it.
+        assert RenderRun.objects.get(pk=run.pk).status == RenderRun.Status.QUEUED
+        assert runs.render_run_request(environment_ids=[env.pk], user=None, reason="joined")[0].pk == run.pk
+    finally:
+        session.close()
+        thread.join(timeout=120)
+    run.refresh_from_db()
+    assert results and run.status == RenderRun.Status.SUCCEEDED, run.error
+    assert run.log.splitlines()[0].endswith("Waiting for the render lock: another run is in progress.")
+    assert "joined" in run.reason and gitops.head() == run.commit_sha
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_cannot_get_the_render_lock_in_time_fails(gitops, settings):
+    settings.GITOPS_RUN_LOCK_TIMEOUT = 0.5
+    env = environment_factory()
+    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="times out")
+    session = _lock_from_another_session()
+    try:
+        run = runs.render_run_execute(run_id=run.pk)
+    finally:
+        session.close()
+    assert run.status == RenderRun.Status.FAILED and "render lock" in run.error
+    assert gitops.head() is None
+
+
 @pytest.mark.django_db
 def test_the_next_run_fails_orphans_before_it_renders(gitops):
     env = environment_factory()
