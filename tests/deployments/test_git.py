@@ -1,0 +1,631 @@
+"""The one GitOps writer (deployments.git) and its lock (deployments.locks), on the real git command line.
+
+Remotes are bare repositories in tmp_path; "another engineer" is a second clone pushing to them. Crash tests
+run gitops_commit in a child process and SIGKILL it at a chosen step.
+"""
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from deployments.git import (
+    MANIFEST_PATH,
+    CommitResult,
+    GitOpsError,
+    GitOpsPushError,
+    GitOpsPushRejected,
+    RepositoryLockTimeout,
+    gitops_commit,
+    gitops_head,
+    gitops_preview,
+    repository_lock,
+)
+from deployments.git.manifest import Manifest
+from deployments.locks import repository_lock_key, repository_lock_path
+from tests.deployments import gitutil as g
+
+AUTHOR = {"author_name": "Ada Admin", "author_email": "ada@example.com"}
+
+
+@pytest.fixture
+def make():
+    return g.UnitFactory()
+
+
+@pytest.fixture
+def repo_dir(settings, tmp_path):
+    settings.GITOPS_REPO_DIR = tmp_path / "work"
+    settings.GITOPS_REMOTE_URL = ""
+    settings.GITOPS_BRANCH = "main"
+    settings.GITOPS_PUSH_RETRIES = 5
+    return settings.GITOPS_REPO_DIR
+
+
+@pytest.fixture
+def remote(settings, repo_dir, tmp_path):
+    path = g.bare_remote(tmp_path / "remote.git")
+    settings.GITOPS_REMOTE_URL = str(path)
+    return path
+
+
+@pytest.fixture(params=["redis", "file"])
+def lock_backend(request, settings):
+    if request.param == "file":
+        settings.REDIS_URL = ""
+    else:
+        assert settings.REDIS_URL, "the suite runs with a real Redis"
+    return request.param
+
+
+def commit(units, scopes=("envs/",), message="Render", **kwargs):
+    kwargs.setdefault("trailers", {"Portal-Run": "7"})
+    return gitops_commit(units=units, scopes=list(scopes), message=message, **AUTHOR, **kwargs)
+
+
+def three_units(make, version=1):
+    return [make("a", "envs/a/", {"app.yaml": f"a: {version}\n", "sub/extra.yaml": "x: 1\n"}),
+            make("b", "envs/b/", {"app.yaml": "b: 1\n"}),
+            make("c", "envs/c/", {"app.yaml": "c: 1\n"})]
+
+
+ALL_FILES = ["envs/a/app.yaml", "envs/a/sub/extra.yaml", "envs/b/app.yaml", "envs/c/app.yaml"]
+
+
+def spec(units):
+    """The child process builds its units from this (see gitutil._child)."""
+    return [{"key": key, "directory": directory, "files": files} for key, directory, files in units]
+
+
+# --- writing ------------------------------------------------------------------------------------------
+def test_first_write_commits_every_file_and_the_manifest(repo_dir, make):
+    result = commit(three_units(make), message="Render minikube\n\nRequested from the admin.",
+                    trailers={"Portal-Run": "7", "Changed-By": "ada"})
+
+    assert result.sha and result.sha == gitops_head() == g.head(repo_dir)
+    assert (result.added, result.changed, result.deleted) == (ALL_FILES, [], [])
+    assert (result.pushed, result.push_attempts) == (False, 0)
+    files = g.tree_files(repo_dir)
+    assert set(files) == {*ALL_FILES, MANIFEST_PATH}
+    assert files["envs/a/app.yaml"] == b"a: 1\n"
+    manifest = Manifest.loads(files[MANIFEST_PATH])
+    assert sorted(manifest.units) == ["a", "b", "c"]
+    assert manifest.units["a"].directory == "envs/a/"
+    assert manifest.units["a"].files == {
+        path: g.git(repo_dir, "rev-parse", f"HEAD:{path}") for path in ("envs/a/app.yaml", "envs/a/sub/extra.yaml")
+    }
+    assert "+a: 1" in result.diff and "new file mode" in result.diff and MANIFEST_PATH not in result.diff
+
+    message = g.git(repo_dir, "log", "-1", "--format=%B")
+    assert message.startswith("Render minikube\n\nRequested from the admin.\n\n"
+                              "4 files: 4 added, 0 changed, 0 deleted\n")
+    assert "  envs/a/ (2 added)\n" in message and "  envs/c/ (1 added)\n" in message
+    assert g.git(repo_dir, "log", "-1", "--format=%(trailers:only,unfold)") == "Portal-Run: 7\nChanged-By: ada"
+    assert g.git(repo_dir, "log", "-1", "--format=%an <%ae>|%cn <%ce>") == \
+        "Ada Admin <ada@example.com>|Ada Admin <ada@example.com>"
+    assert g.git(repo_dir, "status", "--porcelain") == ""
+
+
+def test_no_op_run_renders_and_writes_nothing(repo_dir, make):
+    first = commit(three_units(make))
+    g.age_files(repo_dir)
+    before = g.mtimes(repo_dir)
+    make.renders.clear()
+
+    result = commit(three_units(make))  # new unit objects, same fingerprints
+
+    assert result == CommitResult(sha=None)
+    assert not make.renders
+    assert g.mtimes(repo_dir) == before
+    assert g.head(repo_dir) == first.sha
+
+
+def test_changing_one_unit_renders_it_alone_and_writes_only_its_changed_file(repo_dir, make):
+    commit(three_units(make))
+    g.age_files(repo_dir)
+    before = g.mtimes(repo_dir)
+    make.renders.clear()
+
+    result = commit(three_units(make, version=2))
+
+    assert (result.added, result.changed, result.deleted) == ([], ["envs/a/app.yaml"], [])
+    assert dict(make.renders) == {"a": 1}
+    after = g.mtimes(repo_dir)
+    assert {path for path in after if after[path] != before[path]} == {"envs/a/app.yaml", MANIFEST_PATH}
+    assert (repo_dir / "envs/a/app.yaml").read_text() == "a: 2\n"
+    assert "-a: 1\n+a: 2\n" in result.diff
+    assert g.git(repo_dir, "show", "--name-only", "--format=", "HEAD").splitlines() == [MANIFEST_PATH,
+                                                                                      "envs/a/app.yaml"]
+
+
+def test_removed_unit_is_deleted_with_its_folder(repo_dir, make):
+    a, b, c = three_units(make)
+    commit([a, b, c])
+
+    result = commit([a, c])
+
+    assert (result.added, result.changed, result.deleted) == ([], [], ["envs/b/app.yaml"])
+    assert not (repo_dir / "envs/b").exists()
+    files = g.tree_files(repo_dir)
+    assert "envs/b/app.yaml" not in files and "b" not in Manifest.loads(files[MANIFEST_PATH]).units
+
+
+def test_files_a_unit_no_longer_renders_are_deleted_and_emptied_folders_removed(repo_dir, make):
+    a, b, c = three_units(make)
+    commit([a, b, c])
+
+    result = commit([make("a", "envs/a/", {"app.yaml": "a: 1\n"}), b, c])
+
+    assert result.deleted == ["envs/a/sub/extra.yaml"]
+    assert not (repo_dir / "envs/a/sub").exists() and (repo_dir / "envs/a/app.yaml").exists()
+
+
+def test_unowned_files_are_never_modified_or_deleted(repo_dir, remote, make, tmp_path):
+    a, b, c = three_units(make)
+    commit([a, b, c])
+    other = g.clone(remote, tmp_path / "other")
+    g.commit_files(other, {"README.md": "# GitOps\n", "envs/b/NOTES.md": "by hand\n", "docs/x.md": "x\n"}, "Docs")
+
+    result = commit([a])  # b and c are gone, inside the scope envs/
+
+    assert result.deleted == ["envs/b/app.yaml", "envs/c/app.yaml"]
+    files = g.tree_files(remote)
+    assert files["README.md"] == b"# GitOps\n" and files["envs/b/NOTES.md"] == b"by hand\n"
+    assert files["docs/x.md"] == b"x\n"
+    assert (repo_dir / "envs/b/NOTES.md").exists() and not (repo_dir / "envs/c").exists()
+
+
+def test_scopes_limit_deletion(repo_dir, make):
+    a, b, c = three_units(make)
+    commit([a, b, c])
+
+    # A render of envs/a/ alone does not speak for b and c.
+    assert commit([a], scopes=["envs/a/"]).sha is None
+    assert (repo_dir / "envs/b/app.yaml").exists() and (repo_dir / "envs/c/app.yaml").exists()
+
+    result = commit([a], scopes=["envs/a/", "envs/c/"])
+    assert result.deleted == ["envs/c/app.yaml"]
+    assert (repo_dir / "envs/b/app.yaml").exists()
+    assert sorted(Manifest.loads(g.tree_files(repo_dir)[MANIFEST_PATH]).units) == ["a", "b"]
+
+
+def test_a_new_unit_may_take_over_the_paths_of_a_gone_one(repo_dir, make):
+    a, b, c = three_units(make)
+    commit([a, b, c])
+
+    moved = make("a-renamed", "envs/a/", {"app.yaml": "a: 9\n", "sub/extra.yaml": "x: 1\n"})
+    result = commit([moved, b, c])
+
+    assert (result.added, result.changed, result.deleted) == ([], ["envs/a/app.yaml"], [])
+    units = Manifest.loads(g.tree_files(repo_dir)[MANIFEST_PATH]).units
+    assert "a" not in units and sorted(units["a-renamed"].files) == ["envs/a/app.yaml", "envs/a/sub/extra.yaml"]
+
+
+def test_full_re_render_repairs_hand_edits(repo_dir, remote, make, tmp_path):
+    commit(three_units(make))
+    other = g.clone(remote, tmp_path / "other")
+    g.commit_files(other, {"envs/b/app.yaml": "b: edited by hand\n"}, "Hand edit")
+
+    assert commit(three_units(make)).sha is None  # fingerprints unchanged: nothing is rendered or compared
+
+    result = commit(three_units(make), full=True)
+    assert result.changed == ["envs/b/app.yaml"] and result.pushed
+    assert g.tree_files(remote)["envs/b/app.yaml"] == b"b: 1\n"
+
+
+def test_many_files_are_staged_by_folder_into_one_pack(repo_dir, make):
+    units = [make(f"u{n}", f"envs/u{n}/", {f"f{i}.yaml": f"n: {n}-{i}\n" for i in range(400)}) for n in range(3)]
+
+    result = commit(units)
+
+    assert len(result.added) == 1200
+    counts = dict(line.split(": ") for line in g.git(repo_dir, "count-objects", "-v").splitlines())
+    assert int(counts["in-pack"]) >= 1200  # bulk check-in, not 1,200 loose objects
+    assert g.git(repo_dir, "status", "--porcelain") == ""
+
+    units[1] = make("u1", "envs/u1/", {f"f{i}.yaml": f"n: 1-{i}{'!' if i == 7 else ''}\n" for i in range(400)})
+    assert commit(units).changed == ["envs/u1/f7.yaml"]
+
+
+def test_progress_is_reported_in_order_up_to_100(repo_dir, remote, make):
+    reports = []
+
+    commit(three_units(make), progress=lambda percent, message: reports.append((percent, message)))
+
+    percents = [percent for percent, _ in reports]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    messages = " | ".join(message for _, message in reports)
+    assert "Fetching origin" in messages and "Pushing" in messages and "Committed and pushed" in messages
+
+
+# --- validation and errors ----------------------------------------------------------------------------
+def test_failed_validation_restores_the_working_copy_and_propagates(repo_dir, make):
+    first = commit(three_units(make))
+    seen = []
+
+    def validate(workdir, paths):
+        seen.append(paths)
+        assert (workdir / "envs/d/app.yaml").read_text() == "d: 1\n"
+        assert not (workdir / "envs/c/app.yaml").exists()
+        raise RuntimeError("kustomize build failed")
+
+    units = [*three_units(make, version=2)[:2], make("d", "envs/d/", {"app.yaml": "d: 1\n"})]
+    with pytest.raises(RuntimeError, match="kustomize build failed"):
+        commit(units, validate=validate)
+
+    assert seen == [["envs/a/app.yaml", "envs/c/app.yaml", "envs/d/app.yaml"]]
+    assert g.head(repo_dir) == first.sha
+    assert g.git(repo_dir, "status", "--porcelain") == ""
+    assert not (repo_dir / "envs/d").exists() and (repo_dir / "envs/c/app.yaml").exists()
+    assert (repo_dir / "envs/a/app.yaml").read_text() == "a: 1\n"
+
+
+def test_a_unit_failing_to_render_leaves_nothing_behind(repo_dir, make):
+    first = commit(three_units(make))
+
+    def broken():
+        raise KeyError("missing value")
+
+    units = [make("0-new", "envs/new/", {"app.yaml": "new\n"}), *three_units(make, 2),
+             g.Unit(key="z", directory="envs/z/", fingerprint="z", render=broken)]
+    with pytest.raises(KeyError):
+        commit(units)
+
+    assert g.head(repo_dir) == first.sha
+    assert g.git(repo_dir, "status", "--porcelain") == ""
+    assert not (repo_dir / "envs/new").exists()
+
+
+BAD_UNITS = {
+    "path outside the unit's folder": lambda make: [make("a", "envs/a/", {}),
+                                                     g.Unit("b", "envs/b/", "f", lambda: {"envs/a/x.yaml": b"x"})],
+    "dot-dot in a path": lambda make: [g.Unit("a", "envs/a/", "f", lambda: {"envs/a/../../x.yaml": b"x"})],
+    "path into .git": lambda make: [g.Unit("a", "envs/", "f", lambda: {"envs/.git/config": b"x"})],
+    "directory without slash": lambda make: [g.Unit("a", "envs/a", "f", lambda: {})],
+    "manifest folder": lambda make: [g.Unit("a", ".tesslate-portal/", "f", lambda: {})],
+    "duplicate keys": lambda make: [make("a", "envs/a/", {"x": "1"}), make("a", "envs/b/", {"x": "1"})],
+    "two units, one path": lambda make: [make("a", "envs/", {"a/app.yaml": "1"}),
+                                         make("b", "envs/a/", {"app.yaml": "2"})],
+    "text instead of bytes": lambda make: [g.Unit("a", "envs/a/", "f", lambda: {"envs/a/x.yaml": "text"})],
+    "scope without slash": None,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UNITS))
+def test_malformed_units_are_refused_and_nothing_is_written(repo_dir, make, case):
+    first = commit(three_units(make))
+    scopes = ["envs"] if case == "scope without slash" else ["envs/"]
+    units = three_units(make) if BAD_UNITS[case] is None else BAD_UNITS[case](make)
+
+    with pytest.raises((ValueError, TypeError)):
+        commit(units, scopes=scopes)
+
+    assert g.head(repo_dir) == first.sha
+    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == ""
+    assert g.work_files(repo_dir) == {p: v for p, v in g.tree_files(repo_dir).items()}
+
+
+def test_remote_credentials_never_appear_in_errors_or_logs(settings, repo_dir, make, caplog):
+    caplog.set_level(logging.DEBUG)
+    settings.GITOPS_REMOTE_URL = "https://portal:s3cr3t-token@127.0.0.1:9/gitops.git"
+
+    with pytest.raises(GitOpsError) as info:
+        commit(three_units(make))
+
+    assert "s3cr3t-token" not in str(info.value) and "s3cr3t-token" not in caplog.text
+    assert "***@127.0.0.1:9" in str(info.value)
+
+
+def test_gitops_head_is_none_before_the_first_commit(repo_dir):
+    assert gitops_head() is None
+
+
+# --- pushing ------------------------------------------------------------------------------------------
+def test_push_to_an_empty_bare_remote_and_then_on_top_of_it(repo_dir, remote, make, tmp_path):
+    first = commit(three_units(make))
+
+    assert first.pushed and first.push_attempts == 1
+    assert g.head(remote) == first.sha == gitops_head()
+    other = g.clone(remote, tmp_path / "other")
+    assert (other / "envs/a/app.yaml").read_text() == "a: 1\n"
+
+    second = commit(three_units(make, 2), message="Second")
+    assert second.pushed and g.head(remote) == second.sha
+    assert g.git(remote, "rev-parse", f"{second.sha}^") == first.sha
+
+
+def test_first_render_builds_on_existing_remote_history(repo_dir, remote, make, tmp_path):
+    other = g.clone(remote, tmp_path / "other")
+    existing = g.commit_files(other, {"README.md": "# GitOps\n"}, "Initial commit")
+
+    result = commit(three_units(make))
+
+    assert g.git(remote, "rev-parse", f"{result.sha}^") == existing
+    assert set(g.tree_files(remote)) == {"README.md", MANIFEST_PATH, *ALL_FILES}
+
+
+def test_push_race_keeps_both_changes_without_forcing(repo_dir, remote, make, tmp_path):
+    commit(three_units(make))
+    other = g.clone(remote, tmp_path / "other")
+    calls = []
+
+    def validate(workdir, paths):
+        calls.append(paths)
+        if len(calls) == 1:  # someone else pushes while this run is between writing and pushing
+            g.commit_files(other, {"README.md": "unrelated\n"}, "Unrelated change")
+
+    result = commit(three_units(make, 2), message="Render v2", validate=validate)
+
+    assert result.pushed and result.push_attempts == 2
+    assert len(calls) == 2  # re-applied and validated again on the new head
+    assert g.subjects(remote)[:2] == ["Render v2", "Unrelated change"]
+    assert g.git(remote, "rev-parse", f"{result.sha}^") == g.head(other)
+    files = g.tree_files(remote)
+    assert files["README.md"] == b"unrelated\n" and files["envs/a/app.yaml"] == b"a: 2\n"
+    assert result.changed == ["envs/a/app.yaml"]
+
+
+def test_push_gives_up_after_the_configured_attempts(settings, repo_dir, remote, make, tmp_path):
+    settings.GITOPS_PUSH_RETRIES = 3
+    commit(three_units(make))
+    other = g.clone(remote, tmp_path / "other")
+    edits = []
+
+    def validate(workdir, paths):
+        edits.append(g.commit_files(other, {"README.md": f"edit {len(edits)}\n"}, f"Edit {len(edits)}"))
+
+    with pytest.raises(GitOpsPushRejected) as info:
+        commit(three_units(make, 2), message="Render v2", validate=validate)
+
+    assert info.value.attempts == 3 and len(edits) == 3
+    assert "rejected 3 times" in str(info.value) and "GITOPS_PUSH_RETRIES=3" in str(info.value)
+    assert g.head(remote) == edits[-1] and "Render v2" not in g.subjects(remote)
+    # No unpushed commit is left behind: the working copy is back on the remote head its last attempt built on.
+    assert gitops_head() == edits[-2]
+
+
+def test_a_push_refused_by_the_remote_is_not_retried(repo_dir, remote, make):
+    first = commit(three_units(make))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+    with pytest.raises(GitOpsPushError) as info:
+        commit(three_units(make, 2))
+
+    assert not isinstance(info.value, GitOpsPushRejected) and "protected branch" in str(info.value)
+    assert g.head(remote) == first.sha == gitops_head()
+
+
+def test_concurrent_runs_are_serialized_by_the_lock(repo_dir, remote, make):
+    a, b, _ = three_units(make)
+    results, errors = {}, []
+
+    def run(name, unit):
+        try:
+            results[name] = commit([unit], scopes=[unit.directory], message=f"Render {name}")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name, unit)) for name, unit in (("a", a), ("b", b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    # Serialized runs never race each other's push: one attempt each, a linear history holding both.
+    assert results["a"].push_attempts == results["b"].push_attempts == 1
+    assert sorted(g.subjects(remote)) == ["Render a", "Render b"]
+    assert {"envs/a/app.yaml", "envs/b/app.yaml"} <= set(g.tree_files(remote))
+
+
+# --- crashes ------------------------------------------------------------------------------------------
+def test_stale_git_lock_files_from_a_dead_process_do_not_block(repo_dir, make, caplog):
+    commit(three_units(make))
+    (repo_dir / ".git/index.lock").write_text("")
+    (repo_dir / ".git/refs/heads/main.lock").write_text("")
+    blocked = subprocess.run(["git", "add", "-A"], cwd=repo_dir, capture_output=True, text=True)
+    assert blocked.returncode != 0 and "index.lock" in blocked.stderr  # git itself would refuse to work
+    caplog.set_level(logging.WARNING, logger="deployments.git")
+
+    result = commit(three_units(make, 2))
+
+    assert result.changed == ["envs/a/app.yaml"]
+    assert not (repo_dir / ".git/index.lock").exists() and not (repo_dir / ".git/refs/heads/main.lock").exists()
+    assert ".git/index.lock" in caplog.text and "stale" in caplog.text
+
+
+UNITS_V2_WITH_D = [("a", "envs/a/", {"app.yaml": "a: 2\n", "sub/extra.yaml": "x: 1\n"}),
+                   ("b", "envs/b/", {"app.yaml": "b: 1\n"}), ("c", "envs/c/", {"app.yaml": "c: 1\n"}),
+                   ("d", "envs/d/", {"app.yaml": "d: 1\n"})]
+
+
+@pytest.mark.slow
+def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir, remote, make, tmp_path):
+    first = commit(three_units(make))
+    # Redis lock with a 1 s TTL: the dead holder's lock expires instead of blocking the next run.
+    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote),
+                                             redis_url=settings.REDIS_URL, units=spec(UNITS_V2_WITH_D),
+                                             scopes=["envs/"], pause_at="validate", lock_ttl=1.0)
+    g.wait_for(marker, process)
+    assert (repo_dir / "envs/d/app.yaml").exists()  # written, not committed
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert g.head(remote) == first.sha
+
+    result = commit(three_units(make, 3))  # the next run converges on what it renders; d never existed
+
+    assert result.pushed and g.git(remote, "rev-parse", f"{result.sha}^") == first.sha
+    assert (result.added, result.changed, result.deleted) == ([], ["envs/a/app.yaml"], [])
+    assert not (repo_dir / "envs/d").exists()
+    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == ""
+    assert g.work_files(repo_dir) == g.tree_files(remote)
+
+
+@pytest.mark.slow
+def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, remote, make, tmp_path):
+    settings.REDIS_URL = ""  # file lock: released by the kernel when the holder dies
+    first = commit(three_units(make))
+    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), redis_url="",
+                                             units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="push")
+    g.wait_for(marker, process)
+    assert g.subjects(repo_dir)[0] == "Killed run"  # committed locally
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert g.head(remote) == first.sha
+
+    result = commit(three_units(make, 3))
+
+    assert result.pushed and g.git(remote, "rev-parse", f"{result.sha}^") == first.sha
+    assert "Killed run" not in g.subjects(remote)
+    assert result.changed == ["envs/a/app.yaml"] and not result.added
+    assert g.work_files(repo_dir) == g.tree_files(remote)
+
+
+@pytest.mark.slow
+def test_run_killed_without_a_remote_leaves_a_dirty_tree_the_next_run_resets(settings, repo_dir, make, tmp_path):
+    settings.REDIS_URL = ""
+    first = commit(three_units(make))
+    (repo_dir / "NOTES.txt").write_text("someone's untracked notes\n")
+    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote="", redis_url="",
+                                             units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="validate")
+    g.wait_for(marker, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") != "?? NOTES.txt"
+
+    result = commit(three_units(make))  # what HEAD already holds
+
+    assert result.sha is None and g.head(repo_dir) == first.sha
+    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == "?? NOTES.txt"
+    assert not (repo_dir / "envs/d").exists() and (repo_dir / "envs/a/app.yaml").read_text() == "a: 1\n"
+
+
+# --- preview ------------------------------------------------------------------------------------------
+def test_preview_of_a_repository_that_does_not_exist_yet(repo_dir, make):
+    preview = gitops_preview(units=three_units(make), scopes=["envs/"])
+
+    assert (preview.added, preview.changed, preview.deleted) == (ALL_FILES, [], [])
+    assert "+a: 1" in preview.diff and MANIFEST_PATH not in preview.diff
+    assert not repo_dir.exists()
+
+
+def test_preview_against_an_empty_remote_pushes_nothing(repo_dir, remote, make):
+    preview = gitops_preview(units=three_units(make), scopes=["envs/"])
+
+    assert preview.added == ALL_FILES
+    assert g.head(remote) is None
+
+
+def test_preview_diffs_against_the_remote_head_and_touches_nothing(repo_dir, remote, make, tmp_path):
+    first = commit(three_units(make))
+    other = g.clone(remote, tmp_path / "other")
+    g.commit_files(other, {"README.md": "newer remote head\n"}, "Unrelated change")
+    g.age_files(repo_dir)
+    before = (g.mtimes(repo_dir), (repo_dir / ".git/index").read_bytes(), g.head(repo_dir))
+    a, b, _ = three_units(make, 2)
+
+    preview = gitops_preview(units=[a, b], scopes=["envs/"])
+
+    assert (preview.added, preview.changed, preview.deleted) == ([], ["envs/a/app.yaml"], ["envs/c/app.yaml"])
+    assert "+a: 2" in preview.diff and "-c: 1" in preview.diff and "README" not in preview.diff
+    assert (g.mtimes(repo_dir), (repo_dir / ".git/index").read_bytes(), g.head(repo_dir)) == before
+    assert g.head(repo_dir) == first.sha and g.subjects(remote)[0] == "Unrelated change"
+    # The rendered bytes went to the preview's private object store, not into the working copy's.
+    new_blob = subprocess.run(["git", "hash-object", "--stdin"], input=b"a: 2\n", capture_output=True).stdout
+    missing = subprocess.run(["git", "cat-file", "-e", new_blob.decode().strip()], cwd=repo_dir)
+    assert missing.returncode != 0
+
+
+def test_preview_matches_the_commit_that_follows(repo_dir, make):
+    commit(three_units(make))
+    units = [make("a", "envs/a/", {"app.yaml": "a: 5\n"}), make("e", "envs/e/", {"app.yaml": "e\n"})]
+
+    preview = gitops_preview(units=units, scopes=["envs/"])
+    result = commit(units)
+
+    assert (preview.added, preview.changed, preview.deleted) == (result.added, result.changed, result.deleted)
+    assert preview.diff == result.diff
+
+
+# --- the lock -----------------------------------------------------------------------------------------
+def test_lock_serializes_threads(lock_backend, repo_dir):
+    intervals = []
+
+    def hold():
+        with repository_lock(timeout=20):
+            start = time.monotonic()
+            time.sleep(0.25)
+            intervals.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    intervals.sort()
+    assert len(intervals) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(intervals, intervals[1:]))
+
+
+@pytest.mark.slow
+def test_lock_held_by_another_process_times_out_and_frees_when_it_dies(lock_backend, settings, repo_dir, tmp_path):
+    process, marker = g.start_lock_holder(tmp_path, repo_dir=repo_dir, redis_url=settings.REDIS_URL, lock_ttl=1.0)
+    g.wait_for(marker, process)
+    try:
+        with pytest.raises(RepositoryLockTimeout):
+            with repository_lock(timeout=0.3):
+                pass
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    started = time.monotonic()
+    with repository_lock(timeout=20):
+        waited = time.monotonic() - started
+    # The kernel frees a file lock at once; a Redis lock expires after its TTL (1 s here), never "forever".
+    assert waited < (0.5 if lock_backend == "file" else 5)
+
+
+def test_redis_lock_is_renewed_while_the_holder_works(settings, repo_dir):
+    assert settings.REDIS_URL
+    settings.GITOPS_LOCK_TTL = 0.4
+    outcome = []
+
+    def contender():
+        try:
+            with repository_lock(timeout=0):
+                outcome.append("acquired")
+        except RepositoryLockTimeout:
+            outcome.append("locked")
+
+    with repository_lock():
+        time.sleep(1.2)  # three TTLs: only renewal keeps the key alive
+        thread = threading.Thread(target=contender)
+        thread.start()
+        thread.join()
+    assert outcome == ["locked"]
+    contender()
+    assert outcome == ["locked", "acquired"]
+
+
+def test_lock_is_reentrant_within_a_thread(lock_backend, repo_dir):
+    with repository_lock(timeout=1):
+        with repository_lock(timeout=0.2):
+            nested = True
+    assert nested
+
+
+def test_lock_key_and_file_follow_the_repository_directory(tmp_path):
+    spelled_differently = tmp_path / "x" / ".." / "work"
+    assert repository_lock_key(tmp_path / "work") == repository_lock_key(spelled_differently)
+    assert repository_lock_key(tmp_path / "work") != repository_lock_key(tmp_path / "other")
+    assert repository_lock_path(tmp_path / "work") == tmp_path.resolve() / ".work.lock"
+
