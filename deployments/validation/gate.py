@@ -11,6 +11,7 @@ the same way, without a build.
 
 import concurrent.futures
 import logging
+import posixpath
 import shutil
 import tempfile
 import time
@@ -67,6 +68,8 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
             progress(message)
 
     root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"the tree to validate does not exist: {root}")  # never pass an empty check
     kubectl = kubectl or getattr(settings, "KUBECTL", "kubectl")
     crd_dir = getattr(settings, "CRD_SCHEMA_DIR", "") if crd_dir is None else crd_dir
     kubernetes = kubernetes_schemas(kubernetes_version or getattr(settings, "KUBERNETES_VERSION", "1.32"))
@@ -78,7 +81,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     gate = _Gate(root=root, checker=checker)
 
     tree = tree_scan(root)
-    tops = tree.top_level_roots()
+    all_tops = tops = tree.top_level_roots()
     loose = tree.loose_files
     if paths is not None:
         changed = _normalize(paths, root)
@@ -86,7 +89,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         tops = [top for top in tops if affected(tree.closure([top]), changed, changed_ancestors)]
         loose = [path for path in loose if affected([path], changed, changed_ancestors)]
         report(f"Validating what {len(changed)} changed path(s) affect: {len(tops)} of "
-               f"{len(tree.top_level_roots())} top-level kustomization root(s), {len(loose)} plain YAML file(s).")
+               f"{len(all_tops)} top-level kustomization root(s), {len(loose)} plain YAML file(s).")
     else:
         report(f"Validating the whole tree: {len(tops)} top-level of {len(tree.kustomizations)} kustomization "
                f"root(s), {len(loose)} plain YAML file(s).")
@@ -129,7 +132,7 @@ def _normalize(paths: Iterable[str], root: Path) -> set[str]:
                     path = path.resolve().relative_to(root.resolve())
                 except ValueError:
                     continue  # outside the tree
-        text = path.as_posix().strip("/")
+        text = posixpath.normpath(path.as_posix()).strip("/")
         text = "" if text == "." else text
         if text != ".." and not text.startswith("../"):
             normalized.add(text)

@@ -266,9 +266,11 @@ def test_an_unsupported_kubernetes_version_is_refused(tree):
         tree_validate(root=tree, kubernetes_version="1.99", crd_dir="")
 
 
-def test_a_missing_kubectl_is_an_error_not_a_pass(tree):
+def test_a_missing_kubectl_or_tree_is_an_error_not_a_pass(tree):
     with pytest.raises(FileNotFoundError, match="kubectl not found"):
         tree_validate(root=tree, kubectl=str(tree / "no-such-kubectl"), crd_dir="")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tree_validate(root=tree / "no-such-folder", kubectl=REAL_KUBECTL, crd_dir="")
 
 
 # --- custom resources (upstream CRDs) -------------------------------------------------------------------------
