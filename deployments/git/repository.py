@@ -389,9 +389,9 @@ def _parse_entries(out: str, *, blob_field: int) -> dict[str, str]:
 
 def _split_changes(out: str) -> tuple[list[str], list[str], list[str]]:
     """`--name-status -z` output -> sorted (added, changed, deleted)."""
-    fields = out.split("\0")
+    fields = out.rstrip("\0").split("\0") if out else []
     added, changed, deleted = [], [], []
-    for status, path in zip(fields[0::2], fields[1::2]):
+    for status, path in zip(fields[0::2], fields[1::2], strict=True):
         {"A": added, "D": deleted}.get(status[:1], changed).append(path)
     return sorted(added), sorted(changed), sorted(deleted)
 

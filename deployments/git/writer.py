@@ -228,8 +228,11 @@ def _write_and_commit(wc: WorkingCopy, base: str | None, manifest: Manifest, *, 
     try:
         plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, current_blobs=wc.index_blobs,
                      sink=writer.write, object_format=wc.object_format, report=report)
-        if not plan.writes and not plan.deletes:
-            return None  # a changed fingerprint alone is not worth a commit; nothing was written
+        # Commit bookkeeping alone only when ownership changed (else every later run would render those units
+        # again); a fingerprint that moved without changing any byte is not worth a commit.
+        records_ownership = _ownership(plan.manifest) != _ownership(manifest)
+        if not plan.writes and not plan.deletes and not records_ownership:
+            return None
         wc.remove_files(plan.deletes)
         writer.write(MANIFEST_PATH, plan.manifest.dumps())
         changed_paths = sorted(plan.writes + plan.deletes)
@@ -242,7 +245,7 @@ def _write_and_commit(wc: WorkingCopy, base: str | None, manifest: Manifest, *, 
         added, changed, deleted = (
             [p for p in paths if p != MANIFEST_PATH] for paths in wc.staged_changes()
         )
-        if not (added or changed or deleted):
+        if not (added or changed or deleted or records_ownership):
             _restore(wc, base, writer)  # git sees no difference (e.g. .gitattributes normalised the bytes)
             return None
         report(88, f"Committing {len(added) + len(changed) + len(deleted)} changed files")
@@ -350,6 +353,10 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     return _Plan(writes=writes, deletes=deletes, manifest=Manifest(units=units_out), touched=touched)
 
 
+def _ownership(manifest: Manifest) -> dict[str, tuple[str, dict[str, str]]]:
+    return {key: (entry.directory, entry.files) for key, entry in manifest.units.items()}
+
+
 def _needs_render(unit: RenderUnit, entry: UnitEntry | None) -> bool:
     return entry is None or entry.fingerprint != unit.fingerprint or entry.directory != unit.directory
 
@@ -367,7 +374,7 @@ def _check_inputs(units: list[RenderUnit], scopes: tuple[str, ...]) -> None:
         seen.add(unit.key)
         check_directory(unit.directory, what=f"Unit {unit.key!r} directory")
         if not isinstance(unit.fingerprint, str):
-            raise ValueError(f"Unit {unit.key!r} fingerprint must be a string.")
+            raise TypeError(f"Unit {unit.key!r} fingerprint must be a string.")
 
 
 def _root(folder: str, scopes: tuple[str, ...]) -> str:
@@ -458,6 +465,8 @@ def _commit_message(message: str, added: list[str], changed: list[str], deleted:
             counts[group][column] += 1
     total = len(added) + len(changed) + len(deleted)
     lines.append(f"{total} files: {len(added)} added, {len(changed)} changed, {len(deleted)} deleted")
+    if not total:
+        lines.append(f"  (only the portal's record of which files it owns, {MANIFEST_PATH})")
     for group in sorted(counts)[:_MESSAGE_MAX_FOLDERS]:
         a, c, d = counts[group]
         detail = ", ".join(f"{n} {word}" for n, word in ((a, "added"), (c, "changed"), (d, "deleted")) if n)
