@@ -120,6 +120,10 @@ GITOPS_BRANCH = env.str("GITOPS_BRANCH", default="main")
 # The URL Argo CD / Flux clone; defaults to the push remote.
 GITOPS_SOURCE_URL = env.str("GITOPS_SOURCE_URL", default=GITOPS_REMOTE_URL or "https://git.example.com/tesslate/gitops.git")
 GITOPS_PUSH_RETRIES = env.int("GITOPS_PUSH_RETRIES", default=5)
+# How long a run waits for the one-run-at-a-time lock before it fails (seconds).
+GITOPS_RUN_LOCK_TIMEOUT = env.int("GITOPS_RUN_LOCK_TIMEOUT", default=1500)
+# Expiry of the per-repository Redis lock, renewed while held, so a killed holder blocks others only this long.
+GITOPS_LOCK_TTL = env.float("GITOPS_LOCK_TTL", default=60.0)
 
 # --- Kubernetes tooling ---------------------------------------------------------------------------
 KUBECTL = env.str("KUBECTL", default="kubectl")
