@@ -120,8 +120,8 @@ class WorkingCopy:
         except GitCommandError as exc:
             if not check:
                 return ""
-            detail = (exc.stderr or exc.stdout or "").strip()
-            raise GitOpsError(redact(f"git {args[0]} failed ({exc.status}): {detail}", self.remote_url)) from None
+            name = next((arg for arg in args if not arg.startswith("-") and "=" not in arg), "")
+            raise GitOpsError(redact(f"git {name} failed ({exc.status}): {_output(exc)}", self.remote_url)) from None
 
     @property
     def object_format(self) -> str:
@@ -167,7 +167,7 @@ class WorkingCopy:
             if "couldn't find remote ref" in (exc.stderr or ""):
                 self._run("update-ref", "-d", self.remote_ref, check=False)
                 return None
-            raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {(exc.stderr or '').strip()}",
+            raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
                                      self.remote_url)) from None
         return self.resolve(self.remote_ref)
 
@@ -213,7 +213,10 @@ class WorkingCopy:
         return dirty, untracked
 
     def remove_files(self, paths: Iterable[str]) -> None:
-        """Delete files of the working tree and then the folders that became empty."""
+        """Delete files of the working tree and then the folders that became empty.
+
+        Callers pass paths git tracks or lists (never beyond a symbolic link) or paths the writer created.
+        """
         folders = set()
         for path in paths:
             try:
@@ -303,11 +306,10 @@ class WorkingCopy:
         try:
             self.git.execute(["git", "push", "--porcelain", "--no-verify", "origin", f"HEAD:{self.ref}"])
         except GitCommandError as exc:
-            output = f"{exc.stdout or ''}\n{exc.stderr or ''}"
+            output = _output(exc)
             if _remote_moved(output):
                 return False
-            raise GitOpsPushError(redact(f"git push to {self.remote_url} failed: {output.strip()}",
-                                         self.remote_url)) from None
+            raise GitOpsPushError(redact(f"git push to {self.remote_url} failed: {output}", self.remote_url)) from None
         return True
 
     def maintain(self) -> None:
@@ -361,6 +363,7 @@ class WorkingCopy:
         runner.execute(["git", "read-tree", base] if base else ["git", "read-tree", "--empty"])
         if written:
             # --no-all: files of `base` that are absent from the scratch tree are unchanged, not deleted.
+            # -f: the repository's .gitignore files are not in the scratch tree; preview what the render produced.
             runner.execute(["git", "-c", "core.bigFileThreshold=1", "add", "--no-all", "-f", "--", "."])
         if deleted:
             listing = Path(runner.working_dir).parent / "deleted"
@@ -394,6 +397,16 @@ def _split_changes(out: str) -> tuple[list[str], list[str], list[str]]:
     for status, path in zip(fields[0::2], fields[1::2], strict=True):
         {"A": added, "D": deleted}.get(status[:1], changed).append(path)
     return sorted(added), sorted(changed), sorted(deleted)
+
+
+def _output(exc: GitCommandError) -> str:
+    """What git printed, without GitPython's "stderr: '...'" wrapping."""
+    parts = []
+    for text in (exc.stderr, exc.stdout):
+        text = (text or "").strip()
+        match = re.fullmatch(r"(?:stdout|stderr): '(.*)'", text, flags=re.DOTALL)
+        parts.append((match.group(1) if match else text).strip())
+    return "\n".join(part for part in parts if part)
 
 
 def _remote_moved(output: str) -> bool:

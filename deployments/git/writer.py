@@ -236,7 +236,7 @@ def _write_and_commit(wc: WorkingCopy, base: str | None, manifest: Manifest, *, 
         wc.remove_files(plan.deletes)
         writer.write(MANIFEST_PATH, plan.manifest.dumps())
         changed_paths = sorted(plan.writes + plan.deletes)
-        if validate is not None:
+        if validate is not None and changed_paths:
             report(75, f"Validating {len(changed_paths)} changed files")
             validate(wc.path, changed_paths)
         report(82, f"Staging {len(changed_paths)} changed files")
