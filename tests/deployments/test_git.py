@@ -498,9 +498,11 @@ def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir
 
 
 @pytest.mark.slow
-def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, remote, make, tmp_path):
+@pytest.mark.parametrize("remote_before", ["rendered", "empty"])
+def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, remote, make, tmp_path,
+                                                           remote_before):
     settings.REDIS_URL = ""  # file lock: released by the kernel when the holder dies
-    first = commit(three_units(make))
+    first = commit(three_units(make)) if remote_before == "rendered" else None
     process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), redis_url="",
                                              units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="push")
     g.wait_for(marker, process)
@@ -508,14 +510,19 @@ def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, r
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    assert g.head(remote) == first.sha
+    assert g.head(remote) == (first.sha if first else None)
 
     result = commit(three_units(make, 3))
 
-    assert result.pushed and g.git(remote, "rev-parse", f"{result.sha}^") == first.sha
-    assert "Killed run" not in g.subjects(remote)
-    assert result.changed == ["envs/a/app.yaml"] and not result.added
+    assert result.pushed and g.head(remote) == result.sha
+    assert g.subjects(remote) == (["Render", "Render"] if first else ["Render"])
+    if first:
+        assert g.git(remote, "rev-parse", f"{result.sha}^") == first.sha
+        assert (result.added, result.changed) == ([], ["envs/a/app.yaml"])
+    else:
+        assert result.added == ALL_FILES  # the never-pushed commit was discarded, not built upon
     assert g.work_files(repo_dir) == g.tree_files(remote)
+    assert "envs/d/app.yaml" not in g.tree_files(remote)
 
 
 @pytest.mark.slow
