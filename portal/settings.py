@@ -124,6 +124,8 @@ GITOPS_PUSH_RETRIES = env.int("GITOPS_PUSH_RETRIES", default=5)
 GITOPS_RUN_LOCK_TIMEOUT = env.int("GITOPS_RUN_LOCK_TIMEOUT", default=1500)
 # Expiry of the per-repository Redis lock, renewed while held, so a killed holder blocks others only this long.
 GITOPS_LOCK_TTL = env.float("GITOPS_LOCK_TTL", default=60.0)
+# Diffs stored on runs and shown in the admin are cut (at a file boundary) beyond this many characters.
+GITOPS_DIFF_MAX_CHARS = env.int("GITOPS_DIFF_MAX_CHARS", default=1_000_000)
 
 # --- Kubernetes tooling ---------------------------------------------------------------------------
 KUBECTL = env.str("KUBECTL", default="kubectl")
