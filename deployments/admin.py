@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from deployments import runs, services
+from deployments import runs, sealing, services
 from deployments.forms import EnvironmentForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 
@@ -28,7 +28,8 @@ class SecretValueAdminMixin:
         if value is not None:
             services.secret_store_value(secret=secret, value=value)
         else:
-            secret.save()
+            # Keeps the stored value and version; reseals when the Secret's name changed.
+            services.secret_save(secret=secret)
 
 
 def diff_html(diff: str):
@@ -173,6 +174,9 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
     def save_model(self, request, obj, form, change):
         obj.needs_render = True
         super().save_model(request, obj, form, change)
+        if change and "sealed_secrets_certificate" in form.changed_data:
+            # Seal now, so the preview already shows the new ciphertext (a render would reseal anyway).
+            sealing.environment_secrets_reseal(environment=obj)
 
     @admin.display(description="Recent runs")
     def recent_runs(self, obj):

@@ -184,14 +184,20 @@ def test_environment_admin_refuses_a_bad_certificate_with_a_field_error(superuse
     assert model_to_dict(Environment.objects.get(pk=environment.pk)) == before
 
 
-def test_environment_admin_accepts_a_good_certificate(superuser_client, certificate_pem):
+def test_environment_admin_accepts_a_good_certificate_and_seals_at_once(superuser_client, controller_key,
+                                                                        certificate_pem):
     environment = environment_factory(name="lab")
+    secret = secret_factory(environment, value="sealed-on-upload", key="SECRET_KEY")
+    assert Secret.objects.get(pk=secret.pk).sealed_value == ""  # no certificate yet: nothing to seal with
     url = reverse("admin:deployments_environment_change", args=[environment.pk])
     response = superuser_client.post(url, _environment_change_data(environment,
                                                                    sealed_secrets_certificate=certificate_pem))
     assert response.status_code == 302, response.context["adminform"].form.errors
     environment.refresh_from_db()
     assert environment.sealed_secrets_certificate.strip() == certificate_pem.strip()
+    secret.refresh_from_db()
+    assert unseal(controller_key, secret.sealed_value, namespace="tesslate",
+                  name=secret.secret_name) == b"sealed-on-upload"
 
 
 # --- resealing only what changed ---------------------------------------------------------------------------------
