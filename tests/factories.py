@@ -63,3 +63,19 @@ def container_factory(project: Project, **overrides) -> Container:
     container.full_clean()
     container.save()
     return container
+
+
+def field_errors(instance) -> dict[str, list[str]]:
+    """The field errors full_clean() raises for an instance that must be refused."""
+    import pytest
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as excinfo:
+        instance.full_clean()
+    return excinfo.value.message_dict
+
+
+def assert_field_error(instance, field: str, fragment: str) -> None:
+    errors = field_errors(instance)
+    assert field in errors, errors
+    assert any(fragment in message for message in errors[field]), errors[field]

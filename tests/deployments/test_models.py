@@ -1,19 +1,18 @@
 """Bad input per model: every rule gives a field error with a message that says what to fix."""
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments.models import Environment, NodeGroup
-from tests.factories import eks_environment_factory, environment_factory, node_group_factory
+from tests.factories import (
+    assert_field_error,
+    eks_environment_factory,
+    environment_factory,
+    field_errors,
+    node_group_factory,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def _errors(instance) -> dict[str, list[str]]:
-    with pytest.raises(ValidationError) as excinfo:
-        instance.full_clean()
-    return excinfo.value.message_dict
 
 
 def _valid_environment(**overrides) -> Environment:
@@ -64,14 +63,12 @@ ENVIRONMENT_CASES = [
 @pytest.mark.parametrize(("overrides", "field", "fragment"), ENVIRONMENT_CASES,
                          ids=[f"{c[1]}-{i}" for i, c in enumerate(ENVIRONMENT_CASES)])
 def test_environment_rejects_bad_input(overrides, field, fragment):
-    errors = _errors(_valid_environment(**overrides))
-    assert field in errors, errors
-    assert any(fragment in message for message in errors[field]), errors[field]
+    assert_field_error(_valid_environment(**overrides), field, fragment)
 
 
 def test_environment_name_is_unique():
     environment_factory(name="prod")
-    errors = _errors(_valid_environment(name="prod"))
+    errors = field_errors(_valid_environment(name="prod"))
     assert "already exists" in errors["name"][0]
 
 
@@ -120,9 +117,7 @@ def test_node_group_rejects_bad_input(overrides, field, fragment):
     fields = dict(environment=environment, name="spot", instance_types="t3.large", min_size=0, desired_size=1,
                   max_size=10)
     fields.update(overrides)
-    errors = _errors(NodeGroup(**fields))
-    assert field in errors, errors
-    assert any(fragment in message for message in errors[field]), errors[field]
+    assert_field_error(NodeGroup(**fields), field, fragment)
 
 
 def test_node_group_sizes_are_enforced_by_the_database():

@@ -1,24 +1,19 @@
 """Bad input for projects and containers, and the environment-wide host rules."""
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from projects.models import Container, Project
 from tests.factories import (
+    assert_field_error,
     container_factory,
     eks_environment_factory,
     environment_factory,
+    field_errors,
     project_factory,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def _errors(instance) -> dict[str, list[str]]:
-    with pytest.raises(ValidationError) as excinfo:
-        instance.full_clean()
-    return excinfo.value.message_dict
 
 
 PROJECT_CASES = [
@@ -42,9 +37,7 @@ PROJECT_CASES = [
 def test_project_rejects_bad_input(overrides, field, fragment):
     fields = dict(environment=environment_factory(), name="Todo", slug="todo", owner="user-1")
     fields.update(overrides)
-    errors = _errors(Project(**fields))
-    assert field in errors, errors
-    assert any(fragment in message for message in errors[field]), errors[field]
+    assert_field_error(Project(**fields), field, fragment)
 
 
 def test_project_can_restore_on_eks_and_has_its_namespace():
@@ -58,7 +51,7 @@ def test_project_can_restore_on_eks_and_has_its_namespace():
 def test_project_slug_is_unique_per_environment():
     environment = environment_factory()
     project_factory(environment, slug="todo")
-    errors = _errors(Project(environment=environment, name="Todo 2", slug="todo", owner="u"))
+    errors = field_errors(Project(environment=environment, name="Todo 2", slug="todo", owner="u"))
     assert "Another project in this environment has this slug." in errors["__all__"]
     # The same slug in another environment is fine.
     Project(environment=environment_factory(), name="Todo", slug="todo", owner="u").full_clean()
@@ -87,14 +80,12 @@ def test_container_rejects_bad_input(overrides, field, fragment):
     project = project_factory(containers=())
     fields = dict(project=project, directory="frontend", image="tesslate-devserver:latest", port=5173)
     fields.update(overrides)
-    errors = _errors(Container(**fields))
-    assert field in errors, errors
-    assert any(fragment in message for message in errors[field]), errors[field]
+    assert_field_error(Container(**fields), field, fragment)
 
 
 def test_container_host_must_fit_a_dns_label():
     project = project_factory(slug="a" * 40, containers=())
-    errors = _errors(Container(project=project, directory="d" * 23, image="tesslate-devserver:latest"))
+    errors = field_errors(Container(project=project, directory="d" * 23, image="tesslate-devserver:latest"))
     assert "a DNS label has at most 63" in errors["directory"][0]
     Container(project=project, directory="d" * 22, image="tesslate-devserver:latest").full_clean()
 
