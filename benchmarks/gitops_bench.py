@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Benchmark: render + commit of the GitOps tree for 100, 1,000 and 5,000 projects, against the git floor.
+
+For each size it measures, on a fresh SQLite database and a fresh local repository:
+  full      first render + commit of the whole tree (validation excluded; measured separately as `validate`)
+  noop      a second run with nothing changed (must write no file and make no commit)
+  one       one project's container port changed (must write only that project's files)
+  floor     the git command line adding and committing the same tree (`git add -A && git commit`),
+            with the files already on disk (write_only: writing those files with plain Python, for scale)
+  validate  `kubectl kustomize` + schema validation of the whole tree (the gate before the first commit)
+Each size runs --repeat rounds (fresh repository each) and reports medians, since disk timings here are noisy.
+Prints a table, then one JSON object with the figures and ratios as the last line.
+
+Usage: .venv/bin/python benchmarks/gitops_bench.py [--sizes 100,1000,5000] [--containers 3] [--no-validate]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _setup_django(workdir: Path) -> None:
+    os.environ["PORTAL_IGNORE_DOTENV"] = "1"
+    os.environ["DEBUG"] = "true"
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ["REDIS_URL"] = ""
+    os.environ["GITOPS_REMOTE_URL"] = ""
+    os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "n1kJ2b6zqYxVhB7gVJ0p3m8Xq9sR4tU5wY6zA7bC8dE=")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _populate(size: int, containers: int):
+    from deployments.models import Environment, NodeGroup
+    from projects.models import Container, Project
+
+    Container.objects.all().delete()
+    Project.objects.all().delete()
+    NodeGroup.objects.all().delete()
+    Environment.objects.all().delete()
+    environment = Environment.objects.create(
+        name="bench", kind="eks", app_domain="bench.example.com", tls_mode="cert-manager-dns01",
+        acme_email="ops@example.com", storage_provisioner="ebs-gp3", image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        image_tag="production", aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="bench",
+    )
+    NodeGroup.objects.create(environment=environment, name="spot", capacity_type="SPOT", instance_types="t3.large",
+                             min_size=0, desired_size=0, max_size=10, labels="tesslate.io/workload-type=user-project",
+                             taints="tesslate.io/spot=true:PreferNoSchedule", hosts="user-projects")
+    projects = Project.objects.bulk_create(
+        Project(environment=environment, name=f"Project {i}", slug=f"p{i}", owner=f"user-{i % 97}")
+        for i in range(size)
+    )
+    roles = [("frontend", "frontend", 5173), ("backend", "backend", 8000), ("db", "database", 5432)]
+    Container.objects.bulk_create(
+        Container(project=project, directory=directory, role=role, port=port,
+                  image="postgres:16-alpine" if role == "database" else "tesslate-devserver:latest")
+        for project in projects for directory, role, port in roles[:containers]
+    )
+    return environment, projects
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def _floor(files: dict[str, bytes], workdir: Path) -> tuple[float, float]:
+    """(seconds to write the files with plain Python, seconds for `git add -A && git commit` of them)."""
+    repo = workdir / "floor"
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    start = time.perf_counter()
+    for path, data in files.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    written = time.perf_counter()
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=bench", "-c", "user.email=bench@portal.invalid", "commit", "-q", "-m", "floor")
+    return written - start, time.perf_counter() - written
+
+
+def _run(full: bool = False):
+    from deployments.git import gitops_commit
+    from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
+
+    start = time.perf_counter()
+    snapshot = environments_snapshot()
+    result = gitops_commit(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot), message="bench",
+                           trailers={"Portal-Run": "bench"}, author_name="bench", author_email="bench@portal.invalid",
+                           full=full)
+    return time.perf_counter() - start, result
+
+
+def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat: int) -> dict:
+    """Median of `repeat` rounds; each round renders into a fresh repository."""
+    from django.conf import settings
+
+    from deployments.rendering import environments_snapshot, render_tree
+
+    environment, projects = _populate(size, containers)
+    files = render_tree(environments_snapshot())
+    file_count = len(files)
+    floors, writes, fulls, noops, ones = [], [], [], [], []
+    for round_number in range(repeat):
+        write_seconds, floor_seconds = _floor(files, workdir)
+        writes.append(write_seconds)
+        floors.append(floor_seconds)
+
+        repo_dir = workdir / f"repo-{size}-{round_number}"
+        settings.GITOPS_REPO_DIR = repo_dir
+        full_seconds, full = _run()
+        noop_seconds, noop = _run()
+        changed = projects[(size // 2 + round_number) % size]
+        container = changed.containers.order_by("directory").first()
+        container.port += 1
+        container.save()
+        one_seconds, one = _run()
+        fulls.append(full_seconds)
+        noops.append(noop_seconds)
+        ones.append(one_seconds)
+        if round_number < repeat - 1:
+            shutil.rmtree(repo_dir, ignore_errors=True)
+    floor_seconds, full_seconds = statistics.median(floors), statistics.median(fulls)
+    noop_seconds, one_seconds = statistics.median(noops), statistics.median(ones)
+    touched = sorted({p.split("/")[3] for p in one.added + one.changed + one.deleted if p.startswith("environments/")
+                      and p.count("/") >= 4})
+
+    validate_seconds = None
+    if validate:
+        from deployments.validation import tree_validate
+
+        start = time.perf_counter()
+        problems = tree_validate(root=repo_dir)
+        validate_seconds = time.perf_counter() - start
+        if problems:
+            print(f"  validation found {len(problems)} problems, first: {problems[0]}", file=sys.stderr)
+
+    return {
+        "projects": size, "files": file_count,
+        "floor_s": round(floor_seconds, 3), "write_only_s": round(statistics.median(writes), 3),
+        "full_s": round(full_seconds, 3),
+        "noop_s": round(noop_seconds, 3), "one_s": round(one_seconds, 3),
+        "validate_s": round(validate_seconds, 3) if validate_seconds is not None else None,
+        "full_ratio": round(full_seconds / floor_seconds, 2) if floor_seconds else None,
+        # The portal must put the files on disk too (kustomize builds them); this ratio counts that for the floor.
+        "full_ratio_incl_write": round(full_seconds / (floor_seconds + statistics.median(writes)), 2),
+        "noop_commit": noop.sha is not None, "noop_files_written": len(noop.added + noop.changed + noop.deleted),
+        "one_files_written": len(one.added + one.changed + one.deleted),
+        "one_only_that_project": touched == [f"proj-{changed.id}"],
+        "full_files": len(full.added),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--containers", type=int, default=3, choices=[1, 2, 3])
+    parser.add_argument("--no-validate", action="store_true", help="skip the validation timing")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per size; medians are reported")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    try:
+        _setup_django(workdir)
+        rows = [bench_size(int(size), args.containers, workdir, not args.no_validate, args.repeat)
+                for size in args.sizes.split(",")]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    header = ("projects", "files", "write_only_s", "floor_s", "full_s", "full_ratio", "full_ratio_incl_write",
+              "noop_s", "one_s", "one_files_written", "validate_s")
+    print(" | ".join(f"{h:>12}" for h in header))
+    for row in rows:
+        print(" | ".join(f"{str(row[h]):>12}" for h in header))
+    print(json.dumps({"results": rows, "targets": {"full_ratio_max": 1.5, "one_s_max": 1.0, "noop_files_written": 0}},
+                     sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
