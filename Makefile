@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install migrate demo worker bench lint
+# Custom resources are validated against the upstream CRD schemas when they sit beside the project.
+export CRD_SCHEMA_DIR ?= $(abspath $(wildcard ../shared/crds))
+
+.PHONY: run test install worker bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +29,8 @@ install: $(VENV)/.installed
 run: install .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
+	@# A failed render is recorded as a failed run in the admin; the portal starts anyway so it can be inspected.
+	-$(PY) manage.py render_gitops --message "Render the demo"
 	$(PY) manage.py ensure_admin
 	@echo "Serving http://127.0.0.1:8000/admin/ (jobs inline, SQLite, GitOps repository in gitops_out/repo)."
 	$(PY) manage.py runserver 127.0.0.1:8000
