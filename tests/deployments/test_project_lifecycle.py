@@ -1,0 +1,47 @@
+"""Hibernating, deleting and waking projects reaches git: the GitOps tool prunes what is gone."""
+
+import pytest
+
+from deployments import runs
+from projects.demo import demo_load, demo_project_id
+from projects.models import Project
+from tests.deployments.runfixtures import gitops  # noqa: F401 - fixture
+
+
+def _render(reason: str):
+    run = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=None, user=None, reason=reason).pk)
+    assert run.status in ("succeeded", "no_change"), run.error
+    return run
+
+
+def _project_dirs(gitops, environment: str) -> set[str]:
+    prefix = f"environments/{environment}/projects/"
+    return {path[len(prefix):].split("/")[0] for path in gitops.files() if path.startswith(prefix + "proj-")}
+
+
+@pytest.mark.django_db
+def test_hibernate_delete_and_wake_a_project(gitops):
+    demo_load()
+    _render("first")
+    todo = demo_project_id("minikube", "todo-app")
+    landing = demo_project_id("minikube", "landing-page")
+    assert _project_dirs(gitops, "minikube") == {f"proj-{todo}", f"proj-{landing}"}
+    # The demo's hibernated project never had a folder.
+    assert f"proj-{demo_project_id('aws-production', 'blog')}" not in _project_dirs(gitops, "aws-production")
+
+    Project.objects.filter(id=todo).update(state=Project.State.HIBERNATED)
+    run = _render("hibernate todo-app")
+    assert run.status == "succeeded" and run.files_deleted >= 6
+    assert _project_dirs(gitops, "minikube") == {f"proj-{landing}"}
+    index = gitops.show("environments/minikube/projects/kustomization.yaml")
+    assert f"proj-{todo}" not in index and f"proj-{landing}" in index
+
+    Project.objects.filter(id=landing).update(state=Project.State.DELETED)
+    _render("delete landing-page")
+    assert _project_dirs(gitops, "minikube") == set()
+
+    Project.objects.filter(id=todo).update(state=Project.State.ACTIVE)
+    run = _render("wake todo-app")
+    assert run.files_added >= 6
+    assert _project_dirs(gitops, "minikube") == {f"proj-{todo}"}
+    assert f"proj-{todo}" in gitops.show("environments/minikube/projects/kustomization.yaml")
