@@ -57,8 +57,9 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     """Problems of the tree under ``root`` (none: it may be committed).
 
     ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
-    affected when a changed path lies under it or under a folder it includes, directly or through other roots
-    (so an aggregate that lists a changed folder is built too). ``None`` checks everything.
+    affected when a changed path lies under it or under a folder it includes, directly or through other roots.
+    Of an aggregate that only lists other kustomization folders, just the listed folders the change affects are
+    built. ``None`` checks everything.
     """
     started = time.monotonic()
 
@@ -94,7 +95,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         report(f"Validating the whole tree: {len(tops)} top-level of {len(tree.kustomizations)} kustomization "
                f"root(s), {len(loose)} plain YAML file(s).")
 
-    units = gate.plan(tree, tops)
+    units = gate.plan(tree, tops, changed=changed if paths is not None else None)
     if units:
         if shutil.which(kubectl) is None:
             raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
@@ -153,7 +154,12 @@ class _Gate:
         self._tree_crds: list = []
         self._deferred: list[tuple[dict, str]] = []
 
-    def plan(self, tree: Tree, tops: list[str]) -> list[BuildUnit]:
+    def plan(self, tree: Tree, tops: list[str], *, changed: set[str] | None = None) -> list[BuildUnit]:
+        """Build units for ``tops``. With ``changed``, a pure aggregate contributes only the folders the change
+        affects: its other folders were checked when they changed, and rebuilding 5,000 unchanged projects for a
+        one-project change would take a minute. (A folder the aggregate lists but lacks makes it impure, so a
+        listing change is still caught by a whole build.)"""
+        changed_ancestors = {parent for path in changed or () for parent in ancestors(path)}
         units: list[BuildUnit] = []
         for top in tops:
             kustomization = tree.kustomizations[top]
@@ -161,6 +167,9 @@ class _Gate:
                 units.append(BuildUnit(root=top, folders=[top], decomposed=False))
                 continue
             folders, repeated = tree.leaves(top)
+            if changed is not None:
+                folders = [folder for folder in folders
+                           if affected(tree.closure([folder]), changed, changed_ancestors)]
             for folder in repeated:
                 self.problems.append(ValidationProblem(
                     kustomization.file, "kustomize-build",

@@ -474,11 +474,13 @@ def test_paths_limit_the_builds_to_the_affected_roots(tree, crds, counting_kubec
     (tree / "platform/base/configmap.yaml").unlink()  # broken, but untouched by the change below
     edit(tree, f"{MINIKUBE_PROJECTS}/{P1}/file-manager.yaml", "replicas: 1", "replicas: one")
 
-    problems, _ = validate(tree, kubectl=str(counting_kubectl.path),
-                           paths=[f"{MINIKUBE_PROJECTS}/{P1}/file-manager.yaml"])
+    problems, messages = validate(tree, kubectl=str(counting_kubectl.path),
+                                  paths=[f"{MINIKUBE_PROJECTS}/{P1}/file-manager.yaml"])
 
-    # Only the minikube projects aggregate (one chunk of its two folders) was built: one kubectl call.
+    # Of the minikube projects aggregate only the changed project was built: one kubectl call, P1's 4 objects
+    # (P2, unchanged, is not rebuilt).
     assert len(counting_kubectl.targets()) == 1
+    assert checked_count(messages) == 4
     assert [(p.file, p.rule) for p in problems] == [(f"{MINIKUBE_PROJECTS}/{P1}/file-manager.yaml",
                                                      "kubernetes-schema")]
 
@@ -503,14 +505,18 @@ def test_paths_reach_plain_folders_and_deleted_or_absolute_paths(tree, crds, cou
     assert [(p.file, p.rule) for p in problems] == [("clusters/aws-production/platform.yaml", "crd-schema")]
     assert counting_kubectl.targets() == []  # a plain folder needs no build
 
-    # A deleted project folder: its aggregate (which no longer lists it) is rebuilt.
+    # A deleted project folder: the aggregate no longer lists it and its other folders did not change, so
+    # nothing needs a build...
     shutil.rmtree(tree / MINIKUBE_PROJECTS / P2)
     edit(tree, f"{MINIKUBE_PROJECTS}/kustomization.yaml", f"- {P2}\n", "")
-    problems, messages = validate(tree, kubectl=str(counting_kubectl.path),
-                                  paths=[f"{MINIKUBE_PROJECTS}/{P2}/namespace.yaml",
-                                         f"{MINIKUBE_PROJECTS}/kustomization.yaml"])
+    deleted = [f"{MINIKUBE_PROJECTS}/{P2}/namespace.yaml", f"{MINIKUBE_PROJECTS}/kustomization.yaml"]
+    problems, messages = validate(tree, kubectl=str(counting_kubectl.path), paths=deleted)
     assert problems == []
-    assert checked_count(messages) == 4
+    assert checked_count(messages) == 0
+    # ...but an aggregate that still lists the deleted folder is built, and fails.
+    edit(tree, f"{MINIKUBE_PROJECTS}/kustomization.yaml", f"- {P1}\n", f"- {P1}\n- {P2}\n")
+    problems, _ = validate(tree, kubectl=str(counting_kubectl.path), paths=deleted)
+    assert [(p.file, p.rule) for p in problems] == [(f"{MINIKUBE_PROJECTS}/kustomization.yaml", "kustomize-build")]
 
     assert validate(tree, paths=[])[0] == []
 
