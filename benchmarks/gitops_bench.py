@@ -5,6 +5,7 @@ For each size it measures, on a fresh SQLite database and a fresh local reposito
   full      first render + commit of the whole tree (validation excluded; measured separately as `validate`)
   noop      a second run with nothing changed (must write no file and make no commit)
   one       one project's container port changed (must write only that project's files)
+  one_validated  the same with the validation gate on the changed paths, as a render run does it
   floor     the git command line adding and committing the same tree (`git add -A && git commit`),
             with the files already on disk (write_only: writing those files with plain Python, for scale)
   validate  `kubectl kustomize` + schema validation of the whole tree (the gate before the first commit)
@@ -96,7 +97,13 @@ def _floor(files: dict[str, bytes], workdir: Path) -> tuple[float, float]:
     return written - start, time.perf_counter() - written
 
 
-def _run(full: bool = False):
+def _validate_changed(workdir: Path, changed_paths: list[str]) -> None:
+    from deployments.validation import tree_validate_or_raise
+
+    tree_validate_or_raise(root=workdir, paths=changed_paths)
+
+
+def _run(full: bool = False, validate: bool = False):
     from deployments.git import gitops_commit
     from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
 
@@ -104,8 +111,14 @@ def _run(full: bool = False):
     snapshot = environments_snapshot()
     result = gitops_commit(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot), message="bench",
                            trailers={"Portal-Run": "bench"}, author_name="bench", author_email="bench@portal.invalid",
-                           full=full)
+                           full=full, validate=_validate_changed if validate else None)
     return time.perf_counter() - start, result
+
+
+def _change_one(project) -> None:
+    container = project.containers.order_by("directory").first()
+    container.port += 1
+    container.save()
 
 
 def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat: int) -> dict:
@@ -117,7 +130,7 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
     environment, projects = _populate(size, containers)
     files = render_tree(environments_snapshot())
     file_count = len(files)
-    floors, writes, fulls, noops, ones = [], [], [], [], []
+    floors, writes, fulls, noops, ones, ones_validated = [], [], [], [], [], []
     for round_number in range(repeat):
         write_seconds, floor_seconds = _floor(files, workdir)
         writes.append(write_seconds)
@@ -128,13 +141,15 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
         full_seconds, full = _run()
         noop_seconds, noop = _run()
         changed = projects[(size // 2 + round_number) % size]
-        container = changed.containers.order_by("directory").first()
-        container.port += 1
-        container.save()
+        _change_one(changed)
         one_seconds, one = _run()
         fulls.append(full_seconds)
         noops.append(noop_seconds)
         ones.append(one_seconds)
+        if validate:
+            # The same change as a render run makes it: the gate builds and checks what the change touches.
+            _change_one(projects[(size // 3 + round_number) % size])
+            ones_validated.append(_run(validate=True)[0])
         if round_number < repeat - 1:
             shutil.rmtree(repo_dir, ignore_errors=True)
     floor_seconds, full_seconds = statistics.median(floors), statistics.median(fulls)
@@ -157,6 +172,7 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
         "floor_s": round(floor_seconds, 3), "write_only_s": round(statistics.median(writes), 3),
         "full_s": round(full_seconds, 3),
         "noop_s": round(noop_seconds, 3), "one_s": round(one_seconds, 3),
+        "one_validated_s": round(statistics.median(ones_validated), 3) if ones_validated else None,
         "validate_s": round(validate_seconds, 3) if validate_seconds is not None else None,
         "full_ratio": round(full_seconds / floor_seconds, 2) if floor_seconds else None,
         # The portal must put the files on disk too (kustomize builds them); this ratio counts that for the floor.
@@ -184,7 +200,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     header = ("projects", "files", "write_only_s", "floor_s", "full_s", "full_ratio", "full_ratio_incl_write",
-              "noop_s", "one_s", "one_files_written", "validate_s")
+              "noop_s", "one_s", "one_validated_s", "one_files_written", "validate_s")
     print(" | ".join(f"{h:>12}" for h in header))
     for row in rows:
         print(" | ".join(f"{str(row[h]):>12}" for h in header))
