@@ -71,8 +71,10 @@ class AutoRenderAdminMixin:
             return
         run = runs.render_auto_request(environment_ids=environment_ids, user=request.user, reason=reason)
         if run is not None:
+            # The run starts once this request's transaction commits (inline without REDIS_URL), so its status here
+            # would always read "queued": link to the run page, which shows the live status.
             self.message_user(request, format_html(
-                "Render run {} will ship this change to git ({}).", run_link(run), run.get_status_display().lower(),
+                "Render run {} ships this change to git; its page shows the progress and the commit.", run_link(run),
             ), messages.INFO)
 
     def save_related(self, request, form, formsets, change):
