@@ -57,7 +57,8 @@ def _populate(size: int, containers: int):
     Environment.objects.all().delete()
     environment = Environment.objects.create(
         name="bench", kind="eks", app_domain="bench.example.com", tls_mode="cert-manager-dns01",
-        acme_email="ops@example.com", storage_provisioner="ebs-gp3", image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        acme_email="ops@example.com", storage_provisioner="ebs-gp3",
+        image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
         image_tag="production", aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="bench",
     )
     NodeGroup.objects.create(environment=environment, name="spot", capacity_type="SPOT", instance_types="t3.large",

@@ -95,7 +95,8 @@ class Environment(models.Model):
 
     sealed_secrets_certificate = models.TextField(
         blank=True,
-        help_text="Clusters without AWS: the Sealed Secrets controller's public certificate (PEM, `kubeseal --fetch-cert`).",
+        help_text="Clusters without AWS: the Sealed Secrets controller's public certificate "
+                  "(PEM, `kubeseal --fetch-cert`).",
     )
 
     secrets_manager_role_arn = models.CharField(
@@ -148,7 +149,8 @@ class Environment(models.Model):
         if self.aws_account_id and not (self.aws_account_id.isdigit() and len(self.aws_account_id) == 12):
             errors.setdefault("aws_account_id", []).append("An AWS account id is 12 digits.")
         if self.aws_region and not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", self.aws_region):
-            errors.setdefault("aws_region", []).append(f"{self.aws_region} is not an AWS region (for example us-east-1).")
+            errors.setdefault("aws_region", []).append(
+                f"{self.aws_region} is not an AWS region (for example us-east-1).")
         if self.eks_cluster_name and not re.match(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", self.eks_cluster_name):
             errors.setdefault("eks_cluster_name", []).append(
                 "An EKS cluster name starts with a letter or digit and holds letters, digits, '-' and '_'.")
@@ -159,7 +161,8 @@ class Environment(models.Model):
         if self.tls_mode != self.TLSMode.NONE and not self.acme_email:
             errors.setdefault("acme_email", []).append("The ACME account needs a contact address for TLS.")
         if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01 and not self.cloudflare_api_token_secret:
-            errors.setdefault("cloudflare_api_token_secret", []).append("DNS01 with Cloudflare needs the token's Secret.")
+            errors.setdefault("cloudflare_api_token_secret", []).append(
+                "DNS01 with Cloudflare needs the token's Secret.")
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
@@ -248,7 +251,8 @@ class NodeGroup(models.Model):
         if self.min_size is not None and self.desired_size is not None and self.min_size > self.desired_size:
             errors["min_size"] = f"The minimum ({self.min_size}) is larger than the desired size ({self.desired_size})."
         if self.desired_size is not None and self.max_size is not None and self.desired_size > self.max_size:
-            errors["desired_size"] = f"The desired size ({self.desired_size}) is larger than the maximum ({self.max_size})."
+            errors["desired_size"] = (
+                f"The desired size ({self.desired_size}) is larger than the maximum ({self.max_size}).")
         if errors:
             raise ValidationError(errors)
 

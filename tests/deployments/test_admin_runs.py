@@ -10,7 +10,6 @@ from deployments import runs, services, tasks
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from projects.demo import demo_load
 from projects.models import Container, Project
-from tests.deployments.runfixtures import gitops, gitops_queue, kubectl  # noqa: F401 - fixtures
 from tests.factories import environment_factory, project_factory
 
 pytestmark = pytest.mark.django_db

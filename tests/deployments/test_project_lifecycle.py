@@ -5,7 +5,6 @@ import pytest
 from deployments import runs
 from projects.demo import demo_load, demo_project_id
 from projects.models import Project
-from tests.deployments.runfixtures import gitops  # noqa: F401 - fixture
 
 
 def _render(reason: str):

@@ -16,12 +16,7 @@ from rq.job import Job, JobStatus
 from deployments import runs, services, tasks
 from deployments.models import Environment, RenderRun, Secret
 from projects.demo import demo_load
-from tests.deployments.runfixtures import (  # noqa: F401 - fixtures
-    gitops,
-    gitops_queue,
-    kubectl,
-    sealed_secrets_certificate,
-)
+from tests.deployments.runfixtures import sealed_secrets_certificate
 from tests.factories import environment_factory, node_group_factory, project_factory
 
 MARKER = "MARKER-9f1c2e7a-never-in-git"

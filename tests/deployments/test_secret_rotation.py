@@ -7,7 +7,7 @@ import pytest
 from deployments import runs, services
 from deployments.models import Environment, Secret
 from projects.demo import demo_load
-from tests.deployments.runfixtures import gitops, sealed_secrets_certificate  # noqa: F401 - fixtures
+from tests.deployments.runfixtures import sealed_secrets_certificate
 
 
 def _changed_lines(diff: str) -> list[str]:

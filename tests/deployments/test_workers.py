@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from rq.job import Job
 from django.conf import settings as django_settings
 from django.db import connection
+from rq.job import Job
 
 from deployments import runs
 from deployments.models import Environment, RenderRun
-from tests.deployments.runfixtures import git, gitops, gitops_queue, kubectl  # noqa: F401 - fixtures
+from tests.deployments.runfixtures import git
 from tests.factories import environment_factory, project_factory
 
 ROOT = Path(__file__).resolve().parents[2]

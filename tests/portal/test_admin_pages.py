@@ -34,9 +34,9 @@ def _registered():
             if model._meta.app_label in OUR_APPS]
 
 
-def _pages(request_factory_user=None):
+def _pages():
     pages = []
-    for model, model_admin in _registered():
+    for model, _model_admin in _registered():
         opts = model._meta
         pages.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
         pages.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_add"))
