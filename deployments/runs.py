@@ -61,7 +61,6 @@ RUN_LOCK_KEY = zlib.crc32(b"tesslate-portal:render-run")
 REQUEST_LOCK_KEY = zlib.crc32(b"tesslate-portal:render-request")
 
 LOG_MAX_CHARS = 200_000
-DIFF_MAX_CHARS = 1_000_000
 REASON_MAX_CHARS = RenderRun._meta.get_field("reason").max_length
 # How long a queued run may wait for the render lock behind other runs before it gives up.
 RUN_LOCK_TIMEOUT = 1500
@@ -499,13 +498,6 @@ def _problems_text(problems) -> str:
     return "\n".join(f"{p.file}: [{p.rule}] {p.message}" for p in problems)
 
 
-def _clip_diff(diff: str, sha: str | None) -> str:
-    if len(diff) <= DIFF_MAX_CHARS:
-        return diff
-    where = f"git show {sha}" if sha else "the repository"
-    return diff[:DIFF_MAX_CHARS] + f"\n… diff truncated at {DIFF_MAX_CHARS:,} characters; see {where}.\n"
-
-
 def render_run_execute(*, run_id: int, full: bool = False, progress: ProgressCallback | None = None) -> RenderRun:
     """Execute a queued run (see the module docstring). Returns the run in its final state; never raises for a
     failed render — the failure is recorded on the run. A run that is no longer queued is returned untouched.
@@ -579,7 +571,7 @@ def _execute(recorder: _Recorder, *, full: bool) -> None:
                          f"{len(preview.deleted)} deleted; nothing committed. Timings: {', '.join(timings)}.")
             recorder.finish(status=RenderRun.Status.SUCCEEDED if changed else RenderRun.Status.NO_CHANGE,
                             files_added=len(preview.added), files_changed=len(preview.changed),
-                            files_deleted=len(preview.deleted), diff=_clip_diff(preview.diff, None))
+                            files_deleted=len(preview.deleted), diff=preview.diff)
             return
 
         def validate(root: Path, paths: list[str]) -> None:
@@ -601,7 +593,7 @@ def _execute(recorder: _Recorder, *, full: bool) -> None:
             recorder.log(f"Committed {result.sha[:12]}: {counts['files_added']} added, {counts['files_changed']} "
                          f"changed, {counts['files_deleted']} deleted; {pushed}. Timings: {', '.join(timings)}.")
             recorder.finish(status=RenderRun.Status.SUCCEEDED, commit_sha=result.sha,
-                            diff=_clip_diff(result.diff, result.sha), **counts)
+                            diff=result.diff, **counts)
         else:
             recorder.log(f"No change: the repository already matches. Timings: {', '.join(timings)}.")
             recorder.finish(status=RenderRun.Status.NO_CHANGE, **counts)

@@ -16,7 +16,7 @@ from rq.job import Job, JobStatus
 from deployments import runs, services, tasks
 from deployments.models import Environment, RenderRun, Secret
 from projects.demo import demo_load
-from tests.deployments.runfixtures import sealed_secrets_certificate
+from tests.deployments.runfixtures import git, sealed_secrets_certificate
 from tests.factories import environment_factory, node_group_factory, project_factory
 
 MARKER = "MARKER-9f1c2e7a-never-in-git"
@@ -532,3 +532,16 @@ def test_command_refuses_an_unknown_environment(gitops, demo):
     with pytest.raises(CommandError, match="Unknown environment"):
         call_command("render_gitops", "--environment", "nope", stdout=io.StringIO())
     assert not RenderRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_large_diff_is_cut_at_a_file_boundary_by_the_git_writer(gitops, demo, settings):
+    settings.GITOPS_DIFF_MAX_CHARS = 3000
+    run = _run(None, reason="big first render")
+    assert run.status == RenderRun.Status.SUCCEEDED
+    assert run.diff.endswith("[diff truncated at 3000 characters]\n")
+    kept = run.diff[: -len("[diff truncated at 3000 characters]\n")]
+    assert len(kept) <= 3000 and kept.startswith("diff --git ")
+    # The cut falls between files: the full diff continues with the next file's header right there.
+    full = git(gitops.remote, "show", "--format=", "main", "--", ".", ":(exclude).tesslate-portal")
+    assert full.startswith(kept) and full[len(kept):].startswith("diff --git ")
