@@ -152,12 +152,17 @@ def _covers(run_ids: set[int], wanted: list[int] | None) -> bool:
     return wanted is not None and set(wanted) <= run_ids
 
 
-def environments_mark_dirty(*, environment_ids: Iterable[int] | None) -> None:
-    """Record that environments changed since their last render (None: all of them). Locks rows in id order."""
+def _set_needs_render(environment_ids: Iterable[int] | None, value: bool) -> None:
+    """Set the dirty flag of environments (None: all of them), locking the rows in id order (no deadlocks)."""
     rows = Environment.objects.all() if environment_ids is None else Environment.objects.filter(pk__in=environment_ids)
     with transaction.atomic():
         ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
-        Environment.objects.filter(pk__in=ids).update(needs_render=True)
+        Environment.objects.filter(pk__in=ids).update(needs_render=value)
+
+
+def environments_mark_dirty(*, environment_ids: Iterable[int] | None) -> None:
+    """Record that environments changed since their last render (None: all of them)."""
+    _set_needs_render(environment_ids, True)
 
 
 def render_run_request(*, environment_ids: Iterable[int] | None, user, reason: str) -> tuple[RenderRun, bool]:
@@ -429,10 +434,7 @@ def _start(run_id: int) -> RenderRun | None:
 
 
 def _take_dirty_flags(environment_ids: list[int] | None) -> None:
-    rows = Environment.objects.all() if environment_ids is None else Environment.objects.filter(pk__in=environment_ids)
-    with transaction.atomic():
-        ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
-        Environment.objects.filter(pk__in=ids).update(needs_render=False)
+    _set_needs_render(environment_ids, False)
 
 
 def _deliver_secrets(environments: list[Environment], recorder: _Recorder) -> None:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from deployments import crypto, sealing
-from deployments.models import Environment, Secret
+from deployments.models import Secret
 
 SECRET_VALUE_MAX_BYTES = 64 * 1024
 # What the admin edits, and what storing a value sets. The delivery fields (sealed_value, sealed_for,
@@ -104,11 +104,6 @@ def secret_save(*, secret: Secret) -> Secret:
     _save(secret, ())
     sealing.secret_reseal(secret=secret)
     return secret
-
-
-def environment_mark_dirty(*, environment_id: int) -> None:
-    """Record that an environment changed since its last render."""
-    Environment.objects.filter(pk=environment_id).update(needs_render=True)
 
 
 @dataclass(frozen=True)

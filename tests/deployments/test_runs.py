@@ -156,7 +156,7 @@ def test_a_change_made_while_the_run_runs_keeps_needs_render(gitops):
         # Once the snapshot is taken, an admin changes the environment again (as a concurrent request would).
         if percent >= 10 and not changed:
             node_group_factory(env)
-            services.environment_mark_dirty(environment_id=env.pk)
+            runs.environments_mark_dirty(environment_ids=[env.pk])
             changed.append(True)
 
     run = _run([env], progress=progress)
