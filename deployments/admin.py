@@ -144,6 +144,8 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
                                            ("backend_memory_request", "backend_memory_limit")]}),
         ("AWS", {"fields": ["aws_account_id", "aws_region", "eks_cluster_name"],
                  "description": "Required for EKS environments."}),
+        ("Cluster access", {"fields": ["kube_context"],
+                            "description": "How the portal reads this cluster (live view, snapshots)."}),
         ("Sealed Secrets", {"fields": ["sealed_secrets_certificate"], "classes": ["collapse"],
                             "description": "Clusters without AWS: the controller's public certificate."}),
         ("Status", {"fields": ["needs_render", "created_at", "updated_at"]}),

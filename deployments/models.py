@@ -89,6 +89,11 @@ class Environment(models.Model):
     )
     aws_region = models.CharField(max_length=32, blank=True, help_text="EKS only, for example us-east-1.")
     eks_cluster_name = models.CharField(max_length=100, blank=True, help_text="EKS only.")
+    kube_context = models.CharField(
+        max_length=253, blank=True,
+        help_text="kubeconfig context the portal reads this cluster through (live view, snapshots). Empty: the "
+                  "current context, or the in-cluster configuration when the portal runs inside the cluster.",
+    )
 
     protected = models.BooleanField(default=False, help_text="Production: changes need a second person's approval.")
     gitops_tool = models.CharField(max_length=8, choices=GitOpsTool.choices, default=GitOpsTool.ARGOCD)

@@ -18,7 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from deployments import crypto
 from deployments.models import Environment, Secret
-from portal.aws import aws_client
+from clients.aws import aws_client
 
 PATH_PREFIX = "tesslate"
 ENVIRONMENT_TAG = "tesslate.io/environment"

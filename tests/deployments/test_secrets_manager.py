@@ -9,7 +9,7 @@ from deployments import secrets_manager
 from deployments.models import Secret
 from deployments.secrets_manager import SecretsManagerSyncError, SyncResult, environment_secrets_sync
 from deployments.services import secret_store_value
-from portal.aws import aws_client
+from clients.aws import aws_client
 from tests.factories import eks_environment_factory, environment_factory, secret_factory
 
 pytest_plugins = ["tests.aws"]
