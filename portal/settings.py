@@ -111,6 +111,13 @@ RQ_QUEUES = {
 }
 # Enqueue only once the database transaction commits, so a worker never reads uncommitted rows.
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# The one scheduler process (`manage.py run_scheduler`) enqueues these; see jobs/scheduler.py for the shape.
+PORTAL_SCHEDULE = [
+    # Queued render runs whose job was lost (Redis restarted, enqueue failed) are enqueued again; runs whose worker
+    # died are failed and their environments requested again.
+    {"name": "render-runs-recover", "func": "deployments.tasks.render_runs_recover_job", "queue": "gitops",
+     "interval": env.int("RENDER_RECOVERY_INTERVAL", default=60)},
+]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
 
