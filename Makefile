@@ -36,6 +36,7 @@ run: install .env
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install
+	$(VENV)/bin/lint-imports
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" \
 		$(PY) -m pytest $(PYTEST_ARGS)
 

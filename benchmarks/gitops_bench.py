@@ -106,7 +106,8 @@ def _validate_changed(workdir: Path, changed_paths: list[str]) -> None:
 
 def _run(full: bool = False, validate: bool = False):
     from deployments.git import gitops_commit
-    from deployments.rendering import environments_snapshot, snapshot_scopes, tree_units
+    from deployments.rendering import snapshot_scopes, tree_units
+    from deployments.selectors import environments_snapshot
 
     start = time.perf_counter()
     snapshot = environments_snapshot()
@@ -126,7 +127,8 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
     """Median of `repeat` rounds; each round renders into a fresh repository."""
     from django.conf import settings
 
-    from deployments.rendering import environments_snapshot, render_tree
+    from deployments.rendering import render_tree
+    from deployments.selectors import environments_snapshot
 
     environment, projects = _populate(size, containers)
     files = render_tree(environments_snapshot())

@@ -1,10 +1,7 @@
-import re
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
@@ -12,98 +9,23 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from deployments import runs, sealing, services
+from deployments import runs, selectors, services
+from deployments.adminkit import ServiceAdminMixin, diff_html, run_link
 from deployments.forms import EnvironmentForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
+from deployments.secrets import crypto
+from jobs.admin import JobRunAdminMixin
 
 # Secret values arrive in POST field names ending in "value"; Django's error reports must not show them.
 sensitive_value = method_decorator(sensitive_post_parameters())
 
 
-class SecretValueAdminMixin:
-    """Stores the write-only value of SecretForm through the service, encrypted, never echoing it."""
-
-    def _store_secret(self, form, secret: Secret) -> None:
-        value = form.new_value()
-        if value is not None:
-            services.secret_store_value(secret=secret, value=value)
-        else:
-            # Keeps the stored value and version; reseals when the Secret's name changed.
-            services.secret_save(secret=secret)
-
-
-def diff_html(diff: str):
-    """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header)."""
-
-    def css(line: str) -> str:
-        if line.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file")):
-            return "diff-file"
-        if line.startswith("@@"):
-            return "diff-hunk"
-        if line.startswith("+"):
-            return "diff-add"
-        if line.startswith("-"):
-            return "diff-del"
-        return "diff-ctx"
-
-    return format_html_join("", '<span class="{}">{}\n</span>', ((css(line), line) for line in diff.splitlines()))
-
-
-def run_link(run: RenderRun):
-    url = reverse("admin:deployments_renderrun_change", args=[run.pk])
-    return format_html('<a href="{}">#{}</a>', url, run.pk)
-
-
-class AutoRenderAdminMixin:
-    """After an admin save or delete: mark the environments it touched dirty and request one render.
-
-    Requests collapse into a queued run (deployments.runs.render_run_request), so a burst of saves gives one run.
-    The request is made in ``save_related`` — after the inlines are saved, still inside the admin's transaction —
-    so the job is enqueued only once everything is committed.
-    """
-
-    def render_environment_ids(self, obj, *, deleted: bool = False) -> set[int] | None:
-        """The environments a change of ``obj`` affects; None means all environments."""
-        return {obj.environment_id} if getattr(obj, "environment_id", None) else set()
-
-    def _request_render(self, request, environment_ids: set[int] | None, reason: str) -> None:
-        if environment_ids is not None and not environment_ids:
-            return
-        run = runs.render_auto_request(environment_ids=environment_ids, user=request.user, reason=reason)
-        if run is not None:
-            # The run starts once this request's transaction commits (inline without REDIS_URL), so its status here
-            # would always read "queued": link to the run page, which shows the live status.
-            self.message_user(request, format_html(
-                "Render run {} ships this change to git; its page shows the progress and the commit.", run_link(run),
-            ), messages.INFO)
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        if change and not form.has_changed() and not any(formset.has_changed() for formset in formsets):
-            return
-        obj = form.instance
-        ids = self.render_environment_ids(obj)
-        previous = form.initial.get("environment") if change else None
-        if ids is not None and previous:
-            ids.add(int(getattr(previous, "pk", previous)))  # moved to another environment: render both
-        verb = "Changed" if change else "Added"
-        self._request_render(request, ids, f"{verb} {obj._meta.verbose_name} {obj}")
-
-    def delete_model(self, request, obj):
-        ids = self.render_environment_ids(obj, deleted=True)
-        label = f"Deleted {obj._meta.verbose_name} {obj}"
-        super().delete_model(request, obj)
-        self._request_render(request, ids, label)
-
-    def delete_queryset(self, request, queryset):
-        objects = list(queryset)
-        ids: set[int] | None = set()
-        for obj in objects:
-            obj_ids = self.render_environment_ids(obj, deleted=True)
-            ids = None if obj_ids is None or ids is None else ids | obj_ids
-        names = ", ".join(str(obj) for obj in objects[:5]) + (" …" if len(objects) > 5 else "")
-        super().delete_queryset(request, queryset)
-        self._request_render(request, ids, f"Deleted {queryset.model._meta.verbose_name_plural} {names}")
+def _secret_inline_save(form, secret: Secret, user) -> None:
+    value = form.new_value()
+    if value is not None:
+        services.secret_set_value(secret=secret, value=value, user=user)
+    else:
+        services.secret_save(secret=secret, user=user)  # keeps the value; reseals when the name changed
 
 
 class NodeGroupInline(admin.TabularInline):
@@ -122,7 +44,7 @@ class SecretInline(admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
@@ -167,26 +89,35 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
     def node_group_count(self, obj):
         return obj._node_groups
 
+    inline_services = {
+        NodeGroup: (lambda form, obj, user: services.node_group_save(node_group=obj, user=user),
+                    lambda obj, user: services.node_group_delete(node_group=obj, user=user)),
+        Secret: (_secret_inline_save, lambda obj, user: services.secret_delete(secret=obj, user=user)),
+    }
+
     @sensitive_value
     def changeform_view(self, request, *args, **kwargs):
         return super().changeform_view(request, *args, **kwargs)
 
-    def render_environment_ids(self, obj, *, deleted: bool = False) -> set[int] | None:
-        # A deleted environment's folders are pruned only by a render of the whole tree.
-        return None if deleted else {obj.pk}
+    def render_environment_ids(self, obj) -> set[int]:
+        return {obj.pk}
 
-    def save_model(self, request, obj, form, change):
-        obj.needs_render = True
-        super().save_model(request, obj, form, change)
-        if change and "sealed_secrets_certificate" in form.changed_data:
-            # Seal now, so the preview already shows the new ciphertext (a render would reseal anyway).
-            sealing.environment_secrets_reseal(environment=obj)
+    def service_save(self, request, obj, form):
+        services.environment_save(environment=obj, user=request.user)
+
+    def service_delete(self, request, obj):
+        services.environment_delete(environment=obj, user=request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Renaming or switching the GitOps tool removes folders: only the move flow may do it.
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + list(services.GUARDED_FIELDS) if obj is not None else fields
 
     @admin.display(description="Recent runs")
     def recent_runs(self, obj):
         if not obj.pk:
             return "-"
-        recent = runs.environment_recent_runs(environment=obj)
+        recent = selectors.environment_recent_runs(environment=obj)
         if not recent:
             return "Never rendered."
         rows = format_html_join(
@@ -206,8 +137,8 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
     def render_and_commit(self, request, queryset):
         environments = list(queryset.order_by("name"))
         try:
-            run = runs.render_run_submit(environment_ids=[env.pk for env in environments], user=request.user,
-                                         reason="Render and commit from the admin")
+            run = runs.render_run_request(environment_ids=[env.pk for env in environments], user=request.user,
+                                          reason="Render and commit from the admin", absorb=False).run
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return None
@@ -269,30 +200,21 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
 
     @method_decorator(require_POST)
     def render_view(self, request, object_id):
-        environment = get_object_or_404(Environment, pk=object_id)
+        environment = self.get_object(request, object_id)  # None for malformed ids too
+        if environment is None:
+            raise Http404("No such environment.")
         if not self.has_change_permission(request, environment):
             raise PermissionDenied
-        run = runs.render_run_submit(environment_ids=[environment.pk], user=request.user,
-                                     reason=request.POST.get("reason") or "Render and commit from the admin")
+        run = runs.render_run_request(environment_ids=[environment.pk], user=request.user,
+                                      reason=request.POST.get("reason") or "Render and commit from the admin",
+                                      absorb=False).run
         self.message_user(request, format_html("Render run {} queued for {}.", run_link(run), environment.name),
                           messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:deployments_renderrun_change", args=[run.pk]))
 
-    def save_formset(self, request, form, formset, change):
-        if formset.model is not Secret:
-            return super().save_formset(request, form, formset, change)
-        formset.save(commit=False)  # sets the environment on new rows and collects deletions
-        for obj in formset.deleted_objects:
-            obj.delete()
-        for inline_form in formset.forms:
-            if inline_form in formset.deleted_forms or not inline_form.has_changed():
-                continue
-            self._store_secret(inline_form, inline_form.instance)
-        formset.save_m2m()
-
 
 @admin.register(NodeGroup)
-class NodeGroupAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
+class NodeGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "environment", "capacity_type", "instance_types", "sizes", "disk_size_gb", "hosts"]
     list_filter = ["capacity_type", "hosts", "environment"]
     search_fields = ["name", "environment__name", "instance_types", "labels"]
@@ -304,22 +226,29 @@ class NodeGroupAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
         ("Scheduling", {"fields": ["labels", "taints"]}),
     ]
 
+    def service_save(self, request, obj, form):
+        services.node_group_save(node_group=obj, user=request.user)
+
+    def service_delete(self, request, obj):
+        services.node_group_delete(node_group=obj, user=request.user)
+
     @admin.display(description="Min / desired / max")
     def sizes(self, obj):
         return f"{obj.min_size} / {obj.desired_size} / {obj.max_size}"
 
 
 @admin.register(Secret)
-class SecretAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelAdmin):
+class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["__str__", "environment", "description", "fingerprint", "version", "last_rotated_at"]
     list_filter = ["environment", "secret_name"]
     search_fields = ["key", "secret_name", "description", "environment__name"]
     list_select_related = ["environment"]
-    readonly_fields = ["fingerprint", "version", "last_rotated_at", "created_at", "updated_at"]
+    readonly_fields = ["value_status", "fingerprint", "version", "last_rotated_at", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["environment", "secret_name", "key", "description"]}),
-        ("Value (write-only)", {"fields": ["value", "generate", "fingerprint", "version", "last_rotated_at"]}),
+        ("Value (write-only)", {"fields": ["value_status", "value", "generate", "fingerprint", "version",
+                                           "last_rotated_at"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -328,85 +257,61 @@ class SecretAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelAdmin)
         return super().changeform_view(request, *args, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        # The environment is marked dirty and rendered by AutoRenderAdminMixin.save_related.
-        self._store_secret(form, obj)
+        if change and not form.has_changed():
+            return
+        _secret_inline_save(form, obj, request.user)
 
+    def service_delete(self, request, obj):
+        services.secret_delete(secret=obj, user=request.user)
 
-ERROR_RULE_RE = re.compile(r"^.*?: \[(?P<rule>[^\]]+)\] ", re.MULTILINE)
+    @admin.display(description="Stored value")
+    def value_status(self, obj):
+        if obj is None or not obj.pk or not obj.ciphertext:
+            return "none yet"
+        if not crypto.is_readable(obj.ciphertext):
+            return format_html('<strong class="errornote">unreadable — re-enter the value</strong> (no key in '
+                               "PORTAL_ENCRYPTION_KEYS opens it)")
+        return "stored, encrypted"
 
 
 @admin.register(RenderRun)
-class RenderRunAdmin(admin.ModelAdmin):
+class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
     """Read-only history of render runs; a running run's page follows its progress."""
 
-    change_form_template = "admin/deployments/renderrun/change_form.html"
     list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",
                     "short_sha", "created_at", "duration_display"]
     list_display_links = ["id", "status_progress"]
-    list_filter = ["status", "dry_run", "environments", "triggered_by", "created_at"]
+    list_filter = ["status", "error_kind", "dry_run", "environments", "triggered_by"]
     search_fields = ["commit_sha", "reason", "triggered_by__username", "environments__name"]
     list_select_related = ["triggered_by"]
-    date_hierarchy = "created_at"
-    readonly_fields = ["progress_block", "environment_names", "triggered_by", "reason", "dry_run", "commit_sha",
-                       "file_counts", "created_at", "started_at", "finished_at", "duration_display",
-                       "error_file", "error_rule", "error_block", "log_block", "diff_block"]
+    list_per_page = 50
+    job_result_fields = ("commit_sha", "error_file", "error_rule")
+    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "environment_names", "dry_run", "allow_deletions",
+                       "commit_sha", "file_counts", "error_file", "error_rule", "diff_block"]
     fieldsets = [
-        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run"]}),
+        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run",
+                           "allow_deletions"]}),
         ("Result", {"fields": ["commit_sha", "file_counts", "created_at", "started_at", "finished_at",
                                "duration_display"]}),
-        ("Error", {"fields": ["error_file", "error_rule", "error_block"]}),
+        ("Error", {"fields": ["error_kind", "error_file", "error_rule", "error_block"]}),
         ("Log", {"fields": ["log_block"]}),
         ("Committed diff", {"fields": ["diff_block"]}),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("environments")
+        # The list never shows diffs or logs: don't load megabytes per row.
+        return super().get_queryset(request).defer("diff", "log").prefetch_related("environments")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        runs.render_runs_recover()  # a run whose worker died shows as failed, not running forever
-        return super().changelist_view(request, extra_context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        runs.render_runs_recover()
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def get_urls(self):
-        return [
-            path("<path:object_id>/progress/", self.admin_site.admin_view(self.progress_view),
-                 name="deployments_renderrun_progress"),
-        ] + super().get_urls()
-
-    def progress_view(self, request, object_id):
-        """JSON for the run page's progress bar: status, progress and the tail of the log."""
-        run = get_object_or_404(RenderRun, pk=object_id)
-        if not self.has_view_permission(request, run):
-            raise PermissionDenied
-        if run.status == RenderRun.Status.RUNNING:
-            runs.render_runs_recover()
-            run.refresh_from_db()
-        return JsonResponse({
-            "id": run.pk, "status": run.status, "status_display": run.get_status_display(),
-            "progress": run.progress, "finished": run.is_finished, "commit_sha": run.commit_sha,
-            "error_file": run.error_file, "log_tail": "\n".join(run.log.splitlines()[-40:]),
-        })
-
-    # --- columns and fields ------------------------------------------------------------------------
+    def get_object(self, request, object_id, from_field=None):
+        try:
+            return RenderRun.objects.prefetch_related("environments").get(pk=int(object_id))
+        except (TypeError, ValueError, RenderRun.DoesNotExist):
+            return None
 
     @admin.display(description="Status", ordering="status")
     def status_progress(self, obj):
-        if obj.status in (RenderRun.Status.RUNNING, RenderRun.Status.QUEUED):
-            return format_html('{} <progress value="{}" max="100"></progress> {}%', obj.get_status_display(),
-                               obj.progress, obj.progress)
-        return obj.get_status_display() + (" (dry run)" if obj.dry_run else "")
+        text = super().status_progress(obj)
+        return format_html("{} (dry run)", text) if obj.dry_run and obj.is_finished else text
 
     @admin.display(description="Environments")
     def environment_names(self, obj):
@@ -424,33 +329,6 @@ class RenderRunAdmin(admin.ModelAdmin):
     @admin.display(description="Commit", ordering="commit_sha")
     def short_sha(self, obj):
         return format_html("<code>{}</code>", obj.commit_sha[:12]) if obj.commit_sha else "-"
-
-    @admin.display(description="Duration")
-    def duration_display(self, obj):
-        duration = obj.duration
-        return f"{duration.total_seconds():.1f} s" if duration is not None else "-"
-
-    @admin.display(description="Progress")
-    def progress_block(self, obj):
-        url = reverse("admin:deployments_renderrun_progress", args=[obj.pk])
-        return format_html(
-            '<div id="run-progress" data-url="{}" data-finished="{}"><progress value="{}" max="100"></progress> '
-            '<span class="run-status">{} — {}%</span></div>',
-            url, "1" if obj.is_finished else "0", obj.progress, obj.get_status_display(), obj.progress,
-        )
-
-    @admin.display(description="Rule")
-    def error_rule(self, obj):
-        match = ERROR_RULE_RE.search(obj.error or "")
-        return match["rule"] if match else "-"
-
-    @admin.display(description="Error")
-    def error_block(self, obj):
-        return format_html('<pre class="run-error">{}</pre>', obj.error) if obj.error else "-"
-
-    @admin.display(description="Log")
-    def log_block(self, obj):
-        return format_html('<pre id="run-log" class="run-log">{}</pre>', obj.log or "")
 
     @admin.display(description="Diff")
     def diff_block(self, obj):

@@ -2,8 +2,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto, sealing, services
+from deployments import services
 from deployments.models import Environment, Secret
+from deployments.secrets import crypto, sealing
 
 
 class SecretForm(forms.ModelForm):
@@ -74,3 +75,9 @@ class EnvironmentForm(forms.ModelForm):
     class Meta:
         model = Environment
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A PEM block keeps its bytes: stripping the trailing newline would make every save look like a change.
+        if "sealed_secrets_certificate" in self.fields:
+            self.fields["sealed_secrets_certificate"].strip = False

@@ -1,13 +1,14 @@
-"""The per-repository lock that serializes every writer of the GitOps working copy.
+"""The lock that serializes every writer of the GitOps repository: one mechanism per database backend.
 
-With REDIS_URL set the lock lives in Redis, so RQ workers on different machines that share one repository
-directory (a shared volume) exclude each other. The key expires after a short TTL that a background thread keeps
-renewing while the holder is alive: a holder killed with SIGKILL blocks the next run for at most one TTL, never
-forever. Without Redis (local use, `make run`) a file lock beside the repository does the same job; the kernel
-drops it when its process dies.
+* PostgreSQL (production, tests): a session-level advisory lock, keyed by the repository directory. Workers on
+  any host that share the portal's database exclude each other; the server releases the lock when the holding
+  connection ends, so a worker killed with SIGKILL never blocks the next run — and whoever can take the lock
+  knows that nobody is running (that is how runs orphaned by a dead worker are detected).
+* SQLite (``make run``: one machine): a file lock beside the repository; the kernel drops it when its process
+  dies.
 
-The lock is re-entrant per thread: code that already holds it (a job wrapping gitops_commit) can call functions
-that take it again without deadlocking itself.
+The lock is re-entrant per thread: code that holds it (a render run) can call code that takes it again (the git
+writer) without deadlocking itself. Previews never take it.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WAIT_SECONDS = 600.0
-DEFAULT_TTL_SECONDS = 60.0
-KEY_PREFIX = "tesslate-portal:gitops-lock:"
+POLL_SECONDS = 0.2
 
 _held = threading.local()
 
@@ -35,89 +36,34 @@ class RepositoryLockTimeout(TimeoutError):
     """Another run held the repository lock for longer than the caller was willing to wait."""
 
 
-def repository_lock_key(repo_dir: Path | str | None = None) -> str:
-    """Redis key of the lock: derived from the resolved repository directory, so two paths to one repo agree."""
-    return KEY_PREFIX + hashlib.sha256(str(_repo_dir(repo_dir)).encode()).hexdigest()[:24]
-
-
-def repository_lock_path(repo_dir: Path | str | None = None) -> Path:
-    """The lock file used without Redis: beside the repository, never inside its working tree."""
-    directory = _repo_dir(repo_dir)
-    return directory.parent / f".{directory.name}.lock"
-
-
-@contextmanager
-def repository_lock(timeout: float = DEFAULT_WAIT_SECONDS, *, repo_dir: Path | str | None = None) -> Iterator[None]:
-    """Hold the lock of the GitOps repository (settings.GITOPS_REPO_DIR unless repo_dir is given).
-
-    `timeout` is how long to wait for another holder, in seconds; RepositoryLockTimeout when it runs out.
-    """
-    key = repository_lock_key(repo_dir)
-    held: set[str] = _held.__dict__.setdefault("keys", set())
-    if key in held:
-        yield
-        return
-    redis_url = getattr(settings, "REDIS_URL", "")
-    backend = _RedisLock(redis_url, key) if redis_url else _FileLock(repository_lock_path(repo_dir))
-    started = time.monotonic()
-    backend.acquire(timeout)
-    waited = time.monotonic() - started
-    if waited > 1:
-        logger.info("Waited %.1f s for the GitOps repository lock.", waited)
-    held.add(key)
-    try:
-        yield
-    finally:
-        held.discard(key)
-        backend.release()
-
-
 def _repo_dir(repo_dir: Path | str | None) -> Path:
     return Path(repo_dir if repo_dir is not None else settings.GITOPS_REPO_DIR).expanduser().resolve()
 
 
-class _RedisLock:
-    def __init__(self, url: str, key: str) -> None:
-        import redis
+def repository_lock_key(repo_dir: Path | str | None = None) -> int:
+    """The advisory lock key (a signed 64-bit integer) of the repository; two spellings of one path agree."""
+    digest = hashlib.sha256(f"tesslate-portal:gitops:{_repo_dir(repo_dir)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
-        self.ttl = float(getattr(settings, "GITOPS_LOCK_TTL", DEFAULT_TTL_SECONDS))
-        self.client = redis.Redis.from_url(url)
-        # thread_local=False: the renewal thread extends the lock with the token the holder's thread acquired.
-        self.lock = self.client.lock(key, timeout=self.ttl, sleep=0.05, thread_local=False)
-        self.stop = threading.Event()
-        self.renewer: threading.Thread | None = None
 
-    def acquire(self, wait: float) -> None:
-        if not self.lock.acquire(blocking=True, blocking_timeout=max(wait, 0)):
-            self.client.close()
-            raise RepositoryLockTimeout(f"The GitOps repository is locked by another run (waited {wait:g} s).")
-        self.renewer = threading.Thread(target=self._renew, name="gitops-lock-renewal", daemon=True)
-        self.renewer.start()
+def repository_lock_path(repo_dir: Path | str | None = None) -> Path:
+    """The lock file used on SQLite: beside the repository, never inside it."""
+    directory = _repo_dir(repo_dir)
+    return directory.parent / f".{directory.name}.lock"
 
-    def _renew(self) -> None:
-        from redis.exceptions import LockError
 
-        while not self.stop.wait(self.ttl / 3):
-            try:
-                self.lock.extend(self.ttl, replace_ttl=True)
-            except LockError:
-                # Only possible when this process stalled for longer than the TTL; the run goes on (git's own lock
-                # files still protect the repository) but the operator must know that exclusion was lost.
-                logger.error("Lost the GitOps repository lock (expired while held); another run may have started.")
-                return
+class _AdvisoryLock:
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def try_acquire(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.key])
+            return bool(cursor.fetchone()[0])
 
     def release(self) -> None:
-        from redis.exceptions import LockError
-
-        self.stop.set()
-        if self.renewer is not None:
-            self.renewer.join()
-        try:
-            self.lock.release()
-        except LockError:
-            logger.warning("The GitOps repository lock had already expired when it was released.")
-        finally:
-            self.client.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
 
 
 class _FileLock:
@@ -125,17 +71,73 @@ class _FileLock:
         from filelock import FileLock
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(str(path))
+        # thread_local=False + is_singleton=False: one lock object per acquisition; threads exclude each other.
+        self.lock = FileLock(str(path), thread_local=False, is_singleton=False)
 
-    def acquire(self, wait: float) -> None:
+    def try_acquire(self) -> bool:
         from filelock import Timeout
 
         try:
-            self.lock.acquire(timeout=max(wait, 0))
+            self.lock.acquire(timeout=0)
+            return True
         except Timeout:
-            raise RepositoryLockTimeout(
-                f"The GitOps repository is locked by another run (waited {wait:g} s for {self.lock.lock_file})."
-            ) from None
+            return False
 
     def release(self) -> None:
         self.lock.release()
+
+
+def _backend(repo_dir: Path | str | None):
+    if connection.vendor == "postgresql":
+        return _AdvisoryLock(repository_lock_key(repo_dir))
+    return _FileLock(repository_lock_path(repo_dir))
+
+
+@contextmanager
+def repository_lock(timeout: float = DEFAULT_WAIT_SECONDS, *, repo_dir: Path | str | None = None,
+                    on_wait: Callable[[], None] | None = None,
+                    while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the repository lock (settings.GITOPS_REPO_DIR unless ``repo_dir`` is given).
+
+    ``timeout``: seconds to wait for another holder; RepositoryLockTimeout when it runs out. ``on_wait`` is
+    called once if the lock is busy at the first try (a run logs that it waits); ``while_waiting`` on every
+    poll while it waits (a run keeps its heartbeat).
+    """
+    key = str(_repo_dir(repo_dir))
+    held: set[str] = _held.__dict__.setdefault("keys", set())
+    if key in held:
+        yield
+        return
+    lock = _backend(repo_dir)
+    started = time.monotonic()
+    deadline = started + max(timeout, 0)
+    waited = False
+    while not lock.try_acquire():
+        if time.monotonic() >= deadline:
+            raise RepositoryLockTimeout(
+                f"The GitOps repository is locked by another run (waited {timeout:g} s).")
+        if not waited and on_wait is not None:
+            on_wait()
+        waited = True
+        if while_waiting is not None:
+            while_waiting()
+        time.sleep(POLL_SECONDS)
+    if waited:
+        logger.info("Waited %.1f s for the GitOps repository lock.", time.monotonic() - started)
+    held.add(key)
+    try:
+        yield
+    finally:
+        held.discard(key)
+        lock.release()
+
+
+def repository_lock_is_free(*, repo_dir: Path | str | None = None) -> bool:
+    """True when nobody holds the lock (taken and released at once): then no run is running anywhere."""
+    if str(_repo_dir(repo_dir)) in _held.__dict__.get("keys", set()):
+        return False
+    lock = _backend(repo_dir)
+    if not lock.try_acquire():
+        return False
+    lock.release()
+    return True

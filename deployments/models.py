@@ -7,10 +7,13 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from deployments import domain
 from deployments import validators as v
+from deployments.secrets.kubeseal import certificate_load
+from jobs.models import JobRun
 
-MINIKUBE_PROVISIONER = "k8s.io/minikube-hostpath"
-EBS_PROVISIONER = "ebs.csi.aws.com"
+MINIKUBE_PROVISIONER = domain.MINIKUBE_PROVISIONER
+EBS_PROVISIONER = domain.EBS_PROVISIONER
 
 
 class Environment(models.Model):
@@ -130,20 +133,20 @@ class Environment(models.Model):
 
     @property
     def provisioner(self) -> str:
-        return EBS_PROVISIONER if self.storage_provisioner == self.StorageProvisioner.EBS_GP3 else MINIKUBE_PROVISIONER
+        return domain.provisioner(self.storage_provisioner)
 
     @property
     def supports_snapshots(self) -> bool:
-        return self.kind == self.Kind.EKS and self.storage_provisioner == self.StorageProvisioner.EBS_GP3
+        return domain.supports_snapshots(self.kind, self.storage_provisioner)
 
     @property
     def uses_external_secrets(self) -> bool:
         """EKS reads secrets from AWS Secrets Manager; other clusters get SealedSecrets."""
-        return self.kind == self.Kind.EKS
+        return domain.uses_external_secrets(self.kind)
 
     @property
     def scheme(self) -> str:
-        return "http" if self.tls_mode == self.TLSMode.NONE else "https"
+        return domain.scheme(self.tls_mode)
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
@@ -172,8 +175,6 @@ class Environment(models.Model):
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
         if (self.sealed_secrets_certificate or "").strip():
-            from deployments.sealing import certificate_load  # sealing imports this module
-
             try:
                 certificate_load(self.sealed_secrets_certificate)
             except ValidationError as exc:
@@ -309,49 +310,26 @@ class Secret(models.Model):
         return bool(self.ciphertext)
 
 
-class RenderRun(models.Model):
+class RenderRun(JobRun):
     """One render of environments into the GitOps repository: who asked, what it did, how far it got."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        NO_CHANGE = "no_change", "No change"
-        FAILED = "failed", "Failed"
-
-    FINISHED = (Status.SUCCEEDED, Status.NO_CHANGE, Status.FAILED)
-
     environments = models.ManyToManyField(Environment, related_name="render_runs", blank=True)
-    triggered_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="render_runs")
-    reason = models.CharField(max_length=500, blank=True)
     dry_run = models.BooleanField(default=False)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    progress = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
-    log = models.TextField(blank=True)
+    allow_deletions = models.BooleanField(
+        default=False, help_text="Confirmed: may delete more files than the deletion budget allows.")
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When Redis took its job.")
+    waiting_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of a worker that picked the run and waits for the lock.")
     files_added = models.PositiveIntegerField(default=0)
     files_changed = models.PositiveIntegerField(default=0)
     files_deleted = models.PositiveIntegerField(default=0)
     commit_sha = models.CharField(max_length=40, blank=True, db_index=True)
     diff = models.TextField(blank=True)
-    error = models.TextField(blank=True)
     error_file = models.CharField(max_length=1000, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    error_rule = models.CharField(max_length=100, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(JobRun.Meta):
+        verbose_name = "render run"
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.get_status_display()})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
-
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None

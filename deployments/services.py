@@ -1,4 +1,10 @@
-"""Writes for environments, node groups and secrets. The admin and the jobs call these."""
+"""Every write of environments, node groups and secrets: the admin, the commands and the jobs call these.
+
+Each service validates (``full_clean``), writes, and records which environments changed through
+``changes.environments_changed``, which marks them dirty and (with GITOPS_AUTO_RENDER) requests one render —
+in one place. Inside ``changes.change_batch`` (one admin request, one command) the requests of many writes
+collapse into one run.
+"""
 
 import hmac
 import secrets as _random
@@ -9,8 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto, sealing
-from deployments.models import Secret
+from deployments import changes
+from deployments.models import Environment, NodeGroup, Secret
+from deployments.secrets import crypto, sealing
+
+# Changing these removes or re-creates every folder of the environment in git (and, through Argo CD / Flux,
+# every project's namespace and volume): only the explicit move flow (environment_move) may change them.
+GUARDED_FIELDS = ("name", "gitops_tool")
 
 SECRET_VALUE_MAX_BYTES = 64 * 1024
 # What the admin edits, and what storing a value sets. The delivery fields (sealed_value, sealed_for,
@@ -95,15 +106,131 @@ def secret_store_value(*, secret: Secret, value: str) -> Secret:
 
 
 @transaction.atomic
-def secret_save(*, secret: Secret) -> Secret:
+def secret_save(*, secret: Secret, user=None) -> Secret:
     """Save a secret's name, key or description, keeping its value; reseals it when its name changed.
 
     (A SealedSecret is bound to the Secret's name, so a renamed secret needs a new seal.)
     """
     secret.full_clean()
+    previous = Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
     _save(secret, ())
     sealing.secret_reseal(secret=secret)
+    changes.environments_changed({secret.environment_id, previous} - {None}, user=user,
+                                 reason=_verb(previous is None, "secret", secret))
     return secret
+
+
+@sensitive_variables("value")
+def secret_set_value(*, secret: Secret, value: str, user=None) -> Secret:
+    """Store a new value (and any name/key/description change) and request the render that ships it."""
+    created = secret.pk is None
+    previous = None if created else Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
+    secret_store_value(secret=secret, value=value)
+    changes.environments_changed({secret.environment_id, previous} - {None}, user=user,
+                                 reason=_verb(created, "secret", secret))
+    return secret
+
+
+def secret_delete(*, secret: Secret, user=None) -> None:
+    environment_id, label = secret.environment_id, str(secret)
+    secret.delete()
+    changes.environments_changed({environment_id}, user=user, reason=f"Deleted secret {label}")
+
+
+def _verb(created: bool, what: str, obj) -> str:
+    return f"{'Added' if created else 'Changed'} {what} {obj}"
+
+
+# --- environments -------------------------------------------------------------------------------------
+
+
+def _guarded_changes(environment: Environment) -> dict[str, tuple[str, str]]:
+    if environment.pk is None:
+        return {}
+    stored = Environment.objects.filter(pk=environment.pk).values(*GUARDED_FIELDS).first() or {}
+    return {field: (stored[field], getattr(environment, field)) for field in GUARDED_FIELDS
+            if field in stored and stored[field] != getattr(environment, field)}
+
+
+@transaction.atomic
+def environment_save(*, environment: Environment, user=None) -> Environment:
+    """Create or change an environment (its own fields; inlines go through their own services).
+
+    A change of ``name`` or ``gitops_tool`` is refused here: it would delete every folder of the environment in
+    git and, through the GitOps tool's pruning, every project's namespace and volume. It goes through
+    ``environment_move`` instead, which shows what moves and needs confirmation. A changed Sealed Secrets
+    certificate reseals the values at once (so the preview shows the new ciphertext).
+    """
+    guarded = _guarded_changes(environment)
+    if guarded:
+        raise ValidationError({field: (
+            f"Changing {field.replace('_', ' ')} from {old} to {new} would remove every folder of this environment "
+            "from git, and Argo CD / Flux would then delete every project's namespace and volume. Use "
+            "\"Move or rename environment\" on the environment's page, which shows what moves and asks you "
+            "to confirm.") for field, (old, new) in guarded.items()})
+    created = environment.pk is None
+    certificate_changed = not created and Environment.objects.filter(pk=environment.pk).exclude(
+        sealed_secrets_certificate=environment.sealed_secrets_certificate).exists()
+    environment.full_clean()
+    environment.save()
+    if certificate_changed:
+        sealing.environment_secrets_reseal(environment=environment)
+    changes.environments_changed({environment.pk}, user=user, reason=_verb(created, "environment", environment))
+    return environment
+
+
+@transaction.atomic
+def environment_move(*, environment: Environment, user, name: str, gitops_tool: str, confirm: str) -> Environment:
+    """Rename an environment and/or switch its GitOps tool: the one flow that may remove its folders.
+
+    ``confirm`` must repeat the environment's current name (the admin's confirmation page shows what will be
+    removed and added). One render of every environment follows, allowed to delete beyond the deletion budget,
+    so the old ``environments/<old>`` and ``clusters/<old>`` folders go in the same commit that adds the new
+    ones. Raises ValidationError for a wrong confirmation or an invalid name.
+    """
+    if confirm != environment.name:
+        raise ValidationError({"confirm": f"Type the environment's current name ({environment.name}) to confirm."})
+    old = f"{environment.name} ({environment.get_gitops_tool_display()})"
+    environment.name, environment.gitops_tool = name, gitops_tool
+    environment.full_clean()
+    environment.save(update_fields=["name", "gitops_tool", "updated_at"])
+    changes.environments_changed(None, user=user, reason=f"Moved environment {old} to {environment.name} "
+                                 f"({environment.get_gitops_tool_display()})", allow_deletions=True)
+    return environment
+
+
+@transaction.atomic
+def environment_delete(*, environment: Environment, user=None) -> None:
+    """Delete an environment without projects (projects are protected: hibernate or delete them first).
+
+    The render of every environment that follows prunes its folders (allowed beyond the deletion budget: the
+    admin's delete confirmation listed what goes).
+    """
+    label = environment.name
+    environment.delete()
+    changes.environments_changed(None, user=user, reason=f"Deleted environment {label}", allow_deletions=True)
+
+
+# --- node groups --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def node_group_save(*, node_group: NodeGroup, user=None) -> NodeGroup:
+    created = node_group.pk is None
+    previous = None if created else NodeGroup.objects.filter(pk=node_group.pk).values_list(
+        "environment_id", flat=True).first()
+    node_group.full_clean()
+    node_group.save()
+    changes.environments_changed({node_group.environment_id, previous} - {None}, user=user,
+                                 reason=_verb(created, "node group", node_group))
+    return node_group
+
+
+@transaction.atomic
+def node_group_delete(*, node_group: NodeGroup, user=None) -> None:
+    environment_id, label = node_group.environment_id, str(node_group)
+    node_group.delete()
+    changes.environments_changed({environment_id}, user=user, reason=f"Deleted node group {label}")
 
 
 @dataclass(frozen=True)

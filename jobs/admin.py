@@ -39,10 +39,10 @@ class JobRunAdminMixin:
         return fieldsets
 
     def get_urls(self):
-        info = self.model._meta.app_label, self.model._meta.model_name
+        meta = self.model._meta
         return [
             path("<path:object_id>/progress/", self.admin_site.admin_view(self.progress_view),
-                 name="%s_%s_progress" % info),
+                 name=f"{meta.app_label}_{meta.model_name}_progress"),
         ] + super().get_urls()
 
     def progress_view(self, request, object_id):

@@ -125,7 +125,8 @@ GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
 GITOPS_REPO_DIR = Path(env.str("GITOPS_REPO_DIR", default=str(BASE_DIR / "gitops_out" / "repo")))
 GITOPS_REMOTE_URL = env.str("GITOPS_REMOTE_URL", default="")
 GITOPS_BRANCH = env.str("GITOPS_BRANCH", default="main")
-# The URL Argo CD / Flux clone; defaults to the push remote.
+# The URL Argo CD / Flux clone; defaults to the push remote. Credentials in either are never rendered into a
+# manifest (deployments.selectors.gitops_source_url strips them): the GitOps tool gets its own repository Secret.
 GITOPS_SOURCE_URL = env.str("GITOPS_SOURCE_URL", default=GITOPS_REMOTE_URL or "https://git.example.com/tesslate/gitops.git")
 GITOPS_PUSH_RETRIES = env.int("GITOPS_PUSH_RETRIES", default=5)
 # How long a run waits for the one-run-at-a-time lock before it fails (seconds).

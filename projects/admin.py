@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.admin import AutoRenderAdminMixin
+from deployments.adminkit import ServiceAdminMixin
+from projects import services
 from projects.forms import ContainerInlineFormSet
 from projects.models import Container, Project
 from projects.selectors import project_list_for_admin
@@ -17,7 +18,7 @@ class ContainerInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
@@ -34,6 +35,17 @@ class ProjectAdmin(AutoRenderAdminMixin, admin.ModelAdmin):
         ("Kubernetes", {"fields": ["id", "namespace", "host_links"]}),
         ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
     ]
+
+    inline_services = {
+        Container: (lambda form, obj, user: services.container_save(container=obj, user=user),
+                    lambda obj, user: services.container_delete(container=obj, user=user)),
+    }
+
+    def service_save(self, request, obj, form):
+        services.project_save(project=obj, user=request.user)
+
+    def service_delete(self, request, obj):
+        services.project_delete(project=obj, user=request.user)
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from deployments import domain
 from deployments import validators as v
 from deployments.models import Environment, check_request_le_limit
 
@@ -50,7 +51,7 @@ class Project(models.Model):
 
     @property
     def namespace(self) -> str:
-        return f"proj-{self.id}"
+        return domain.project_namespace(self.id)
 
     @property
     def is_rendered(self) -> bool:
@@ -58,7 +59,7 @@ class Project(models.Model):
         return self.state == self.State.ACTIVE
 
     def host_for(self, directory: str) -> str:
-        return f"{self.slug}-{directory}.{self.environment.app_domain}"
+        return domain.project_host(self.slug, directory, self.environment.app_domain)
 
     def clean(self) -> None:
         errors = {}
@@ -105,15 +106,15 @@ class Container(models.Model):
 
     @property
     def is_service(self) -> bool:
-        return self.role in self.SERVICE_ROLES
+        return domain.is_service_role(self.role)
 
     @property
     def workload_name(self) -> str:
-        return f"{'svc' if self.is_service else 'dev'}-{self.directory}"
+        return domain.workload_name(self.role, self.directory)
 
     @property
     def host_label(self) -> str:
-        return f"{self.project.slug}-{self.directory}"
+        return domain.host_label(self.project.slug, self.directory)
 
     @property
     def host(self) -> str:

@@ -6,7 +6,13 @@ repository.py for the git commands.
 """
 
 from deployments.git.manifest import MANIFEST_PATH, ManifestError
-from deployments.git.repository import GitOpsError, GitOpsPushError, GitOpsPushRejected
+from deployments.git.repository import (
+    GitOpsDeletionRefused,
+    GitOpsError,
+    GitOpsInvariantError,
+    GitOpsPushError,
+    GitOpsPushRejected,
+)
 from deployments.git.writer import (
     CommitResult,
     PreviewResult,
@@ -20,7 +26,9 @@ from deployments.locks import RepositoryLockTimeout, repository_lock
 __all__ = [
     "MANIFEST_PATH",
     "CommitResult",
+    "GitOpsDeletionRefused",
     "GitOpsError",
+    "GitOpsInvariantError",
     "GitOpsPushError",
     "GitOpsPushRejected",
     "ManifestError",

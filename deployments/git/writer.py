@@ -89,7 +89,7 @@ class PreviewResult:
 def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message: str,
                   trailers: dict[str, str], author_name: str, author_email: str,
                   validate: Validate | None = None, progress: Progress | None = None,
-                  full: bool = False) -> CommitResult:
+                  full: bool = False, allow_deletions: bool = False) -> CommitResult:
     """Write the units into the GitOps repository as one commit and push it.
 
     `scopes` are the folders this render speaks for: portal-owned files under them that no unit produces any

@@ -1,4 +1,7 @@
-"""The pure renderer: database snapshot in, GitOps repository files out (see units.py for the layout)."""
+"""The pure renderer: a snapshot (plain data, read by deployments.selectors) in, GitOps repository files out.
+
+Imports no models, no settings and no clients (an import-linter contract checks it); see units.py for the layout.
+"""
 
 from deployments.rendering.common import delivered_secrets, secret_checksum_annotation, secret_versions_hash
 from deployments.rendering.snapshot import (
@@ -8,7 +11,6 @@ from deployments.rendering.snapshot import (
     ProjectSnapshot,
     SecretSnapshot,
     TreeSnapshot,
-    environments_snapshot,
 )
 from deployments.rendering.templating import RENDERER_VERSION
 from deployments.rendering.units import RenderUnit, render_tree, snapshot_scopes, tree_units
@@ -24,7 +26,6 @@ __all__ = [
     "SecretSnapshot",
     "TreeSnapshot",
     "delivered_secrets",
-    "environments_snapshot",
     "render_tree",
     "secret_checksum_annotation",
     "secret_versions_hash",

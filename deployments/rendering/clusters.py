@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from deployments.models import Environment
+from deployments import domain
 from deployments.rendering.common import (
     ARGOCD_FINALIZER,
     ARGOCD_NAMESPACE,
@@ -28,7 +28,7 @@ def render_cluster_entry(entry: ClusterEntry) -> dict[str, bytes]:
         "platform_path": f"environments/{entry.env_name}/platform",
         "projects_path": f"environments/{entry.env_name}/projects",
     }
-    if entry.gitops_tool == Environment.GitOpsTool.FLUX:
+    if entry.gitops_tool == domain.GITOPS_FLUX:
         context.update({"namespace": FLUX_NAMESPACE, "source": FLUX_SOURCE_NAME})
         files = {
             "source.yaml": render_template("clusters/flux-gitrepository.yaml.j2", context),

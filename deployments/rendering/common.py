@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from deployments.models import Environment
+from deployments import domain
 from deployments.rendering.snapshot import EnvironmentSnapshot, SecretSnapshot
 from deployments.rendering.templating import RENDERER_VERSION
 
@@ -114,13 +114,13 @@ def image_overrides(env, names) -> list[dict]:
 def image_pull_policy(kind: str) -> str:
     """For project pods (and what Studio's backend uses for the pods it starts)."""
     # Minikube runs images loaded into the node (`minikube image load`); pulling them would fail.
-    return "Never" if kind == Environment.Kind.MINIKUBE else "IfNotPresent"
+    return "Never" if kind == domain.KIND_MINIKUBE else "IfNotPresent"
 
 
 def platform_pull_policy(kind: str, registry: str) -> str:
     """For the platform's own pods: tags such as `production` are moved by every release, so pull them again
     whenever a pod starts; project pods keep IfNotPresent so that a project opens in seconds."""
-    if kind == Environment.Kind.MINIKUBE:
+    if kind == domain.KIND_MINIKUBE:
         return "Never"
     return "Always" if registry else "IfNotPresent"
 

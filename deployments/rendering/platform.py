@@ -3,7 +3,7 @@
 import hashlib
 import json
 
-from deployments.models import Environment
+from deployments import domain
 from deployments.rendering.common import (
     BASE_CONFIG,
     CONFIG_CHECKSUM_ANNOTATION,
@@ -33,7 +33,7 @@ from deployments.rendering.common import (
 from deployments.rendering.snapshot import EnvironmentSnapshot
 from deployments.rendering.templating import render_template
 
-DNS01 = Environment.TLSMode.CERT_MANAGER_DNS01
+DNS01 = domain.TLS_CERT_MANAGER_DNS01
 
 # --- the shared platform base -----------------------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ def render_platform_base() -> dict[str, bytes]:
 
 def environment_config(env: EnvironmentSnapshot) -> dict[str, str]:
     """The environment's values of the tesslate-config ConfigMap (merged over BASE_CONFIG by the overlay)."""
-    tls = env.tls_mode != Environment.TLSMode.NONE
+    tls = env.tls_mode != domain.TLS_NONE
     return {
         "APP_BASE_URL": f"{'https' if tls else 'http'}://{env.app_domain}",
         "APP_DOMAIN": env.app_domain,
@@ -94,7 +94,7 @@ def _cluster_issuer_name(env: EnvironmentSnapshot) -> str:
 
 def _tls(env: EnvironmentSnapshot) -> tuple[str | None, dict, list | None]:
     """(tls.yaml or None, annotations for the main Ingress, its `tls` list or None)."""
-    if env.tls_mode == Environment.TLSMode.NONE:
+    if env.tls_mode == domain.TLS_NONE:
         return None, {}, None
     issuer = _cluster_issuer_name(env)
     documents = [render_template("overlay/cluster-issuer.yaml.j2", {
@@ -171,7 +171,7 @@ def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_n
     for name, container, suspend in (
             ("namespace-reaper", "reaper", None),
             # Minikube has no VolumeSnapshots, so there is nothing to clean up.
-            ("snapshot-cleanup", "cleanup", env.kind == Environment.Kind.MINIKUBE or None)):
+            ("snapshot-cleanup", "cleanup", env.kind == domain.KIND_MINIKUBE or None)):
         patches[name] = render_template("overlay/cronjob-patch.yaml.j2", {
             "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "suspend": suspend,
             "env_from": env_from, "pull_policy": pull_policy,
@@ -189,7 +189,7 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
     resources = ["../../../platform/base", "storage-class.yaml"]
     files["storage-class.yaml"] = render_template("overlay/storage-class.yaml.j2", {
         "name": env.storage_class_name,
-        "ebs": env.storage_provisioner == Environment.StorageProvisioner.EBS_GP3,
+        "ebs": env.storage_provisioner == domain.STORAGE_EBS_GP3,
         "encrypted": "true" if env.storage_encrypted else "false",
     })
     if env.supports_snapshots:

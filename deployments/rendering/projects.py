@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from deployments.models import Environment
+from deployments import domain
 from deployments.rendering.common import (
     DEV_INGRESS_ANNOTATIONS,
     DEVSERVER_IMAGE,
@@ -72,7 +72,7 @@ def _service_data_path(image: str) -> str:
 def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, container: ContainerSnapshot,
                        base_labels: dict, pull_policy: str) -> dict:
     service = container.is_service
-    workload = f"{'svc' if service else 'dev'}-{container.directory}"
+    workload = domain.workload_name(container.role, container.directory)
     component = "service-container" if service else "dev-container"
     labels = {**base_labels, "tesslate.io/component": component,
               "tesslate.io/container-directory": container.directory}
@@ -100,12 +100,12 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         context.update({"data_claim": f"{workload}-data", "data_size": container.data_volume_size,
                         "data_path": data_path, "env": env})
     else:
-        host = f"{project.slug}-{container.directory}.{penv.app_domain}"
+        host = domain.project_host(project.slug, container.directory, penv.app_domain)
         annotations = dict(DEV_INGRESS_ANNOTATIONS)
         tls = None
-        if penv.tls_mode == Environment.TLSMode.CERT_MANAGER_DNS01:
+        if penv.tls_mode == domain.TLS_CERT_MANAGER_DNS01:
             tls = [{"hosts": [host], "secretName": WILDCARD_TLS_SECRET}]
-        elif penv.tls_mode == Environment.TLSMode.LETSENCRYPT_HTTP01:
+        elif penv.tls_mode == domain.TLS_LETSENCRYPT_HTTP01:
             annotations["cert-manager.io/cluster-issuer"] = HTTP01_ISSUER
             tls = [{"hosts": [host], "secretName": f"{workload}-tls"}]
         context.update({

@@ -1,20 +1,13 @@
-"""The renderer's input: plain, immutable data read from the database in a constant number of queries.
+"""The renderer's input: plain, immutable data (read from the database by deployments.selectors).
 
-Nothing here is a model instance, so rendering can run anywhere (a worker, a thread, a benchmark) without the
-ORM, and the same snapshot always renders the same bytes.
+Nothing here is a model instance and nothing here reads the database or the settings, so rendering can run
+anywhere (a worker, a thread, a benchmark) without the ORM, and the same snapshot always renders the same bytes.
+The field lists below name the model columns the selector reads; the rules come from deployments.domain.
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
-
-from deployments import validators
-from deployments.models import Environment, NodeGroup, Secret
-from projects.models import Container, Project
-
-KUBERNETES_KINDS = (Environment.Kind.MINIKUBE.value, Environment.Kind.EKS.value)
-_SERVICE_ROLES = frozenset(role.value for role in Container.SERVICE_ROLES)
+from deployments import domain
 
 
 @dataclass(frozen=True)
@@ -27,8 +20,8 @@ class NodeGroupSnapshot:
 
     @property
     def is_spot_for_projects(self) -> bool:
-        return (self.capacity_type == NodeGroup.CapacityType.SPOT
-                and self.hosts in (NodeGroup.Hosts.USER_PROJECTS, NodeGroup.Hosts.BOTH))
+        return (self.capacity_type == domain.CAPACITY_SPOT
+                and self.hosts in (domain.HOSTS_USER_PROJECTS, domain.HOSTS_BOTH))
 
 
 @dataclass(frozen=True)
@@ -55,7 +48,7 @@ class ContainerSnapshot:
 
     @property
     def is_service(self) -> bool:
-        return self.role in _SERVICE_ROLES
+        return domain.is_service_role(self.role)
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class ProjectSnapshot:
 
     @property
     def namespace(self) -> str:
-        return f"proj-{self.id}"
+        return domain.project_namespace(self.id)
 
 
 @dataclass(frozen=True)
@@ -107,16 +100,15 @@ class EnvironmentSnapshot:
 
     @property
     def is_kubernetes(self) -> bool:
-        return self.kind in KUBERNETES_KINDS
+        return domain.is_kubernetes(self.kind)
 
     @property
     def supports_snapshots(self) -> bool:
-        return (self.kind == Environment.Kind.EKS
-                and self.storage_provisioner == Environment.StorageProvisioner.EBS_GP3)
+        return domain.supports_snapshots(self.kind, self.storage_provisioner)
 
     @property
     def uses_external_secrets(self) -> bool:
-        return self.kind == Environment.Kind.EKS
+        return domain.uses_external_secrets(self.kind)
 
 
 @dataclass(frozen=True)
@@ -135,7 +127,7 @@ class TreeSnapshot:
         return tuple(environment.id for environment in self.environments)
 
 
-_ENVIRONMENT_FIELDS = [
+ENVIRONMENT_FIELDS = [
     "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "tls_mode", "acme_email",
     "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
@@ -143,65 +135,5 @@ _ENVIRONMENT_FIELDS = [
     "backend_memory_request", "backend_memory_limit", "aws_account_id", "aws_region", "eks_cluster_name",
     "secrets_manager_role_arn",
 ]
-_CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
+CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
                      "memory_limit", "data_volume_size"]
-
-
-def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> TreeSnapshot:
-    """Read what the renderer needs for some environments (None: all of them) in five queries.
-
-    Only ACTIVE projects are read: hibernated and deleted projects have no folder in git.
-    Rows are sorted in Python, not by the database, so the order (and the rendered bytes) does not depend on the
-    database's collation.
-    """
-    environments = Environment.objects.all()
-    if environment_ids is not None:
-        environments = environments.filter(pk__in=list(environment_ids))
-    environment_rows = sorted(environments.values(*_ENVIRONMENT_FIELDS), key=lambda row: row["name"])
-    ids = [row["id"] for row in environment_rows]
-
-    node_groups: dict[int, list[NodeGroupSnapshot]] = {pk: [] for pk in ids}
-    for row in NodeGroup.objects.filter(environment_id__in=ids).values(
-            "environment_id", "name", "capacity_type", "hosts", "labels", "taints"):
-        node_groups[row["environment_id"]].append(NodeGroupSnapshot(
-            name=row["name"], capacity_type=row["capacity_type"], hosts=row["hosts"],
-            labels=tuple(sorted(validators.parse_labels(row["labels"]).items())),
-            taints=tuple((t["key"], t["value"], t["effect"]) for t in validators.parse_taints(row["taints"])),
-        ))
-
-    secrets: dict[int, list[SecretSnapshot]] = {pk: [] for pk in ids}
-    for environment_id, secret_name, key, version, sealed_value in Secret.objects.filter(
-            environment_id__in=ids).values_list("environment_id", "secret_name", "key", "version", "sealed_value"):
-        secrets[environment_id].append(SecretSnapshot(secret_name=secret_name, key=key, version=version,
-                                                      sealed_value=sealed_value))
-
-    containers: dict[str, list[ContainerSnapshot]] = {}
-    for row in Container.objects.filter(project__environment_id__in=ids, project__state=Project.State.ACTIVE).values(
-            "project_id", *_CONTAINER_FIELDS):
-        project_id = str(row.pop("project_id"))
-        containers.setdefault(project_id, []).append(ContainerSnapshot(**row))
-
-    projects: dict[int, list[ProjectSnapshot]] = {pk: [] for pk in ids}
-    for row in Project.objects.filter(environment_id__in=ids, state=Project.State.ACTIVE).values(
-            "id", "environment_id", "slug", "owner", "volume_size", "restore_snapshot_id"):
-        project_id = str(row["id"])
-        projects[row["environment_id"]].append(ProjectSnapshot(
-            id=project_id, slug=row["slug"], owner=row["owner"], volume_size=row["volume_size"],
-            restore_snapshot_id=row["restore_snapshot_id"],
-            containers=tuple(sorted(containers.get(project_id, ()), key=lambda c: c.directory)),
-        ))
-
-    return TreeSnapshot(
-        repo_url=settings.GITOPS_SOURCE_URL,
-        branch=settings.GITOPS_BRANCH,
-        environments=tuple(
-            EnvironmentSnapshot(
-                **row,
-                node_groups=tuple(sorted(node_groups[row["id"]], key=lambda g: g.name)),
-                secrets=tuple(sorted(secrets[row["id"]], key=lambda s: (s.secret_name, s.key))),
-                projects=tuple(sorted(projects[row["id"]], key=lambda p: p.id)),
-            )
-            for row in environment_rows
-        ),
-        covers_all_environments=environment_ids is None,
-    )

@@ -135,3 +135,29 @@ def sealed_secrets_certificate() -> str:
         .not_valid_after(now + datetime.timedelta(days=365)).sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def queued_run(*, environment_ids, user, reason, dry_run=False):
+    """A queued run that nobody enqueued (the test executes it): render_run_request(enqueue=False)."""
+    from deployments import runs
+
+    return runs.render_run_request(environment_ids=environment_ids, user=user, reason=reason, dry_run=dry_run,
+                                   enqueue=False, absorb=False).run
+
+
+def demo_load_complete() -> dict:
+    """The demo, with the Sealed Secrets certificate a minikube cluster's controller would give: every secret
+    reaches its cluster, so a render of it succeeds without warnings. Returns {name: Environment}."""
+    from deployments import services
+    from deployments.models import Environment
+    from projects.demo import demo_load
+
+    demo_load()
+    for environment in Environment.objects.filter(kind=Environment.Kind.MINIKUBE):
+        environment.sealed_secrets_certificate = sealed_secrets_certificate()
+        services.environment_save(environment=environment)
+    Environment.objects.update(needs_render=True)
+    from deployments.models import RenderRun
+
+    RenderRun.objects.all().delete()  # the certificate upload requested a render; the tests start from none
+    return {env.name: env for env in Environment.objects.all()}

@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from deployments import runs, services, tasks
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
-from projects.demo import demo_load
 from projects.models import Container, Project
+from tests.deployments.runfixtures import demo_load_complete, queued_run
 from tests.factories import environment_factory, project_factory
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +30,7 @@ def admin_client(client, root):
 
 @pytest.fixture
 def demo():
-    demo_load()
-    return {env.name: env for env in Environment.objects.all()}
+    return demo_load_complete()
 
 
 def _messages(response) -> list[str]:
@@ -105,7 +104,7 @@ def test_render_and_commit_action_queues_one_run_and_links_to_it(admin_client, g
 
 def test_run_pages_are_read_only(admin_client, gitops):
     env = environment_factory()
-    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="read only")
+    run = queued_run(environment_ids=[env.pk], user=None, reason="read only")
     change_url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     assert admin_client.get(reverse("admin:deployments_renderrun_add")).status_code == 403
     assert admin_client.get(reverse("admin:deployments_renderrun_delete", args=[run.pk])).status_code == 403
@@ -124,9 +123,9 @@ def test_run_pages_are_read_only(admin_client, gitops):
 
 def test_run_list_shows_status_progress_and_short_sha(admin_client, gitops):
     env = environment_factory()
-    done = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=[env.pk], user=None,
+    done = runs.render_run_execute(run_id=queued_run(environment_ids=[env.pk], user=None,
                                                                  reason="first").pk)
-    queued = runs.render_run_create(environment_ids=None, user=None, reason="<script>alert(1)</script>")
+    queued = queued_run(environment_ids=None, user=None, reason="<script>alert(1)</script>")
     page = admin_client.get(reverse("admin:deployments_renderrun_changelist")).content.decode()
     assert done.commit_sha[:12] in page and done.commit_sha not in page
     assert f'<progress value="{queued.progress}" max="100">' in page
@@ -138,11 +137,12 @@ def test_run_list_shows_status_progress_and_short_sha(admin_client, gitops):
 
 def test_progress_endpoint_reports_status_and_log_tail(admin_client, client, gitops):
     env = environment_factory()
-    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="progress")
+    run = queued_run(environment_ids=[env.pk], user=None, reason="progress")
     url = reverse("admin:deployments_renderrun_progress", args=[run.pk])
     data = admin_client.get(url).json()
     assert data == {"id": run.pk, "status": "queued", "status_display": "Queued", "progress": 0,
-                    "finished": False, "commit_sha": "", "error_file": "", "log_tail": ""}
+                    "finished": False, "commit_sha": "", "error_file": "", "log_tail": "",
+                    "error_kind": "", "error_rule": "", "warning_count": 0}
     page = admin_client.get(reverse("admin:deployments_renderrun_change", args=[run.pk])).content.decode()
     assert f'data-url="{url}"' in page and 'data-finished="0"' in page and "fetch(box.dataset.url" in page
     assert '<noscript><meta http-equiv="refresh"' in page  # follows the run without JavaScript too
@@ -155,18 +155,21 @@ def test_progress_endpoint_reports_status_and_log_tail(admin_client, client, git
     assert admin_client.get(url).status_code == 302  # logged out: sent to the login page
 
 
-def test_progress_endpoint_fails_a_run_whose_worker_died(admin_client, gitops):
+def test_progress_endpoint_shows_a_dead_run_failed_once_the_scheduled_recovery_ran(admin_client, gitops):
     env = environment_factory()
-    run = runs.render_run_create(environment_ids=[env.pk], user=None, reason="dead")
+    run = queued_run(environment_ids=[env.pk], user=None, reason="dead")
     RenderRun.objects.filter(pk=run.pk).update(status=RenderRun.Status.RUNNING, progress=40)
-    data = admin_client.get(reverse("admin:deployments_renderrun_progress", args=[run.pk])).json()
-    assert data["status"] == "failed" and data["finished"]
+    url = reverse("admin:deployments_renderrun_progress", args=[run.pk])
+    assert admin_client.get(url).json()["status"] == "running"  # loading a page repairs nothing by itself
+    tasks.render_runs_recover_job()  # what the scheduler runs every RENDER_RECOVERY_INTERVAL seconds
+    data = admin_client.get(url).json()
+    assert data["status"] == "failed" and data["finished"] and data["error_kind"] == "orphaned"
 
 
 def test_a_failed_run_page_shows_file_rule_and_error(admin_client, gitops, kubectl):
     env = environment_factory()
     kubectl.fail()
-    run = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=[env.pk], user=None,
+    run = runs.render_run_execute(run_id=queued_run(environment_ids=[env.pk], user=None,
                                                                 reason="fails").pk)
     assert run.status == RenderRun.Status.FAILED
     page = admin_client.get(reverse("admin:deployments_renderrun_change", args=[run.pk])).content.decode()
@@ -209,7 +212,7 @@ def test_preview_action_shows_several_environments(admin_client, gitops, demo):
 
 def test_preview_after_a_render_shows_only_the_change(admin_client, gitops, demo):
     minikube = demo["minikube"]
-    runs.render_run_execute(run_id=runs.render_run_create(environment_ids=[minikube.pk], user=None, reason="").pk)
+    runs.render_run_execute(run_id=queued_run(environment_ids=[minikube.pk], user=None, reason="").pk)
     minikube.image_tag = "v9.9.9"
     minikube.save()
     response = admin_client.get(reverse("admin:deployments_environment_preview", args=[minikube.pk]))
@@ -233,9 +236,9 @@ def test_render_button_queues_a_run_and_opens_its_page(admin_client, gitops, git
 
 def test_environment_page_lists_its_runs_with_commits(admin_client, gitops, demo):
     minikube = demo["minikube"]
-    mine = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=[minikube.pk], user=None,
+    mine = runs.render_run_execute(run_id=queued_run(environment_ids=[minikube.pk], user=None,
                                                                  reason="shipped it").pk)
-    other = runs.render_run_create(environment_ids=[demo["aws-production"].pk], user=None, reason="not mine")
+    other = queued_run(environment_ids=[demo["aws-production"].pk], user=None, reason="not mine")
     page = admin_client.get(reverse("admin:deployments_environment_change", args=[minikube.pk])).content.decode()
     assert mine.commit_sha[:12] in page and "shipped it" in page
     assert reverse("admin:deployments_renderrun_change", args=[mine.pk]) in page
@@ -339,7 +342,9 @@ def test_deletes_request_renders(admin_client, gitops, demo):
     response = admin_client.post(reverse("admin:deployments_nodegroup_changelist"), {
         "action": "delete_selected", "_selected_action": list(groups.values_list("pk", flat=True)), "post": "yes"})
     assert response.status_code == 302 and not groups.exists()
-    assert "Deleted node groups" in RenderRun.objects.get(status=RenderRun.Status.QUEUED).reason
+    # A confirmed removal's run (deletions allowed) never absorbs ordinary changes: they get their own run.
+    latest = RenderRun.objects.filter(status=RenderRun.Status.QUEUED).order_by("-pk").first()
+    assert "Deleted node groups" in latest.reason and not latest.allow_deletions
 
 
 def test_auto_render_off_only_marks_dirty(admin_client, gitops, demo, settings):
@@ -360,7 +365,7 @@ def test_secret_values_never_show_on_run_or_preview_pages(admin_client, gitops, 
     ids = [env.pk for env in demo.values()]
     preview = admin_client.get(reverse("admin:deployments_environment_preview_many") + "?ids="
                                + ",".join(map(str, ids))).content.decode()
-    run = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=ids, user=None, reason="").pk)
+    run = runs.render_run_execute(run_id=queued_run(environment_ids=ids, user=None, reason="").pk)
     assert run.status == RenderRun.Status.SUCCEEDED, run.error
     pages = [preview,
              admin_client.get(reverse("admin:deployments_renderrun_change", args=[run.pk])).content.decode(),

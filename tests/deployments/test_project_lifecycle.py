@@ -5,10 +5,11 @@ import pytest
 from deployments import runs
 from projects.demo import demo_load, demo_project_id
 from projects.models import Project
+from tests.deployments.runfixtures import queued_run
 
 
 def _render(reason: str):
-    run = runs.render_run_execute(run_id=runs.render_run_create(environment_ids=None, user=None, reason=reason).pk)
+    run = runs.render_run_execute(run_id=queued_run(environment_ids=None, user=None, reason=reason).pk)
     assert run.status in ("succeeded", "no_change"), run.error
     return run
 

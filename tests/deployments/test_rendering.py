@@ -21,7 +21,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from deployments import crypto
 from deployments.models import Environment, NodeGroup, Secret
 from deployments.rendering import (
     ContainerSnapshot,
@@ -30,7 +29,6 @@ from deployments.rendering import (
     ProjectSnapshot,
     RenderUnit,
     TreeSnapshot,
-    environments_snapshot,
     render_tree,
     secret_checksum_annotation,
     secret_versions_hash,
@@ -39,6 +37,8 @@ from deployments.rendering import (
     tree_units,
 )
 from deployments.rendering.yamltext import yaml_block, yaml_flow, yaml_scalar
+from deployments.secrets import crypto
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load, demo_project_id
 from projects.models import Container, Project
 from tests.factories import (

@@ -16,8 +16,9 @@ from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from deployments import sealing, services
+from deployments import services
 from deployments.models import Environment, Secret
+from deployments.secrets import kubeseal, sealing
 from deployments.services import secret_store_value
 from tests.factories import eks_environment_factory, environment_factory, secret_factory
 
@@ -73,7 +74,7 @@ def unseal(private_key, sealed: str, *, namespace: str, name: str) -> bytes:
 
 def test_sealed_value_opens_with_the_private_key_for_the_same_namespace_and_name(controller_key, certificate_pem):
     value = "postgresql+asyncpg://tesslate:pässwörd@db:5432/tesslate".encode()
-    sealed = sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate",
+    sealed = kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate",
                                 name="tesslate-app-secrets", value=value)
 
     assert unseal(controller_key, sealed, namespace="tesslate", name="tesslate-app-secrets") == value
@@ -81,32 +82,32 @@ def test_sealed_value_opens_with_the_private_key_for_the_same_namespace_and_name
 
 def test_sealed_value_has_kubeseals_layout(certificate_pem):
     value = b"x" * 100
-    sealed = sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="s", value=value)
+    sealed = kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="s", value=value)
     data = base64.b64decode(sealed, validate=True)
     # 2-byte big-endian length, the 2048-bit RSA block, then AES-GCM ciphertext plus its 16-byte tag.
     assert data[:2] == b"\x01\x00"
     assert len(data) == 2 + 256 + len(value) + 16
     # Randomized: a fresh session key every time.
-    assert sealed != sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="s", value=value)
+    assert sealed != kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="s", value=value)
 
 
 @pytest.mark.parametrize(("namespace", "name"), [("default", "tesslate-app-secrets"), ("tesslate", "other-secret"),
                                                  ("", "")])
 def test_strict_scope_refuses_another_namespace_or_name(controller_key, certificate_pem, namespace, name):
-    sealed = sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="tesslate-app-secrets",
+    sealed = kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="tesslate-app-secrets",
                                 value=b"v")
     with pytest.raises(ValueError):  # RSA-OAEP label mismatch
         unseal(controller_key, sealed, namespace=namespace, name=name)
 
 
 def test_another_controllers_key_cannot_open_it(other_controller_key, certificate_pem):
-    sealed = sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="n", value=b"v")
+    sealed = kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate", name="n", value=b"v")
     with pytest.raises(ValueError):
         unseal(other_controller_key, sealed, namespace="tesslate", name="n")
 
 
 def test_a_tampered_value_does_not_open(controller_key, certificate_pem):
-    data = bytearray(base64.b64decode(sealing.seal_value(certificate_pem=certificate_pem, namespace="tesslate",
+    data = bytearray(base64.b64decode(kubeseal.seal_value(certificate_pem=certificate_pem, namespace="tesslate",
                                                          name="n", value=b"value")))
     data[-1] ^= 1
     with pytest.raises(InvalidTag):
@@ -137,7 +138,7 @@ def _bad_certificates(controller_key):
 
 
 def test_certificate_load_accepts_a_controller_certificate(certificate_pem):
-    assert isinstance(sealing.certificate_load(certificate_pem).public_key(), rsa.RSAPublicKey)
+    assert isinstance(kubeseal.certificate_load(certificate_pem).public_key(), rsa.RSAPublicKey)
 
 
 @pytest.mark.parametrize("case", ["not pem", "damaged", "expired", "not yet valid", "ec key", "short rsa",
@@ -145,7 +146,7 @@ def test_certificate_load_accepts_a_controller_certificate(certificate_pem):
 def test_certificate_load_explains_what_is_wrong(controller_key, case):
     pem, message = _bad_certificates(controller_key)[case]
     with pytest.raises(ValidationError) as caught:
-        sealing.certificate_load(pem)
+        kubeseal.certificate_load(pem)
     assert message in " ".join(caught.value.messages)
     if case == "private key":
         assert "PRIVATE KEY" not in " ".join(caught.value.messages)

@@ -7,7 +7,7 @@ import pytest
 from deployments import runs, services
 from deployments.models import Environment, Secret
 from projects.demo import demo_load
-from tests.deployments.runfixtures import sealed_secrets_certificate
+from tests.deployments.runfixtures import queued_run, sealed_secrets_certificate
 
 
 def _changed_lines(diff: str) -> list[str]:
@@ -26,7 +26,7 @@ def _rotate(environment: Environment, key: str) -> str:
 def test_rotation_on_eks_changes_only_checksum_annotations(gitops):
     demo_load()
     production = Environment.objects.get(name="aws-production")
-    first = runs.render_run_execute(run_id=runs.render_run_create(
+    first = runs.render_run_execute(run_id=queued_run(
         environment_ids=[production.pk], user=None, reason="first").pk)
     assert first.status == "succeeded", first.error
 
@@ -38,7 +38,7 @@ def test_rotation_on_eks_changes_only_checksum_annotations(gitops):
     assert all("checksum.tesslate.io/" in line for line in lines), lines
     assert value not in preview.diff
 
-    second = runs.render_run_execute(run_id=runs.render_run_create(
+    second = runs.render_run_execute(run_id=queued_run(
         environment_ids=[production.pk], user=None, reason="rotate").pk)
     assert second.status == "succeeded" and second.commit_sha != first.commit_sha
     assert all("checksum.tesslate.io/" in line for line in _changed_lines(second.diff))
@@ -54,7 +54,7 @@ def test_rotation_with_sealed_secrets_changes_the_ciphertext_and_annotations_onl
     minikube = Environment.objects.get(name="minikube")
     minikube.sealed_secrets_certificate = sealed_secrets_certificate()
     minikube.save()
-    first = runs.render_run_execute(run_id=runs.render_run_create(
+    first = runs.render_run_execute(run_id=queued_run(
         environment_ids=[minikube.pk], user=None, reason="first").pk)
     assert first.status == "succeeded", first.error
 

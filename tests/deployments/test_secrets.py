@@ -27,9 +27,10 @@ from django.forms.models import model_to_dict
 from django.urls import NoReverseMatch, reverse
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from deployments import crypto, sealing, services
+from deployments import services
 from deployments.models import Environment, Secret
-from deployments.secrets_manager import environment_secrets_sync
+from deployments.secrets import crypto, sealing
+from deployments.secrets.secrets_manager import environment_secrets_sync
 from projects.demo import demo_load
 from tests.factories import environment_factory, secret_factory
 

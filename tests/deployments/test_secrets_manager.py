@@ -5,11 +5,11 @@ import traceback
 
 import pytest
 
-from deployments import secrets_manager
-from deployments.models import Secret
-from deployments.secrets_manager import SecretsManagerSyncError, SyncResult, environment_secrets_sync
-from deployments.services import secret_store_value
 from clients.aws import aws_client
+from deployments.models import Secret
+from deployments.secrets import secrets_manager
+from deployments.secrets.secrets_manager import SecretsManagerSyncError, SyncResult, environment_secrets_sync
+from deployments.services import secret_store_value
 from tests.factories import eks_environment_factory, environment_factory, secret_factory
 
 pytest_plugins = ["tests.aws"]

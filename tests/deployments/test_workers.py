@@ -19,7 +19,7 @@ from rq.job import Job
 
 from deployments import runs
 from deployments.models import Environment, RenderRun
-from tests.deployments.runfixtures import git
+from tests.deployments.runfixtures import git, queued_run
 from tests.factories import environment_factory, project_factory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def _wait(predicate, *, timeout: float, what: str, workers: Workers | None = Non
 
 
 def _enqueue(environment: Environment, reason: str) -> RenderRun:
-    run = runs.render_run_create(environment_ids=[environment.pk], user=None, reason=reason)
+    run = queued_run(environment_ids=[environment.pk], user=None, reason=reason)
     runs.render_run_enqueue(run=run)  # autocommit: goes to Redis at once
     return run
 

@@ -98,8 +98,8 @@ def test_public_config_lists_modes_and_domains_and_nothing_secret(client):
     assert sorted(body["app_domains"]) == ["localhost", "studio.example.com"]
     assert body["version"]
     text = response.content.decode()
-    from deployments.crypto import decrypt
     from deployments.models import Secret
+    from deployments.secrets.crypto import decrypt
     for secret in Secret.objects.all():
         assert decrypt(secret.ciphertext) not in text
         assert secret.ciphertext not in text

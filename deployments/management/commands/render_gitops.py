@@ -39,8 +39,8 @@ class Command(BaseCommand):
                                    f"Known: {', '.join(Environment.objects.values_list('name', flat=True))}.")
             environment_ids = [found[name] for name in environments]
         try:
-            run = runs.render_run_create(environment_ids=environment_ids, user=None,
-                                         reason=message or "render_gitops command", dry_run=dry_run)
+            run = runs.render_run_request(environment_ids=environment_ids, user=None, enqueue=False, absorb=False,
+                                          reason=message or "render_gitops command", dry_run=dry_run).run
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
 

@@ -6,7 +6,8 @@ command, then remove the old keys. All or nothing: if any value cannot be opened
 
 from django.core.management.base import BaseCommand, CommandError
 
-from deployments import crypto, services
+from deployments import services
+from deployments.secrets import crypto
 
 
 class Command(BaseCommand):

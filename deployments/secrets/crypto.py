@@ -35,6 +35,31 @@ class EncryptionKeyError(ImproperlyConfigured):
     """No key is configured, a key is malformed, or no configured key opens a stored value."""
 
 
+class SecretUnreadable(Exception):
+    """A stored value that no configured key opens, named (never shown): re-enter the value to recover."""
+
+    def __init__(self, secret) -> None:
+        environment = getattr(getattr(secret, "environment", None), "name", "")
+        environment = environment or f"environment {secret.environment_id}"
+        super().__init__(
+            f"Secret {secret.secret_name}/{secret.key} of {environment} is unreadable: no key in "
+            "PORTAL_ENCRYPTION_KEYS opens its stored value (the key it was encrypted with is missing or wrong). "
+            "Re-enter the value on the secret's page."
+        )
+        self.secret_id = secret.pk
+
+
+def is_readable(ciphertext: str) -> bool:
+    """Whether a configured key opens this stored value (False for an empty one)."""
+    if not ciphertext:
+        return False
+    try:
+        MultiFernet(_fernets()).decrypt(ciphertext.encode())
+    except (InvalidToken, EncryptionKeyError):
+        return False
+    return True
+
+
 # Error reports (DEBUG pages, mails to admins) list frame locals; here they are keys and plaintext, so every
 # function that holds either hides all of its locals (and those of the frames it calls).
 @sensitive_variables()

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto
-from deployments.models import Environment, Secret
 from clients.aws import aws_client
+from deployments.models import Environment, Secret
+from deployments.secrets import crypto
 
 PATH_PREFIX = "tesslate"
 ENVIRONMENT_TAG = "tesslate.io/environment"
@@ -83,7 +83,10 @@ def _existing(client, prefix: str) -> dict[str, dict]:
 @sensitive_variables()  # hides the value in this frame and in the botocore frames below it (request bodies)
 def _write(client, *, environment: Environment, secret: Secret, name: str, current: dict | None) -> str:
     """Write the secret's current value; returns "created" or "updated"."""
-    value = crypto.decrypt(secret.ciphertext)
+    try:
+        value = crypto.decrypt(secret.ciphertext)
+    except crypto.EncryptionKeyError:
+        raise crypto.SecretUnreadable(secret) from None
     token = _request_token(name, secret)
     try:
         if current is None:

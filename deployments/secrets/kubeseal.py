@@ -1,4 +1,4 @@
-"""Sealed Secrets for clusters without AWS: values sealed exactly as `kubeseal` seals them (strict scope).
+"""The kubeseal format: values sealed exactly as `kubeseal` seals them (strict scope). Pure: no models.
 
 Format (bitnami-labs/sealed-secrets, pkg/crypto/crypto.go ``HybridEncrypt`` and
 pkg/apis/sealedsecrets/v1alpha1 ``EncryptionLabel``):
@@ -16,10 +16,8 @@ result is kept in ``Secret.sealed_value``; the renderer only reads it and stays 
 """
 
 import base64
-import hashlib
 import os
 import struct
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -27,24 +25,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
-
-from deployments import crypto
-from deployments.models import Environment, Secret
 
 # The renderer writes every SealedSecret into the platform namespace, named after the Kubernetes Secret.
 SEALED_NAMESPACE = "tesslate"
 SESSION_KEY_BYTES = 32
 GCM_NONCE = bytes(12)  # zero nonce: every session key encrypts exactly one value
 MIN_RSA_BITS = 2048
-
-
-@dataclass(frozen=True)
-class ResealResult:
-    sealed: int      # values sealed anew (new version, new certificate or renamed Secret)
-    unchanged: int   # already sealed for this certificate, name and version
-    cleared: int     # sealed values removed (no certificate any more, or an EKS environment)
 
 
 def certificate_load(pem: str) -> x509.Certificate:
@@ -130,7 +117,7 @@ def seal_label(*, namespace: str, name: str) -> bytes:
 
 
 @sensitive_variables("value", "session_key")
-def _seal(public_key: rsa.RSAPublicKey, *, label: bytes, value: bytes) -> str:
+def seal_with_key(public_key: rsa.RSAPublicKey, *, label: bytes, value: bytes) -> str:
     session_key = os.urandom(SESSION_KEY_BYTES)
     rsa_ciphertext = public_key.encrypt(
         session_key,
@@ -145,86 +132,6 @@ def _seal(public_key: rsa.RSAPublicKey, *, label: bytes, value: bytes) -> str:
 def seal_value(*, certificate_pem: str, namespace: str, name: str, value: bytes) -> str:
     """Seal one value for a Secret ``name`` in ``namespace`` (strict scope), as `kubeseal --raw` would."""
     certificate = certificate_load(certificate_pem)
-    return _seal(certificate.public_key(), label=seal_label(namespace=namespace, name=name), value=value)
+    return seal_with_key(certificate.public_key(), label=seal_label(namespace=namespace, name=name), value=value)
 
 
-def _sealed_for(*, certificate_sha256: str, secret: Secret) -> str:
-    """What a sealed value was made for: the certificate, the Secret's name (the label) and the version.
-
-    The name is hashed because a DNS-1123 subdomain can be 253 characters and the column holds 100.
-    """
-    scope = hashlib.sha256(
-        seal_label(namespace=SEALED_NAMESPACE, name=secret.secret_name)
-    ).hexdigest()[:12]
-    return f"cert:{certificate_sha256[:24]};scope:{scope};v{secret.version}"
-
-
-def environment_sealing_certificate(environment: Environment) -> x509.Certificate | None:
-    """The certificate to seal with, or None when the environment gets no SealedSecrets.
-
-    Raises ValidationError naming the environment when its certificate cannot seal (expired since it was
-    entered, for example).
-    """
-    if environment.uses_external_secrets or not (environment.sealed_secrets_certificate or "").strip():
-        return None
-    try:
-        return certificate_load(environment.sealed_secrets_certificate)
-    except ValidationError as exc:
-        raise ValidationError(
-            f"Environment {environment.name}: its Sealed Secrets certificate cannot seal: {'; '.join(exc.messages)}",
-            code="certificate_unusable",
-        ) from None
-
-
-@sensitive_variables("plaintext")
-def _reseal_one(secret: Secret, certificate: x509.Certificate | None, certificate_sha256: str) -> str:
-    """Bring one locked row up to date; returns "sealed", "unchanged" or "cleared" (and saves what changed)."""
-    if certificate is None or not secret.ciphertext:
-        if not (secret.sealed_value or secret.sealed_for):
-            return "unchanged"
-        secret.sealed_value, secret.sealed_for = "", ""
-        secret.save(update_fields=["sealed_value", "sealed_for"])
-        return "cleared"
-    wanted = _sealed_for(certificate_sha256=certificate_sha256, secret=secret)
-    if secret.sealed_value and secret.sealed_for == wanted:
-        return "unchanged"
-    plaintext = crypto.decrypt(secret.ciphertext)
-    secret.sealed_value = _seal(
-        certificate.public_key(), label=seal_label(namespace=SEALED_NAMESPACE, name=secret.secret_name),
-        value=plaintext.encode(),
-    )
-    secret.sealed_for = wanted
-    secret.save(update_fields=["sealed_value", "sealed_for"])
-    return "sealed"
-
-
-@transaction.atomic
-def secret_reseal(*, secret: Secret) -> bool:
-    """Seal one secret's current value for its environment's certificate if that is not done yet.
-
-    Returns True when a new sealed value was written. Clears the sealed value where there is nothing to seal
-    for (EKS, or no certificate).
-    """
-    environment = Environment.objects.get(pk=secret.environment_id)
-    certificate = environment_sealing_certificate(environment)
-    certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
-    # Lock the row: a value stored meanwhile must not be overwritten by a seal of the previous version.
-    locked = Secret.objects.select_for_update().get(pk=secret.pk)
-    outcome = _reseal_one(locked, certificate, certificate_sha256)
-    secret.sealed_value, secret.sealed_for = locked.sealed_value, locked.sealed_for
-    return outcome == "sealed"
-
-
-@transaction.atomic
-def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
-    """Make every secret of a non-EKS environment sealed for its current certificate, name and version.
-
-    Only values whose (certificate, name, version) changed are sealed again: sealing is randomized, and
-    resealing unchanged values would turn every render into a diff.
-    """
-    certificate = environment_sealing_certificate(environment)
-    certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
-    counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
-    for secret in Secret.objects.select_for_update().filter(environment_id=environment.pk).order_by("pk"):
-        counts[_reseal_one(secret, certificate, certificate_sha256)] += 1
-    return ResealResult(**counts)

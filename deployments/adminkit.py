@@ -1,0 +1,111 @@
+"""Admin building blocks shared by the apps' admin modules (no model is registered here)."""
+
+from django.contrib import messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from deployments import changes
+from deployments.models import RenderRun
+
+
+def diff_html(diff: str):
+    """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header)."""
+
+    def css(line: str) -> str:
+        if line.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file")):
+            return "diff-file"
+        if line.startswith("@@"):
+            return "diff-hunk"
+        if line.startswith("+"):
+            return "diff-add"
+        if line.startswith("-"):
+            return "diff-del"
+        return "diff-ctx"
+
+    return format_html_join("", '<span class="{}">{}\n</span>', ((css(line), line) for line in diff.splitlines()))
+
+
+def run_link(run: RenderRun):
+    url = reverse("admin:deployments_renderrun_change", args=[run.pk])
+    return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class ServiceAdminMixin:
+    """Every write of this admin goes through a service; one admin request gives one render request.
+
+    ``changeform_view``, ``delete_view`` and ``changelist_view`` (bulk actions) run inside
+    ``changes.change_batch``: the services record which environments changed, and when the request's writes are
+    committed one run is requested. The message then says what really happened to it: queued, absorbed into a
+    run already queued, or not queued (Redis unreachable) and retried by the recovery job.
+    Subclasses give ``service_save(request, obj)`` and ``service_delete(request, obj)``; inline models are
+    handled through ``inline_services``: {model: (save, delete)}.
+    """
+
+    inline_services: dict = {}
+
+    def _batched(self, request, view, *args, **kwargs):
+        with changes.change_batch(user=request.user) as batch:
+            response = view(request, *args, **kwargs)
+        self._report_render(request, batch.request)
+        return response
+
+    def _report_render(self, request, result) -> None:
+        if result is None:
+            return
+        run, created = result
+        ticket = result.ticket
+        if not created:
+            self.message_user(request, format_html("Render run {} (already queued) ships this change too.",
+                                                   run_link(run)), messages.INFO)
+        elif ticket is not None and ticket.handed_over is False:
+            self.message_user(request, format_html(
+                "Saved, but render run {} could not be queued: {} The change is kept and marked for render; the "
+                "recovery job queues the run again as soon as the queue is back.", run_link(run), ticket.error,
+            ), messages.WARNING)
+        else:
+            run.refresh_from_db(fields=["status"])
+            self.message_user(request, format_html(
+                "Render run {} ({}) ships this change to git; its page shows the progress and the commit.",
+                run_link(run), run.get_status_display().lower()), messages.INFO)
+
+    def changeform_view(self, request, *args, **kwargs):
+        return self._batched(request, super().changeform_view, *args, **kwargs)
+
+    def delete_view(self, request, *args, **kwargs):
+        return self._batched(request, super().delete_view, *args, **kwargs)
+
+    def changelist_view(self, request, *args, **kwargs):
+        return self._batched(request, super().changelist_view, *args, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change and not form.has_changed():
+            return
+        self.service_save(request, obj, form)
+
+    def save_related(self, request, form, formsets, change):
+        if change and not form.has_changed() and any(formset.has_changed() for formset in formsets):
+            # The object itself is unchanged but an inline changed: name the object in the run's reason.
+            changes.environments_changed(self.render_environment_ids(form.instance), user=request.user,
+                                         reason=f"Changed {form.instance._meta.verbose_name} {form.instance}")
+        super().save_related(request, form, formsets, change)
+
+    def render_environment_ids(self, obj) -> set[int]:
+        return {obj.environment_id} if getattr(obj, "environment_id", None) else set()
+
+    def save_formset(self, request, form, formset, change):
+        save, delete = self.inline_services[formset.model]
+        formset.save(commit=False)  # sets the parent on new rows and collects deletions
+        for obj in formset.deleted_objects:
+            delete(obj, request.user)
+        for inline_form in formset.forms:
+            if inline_form in formset.deleted_forms or not inline_form.has_changed():
+                continue
+            save(inline_form, inline_form.instance, request.user)
+        formset.save_m2m()
+
+    def delete_model(self, request, obj):
+        self.service_delete(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.service_delete(request, obj)

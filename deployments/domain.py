@@ -1,0 +1,104 @@
+"""Domain rules of Tesslate Studio deployments, defined once: the models and the renderer both use these.
+
+Pure Python (no Django): values of the model choices the renderer branches on, and the rules that derive names
+and capabilities from them. Sources: ``../shared/DOMAIN.md`` (Studio's source) and the operator guide.
+"""
+
+from __future__ import annotations
+
+# Environment.kind
+KIND_MINIKUBE = "minikube"
+KIND_EKS = "eks"
+KIND_COMPOSE = "compose"
+KUBERNETES_KINDS = (KIND_MINIKUBE, KIND_EKS)
+
+# Environment.tls_mode
+TLS_NONE = "none"
+TLS_CERT_MANAGER_DNS01 = "cert-manager-dns01"
+TLS_LETSENCRYPT_HTTP01 = "letsencrypt-http01"
+
+# Environment.storage_provisioner
+STORAGE_MINIKUBE_HOSTPATH = "minikube-hostpath"
+STORAGE_EBS_GP3 = "ebs-gp3"
+MINIKUBE_PROVISIONER = "k8s.io/minikube-hostpath"
+EBS_PROVISIONER = "ebs.csi.aws.com"
+
+# Environment.gitops_tool
+GITOPS_ARGOCD = "argocd"
+GITOPS_FLUX = "flux"
+
+# NodeGroup.capacity_type / hosts
+CAPACITY_ON_DEMAND = "ON_DEMAND"
+CAPACITY_SPOT = "SPOT"
+HOSTS_PLATFORM = "platform"
+HOSTS_USER_PROJECTS = "user-projects"
+HOSTS_BOTH = "both"
+
+# Container.role: database and other services run as svc-{dir} with their own volume; the rest as dev-{dir}.
+ROLE_FRONTEND = "frontend"
+ROLE_BACKEND = "backend"
+ROLE_DATABASE = "database"
+ROLE_SERVICE = "service"
+SERVICE_ROLES = frozenset({ROLE_DATABASE, ROLE_SERVICE})
+
+# Project.state: only active projects have a folder in git (DOMAIN.md: hibernation deletes the namespace).
+STATE_ACTIVE = "active"
+
+
+def is_kubernetes(kind: str) -> bool:
+    return kind in KUBERNETES_KINDS
+
+
+def supports_snapshots(kind: str, storage_provisioner: str) -> bool:
+    """EBS VolumeSnapshots exist only on EKS with EBS storage (the guide: Minikube has no VolumeSnapshots)."""
+    return kind == KIND_EKS and storage_provisioner == STORAGE_EBS_GP3
+
+
+def uses_external_secrets(kind: str) -> bool:
+    """EKS reads secrets from AWS Secrets Manager (External Secrets); other clusters get SealedSecrets."""
+    return kind == KIND_EKS
+
+
+def provisioner(storage_provisioner: str) -> str:
+    """The CSI / hostpath provisioner of the environment's StorageClass."""
+    return EBS_PROVISIONER if storage_provisioner == STORAGE_EBS_GP3 else MINIKUBE_PROVISIONER
+
+
+def scheme(tls_mode: str) -> str:
+    return "http" if tls_mode == TLS_NONE else "https"
+
+
+def is_service_role(role: str) -> bool:
+    return role in SERVICE_ROLES
+
+
+def project_namespace(project_id: object) -> str:
+    """DOMAIN.md: every user project lives in namespace ``proj-{project uuid}``."""
+    return f"proj-{project_id}"
+
+
+def workload_name(role: str, directory: str) -> str:
+    """DOMAIN.md: ``dev-{dir}`` for dev containers, ``svc-{dir}`` for service containers."""
+    return f"{'svc' if is_service_role(role) else 'dev'}-{directory}"
+
+
+def host_label(slug: str, directory: str) -> str:
+    """DOMAIN.md: a project host is ``{project-slug}-{dir}.{APP_DOMAIN}``, one label deep for the wildcard cert."""
+    return f"{slug}-{directory}"
+
+
+def project_host(slug: str, directory: str, app_domain: str) -> str:
+    return f"{host_label(slug, directory)}.{app_domain}"
+
+
+def url_without_credentials(url: str) -> str:
+    """``https://user:token@host/repo.git`` → ``https://host/repo.git``. Manifests name the repository Argo CD or
+    Flux clone, and must never carry a credential (those reach the GitOps tool as its own repository Secret).
+    scp-style ``git@host:path`` URLs keep their user name (it is not a credential)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    return f"{scheme}://{authority}{slash}{path}"

@@ -1,0 +1,44 @@
+"""How an environment's secret values reach its cluster before a render reads the snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.conf import settings
+
+from deployments.models import Environment
+from deployments.secrets.sealing import environment_secrets_reseal
+from deployments.secrets.secrets_manager import environment_secrets_sync
+
+
+def environment_secrets_deliver(*, environment: Environment) -> Iterator[tuple[str, bool]]:
+    """EKS: write values to AWS Secrets Manager (when SECRETS_MANAGER_SYNC is on); other clusters: reseal for
+    the controller's certificate. Yields ``(log line, is_warning)``; lines carry counts, never values.
+
+    A warning means the render's output is incomplete (a key that does not reach the cluster): the run then ends
+    as "succeeded with warnings". Raises SecretUnreadable naming a secret no configured key opens.
+    """
+    secret_count = environment.secrets.count()
+    if environment.uses_external_secrets:
+        if not secret_count:
+            return
+        if getattr(settings, "SECRETS_MANAGER_SYNC", False):
+            result = environment_secrets_sync(environment=environment)
+            yield (f"{environment.name}: AWS Secrets Manager: {result.created} created, {result.updated} updated, "
+                   f"{result.unchanged} unchanged."), False
+        else:
+            yield (f"{environment.name}: Secrets Manager sync is off (SECRETS_MANAGER_SYNC); the ExternalSecrets "
+                   "reference the values already in AWS."), False
+        return
+    # Also clears sealed values that no longer apply (certificate removed).
+    result = environment_secrets_reseal(environment=environment)
+    if not secret_count:
+        return
+    if not (environment.sealed_secrets_certificate or "").strip():
+        yield (f"{environment.name}: no Sealed Secrets certificate; {secret_count} secret key(s) do not reach the "
+               "cluster (upload the controller's certificate on the environment)."), True
+        return
+    unsealed = environment.secrets.filter(sealed_value="").count()
+    yield f"{environment.name}: Sealed Secrets: {result.sealed} sealed anew, {result.unchanged} current.", False
+    if unsealed:
+        yield f"{environment.name}: {unsealed} secret key(s) have no sealed value and are left out.", True
