@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Custom resources are validated against the upstream CRD schemas when they sit beside the project.
 export CRD_SCHEMA_DIR ?= $(abspath $(wildcard ../shared/crds))
 
-.PHONY: run test install worker bench
+.PHONY: run test install worker scheduler bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: install
 
 worker: install
 	$(PY) manage.py rqworker gitops
+
+# Exactly one per installation (rq's cron scheduler has no leader election).
+scheduler: install
+	$(PY) manage.py run_scheduler
 
 bench: install
 	$(PY) benchmarks/gitops_bench.py

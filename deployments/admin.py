@@ -9,9 +9,9 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from deployments import runs, selectors, services
+from deployments import changes, runs, selectors, services
 from deployments.adminkit import ServiceAdminMixin, diff_html, run_link
-from deployments.forms import EnvironmentForm, SecretForm
+from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
 from jobs.admin import JobRunAdminMixin
@@ -159,6 +159,7 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             path("preview/", view(self.preview_view), name="deployments_environment_preview_many"),
             path("<path:object_id>/preview/", view(self.preview_view), name="deployments_environment_preview"),
             path("<path:object_id>/render/", view(self.render_view), name="deployments_environment_render"),
+            path("<path:object_id>/move/", view(self.move_view), name="deployments_environment_move"),
         ] + super().get_urls()
 
     def _environments_for(self, request, object_id) -> list[Environment]:
@@ -197,6 +198,32 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "can_render": all(self.has_change_permission(request, env) for env in environments),
         }
         return TemplateResponse(request, "admin/deployments/environment/preview.html", context)
+
+    def move_view(self, request, object_id):
+        """The one flow that may rename an environment or switch its GitOps tool (it removes folders)."""
+        environment = self.get_object(request, object_id)
+        if environment is None:
+            raise Http404("No such environment.")
+        if not self.has_change_permission(request, environment):
+            raise PermissionDenied
+        form = EnvironmentMoveForm(request.POST or None, initial={"name": environment.name,
+                                                                   "gitops_tool": environment.gitops_tool})
+        if request.method == "POST" and form.is_valid():
+            try:
+                with changes.change_batch(user=request.user) as batch:
+                    services.environment_move(environment=environment, user=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                self._report_render(request, batch.request)
+                return HttpResponseRedirect(reverse("admin:deployments_environment_change", args=[environment.pk]))
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "environment": environment,
+            "form": form, "title": f"Move or rename {environment.name}",
+            "active_projects": environment.projects.filter(state="active").count(),
+        }
+        return TemplateResponse(request, "admin/deployments/environment/move.html", context)
 
     @method_decorator(require_POST)
     def render_view(self, request, object_id):

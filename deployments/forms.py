@@ -39,6 +39,10 @@ class SecretForm(forms.ModelForm):
                 self.add_error("value", exc)
         elif not generate and not (self.instance.pk and self.instance.ciphertext) and self.has_changed():
             self.add_error("value", "A new secret needs a value: type one or tick 'Generate a random value'.")
+        elif not generate and self.instance.pk and self.has_changed() and \
+                not crypto.is_readable(self.instance.ciphertext):
+            self.add_error("value", "The stored value is unreadable (no key in PORTAL_ENCRYPTION_KEYS opens it): "
+                                    "re-enter the value, or tick 'Generate a random value'.")
         if (value or generate) and not self.errors:
             # Problems the service would raise while saving (a server error by then) become form errors here.
             try:
@@ -81,3 +85,11 @@ class EnvironmentForm(forms.ModelForm):
         # A PEM block keeps its bytes: stripping the trailing newline would make every save look like a change.
         if "sealed_secrets_certificate" in self.fields:
             self.fields["sealed_secrets_certificate"].strip = False
+
+
+class EnvironmentMoveForm(forms.Form):
+    """Rename an environment and/or switch its GitOps tool; the current name, typed again, confirms."""
+
+    name = forms.CharField(max_length=63, help_text="New name (a DNS-1123 label).")
+    gitops_tool = forms.ChoiceField(choices=Environment.GitOpsTool.choices, label="GitOps tool")
+    confirm = forms.CharField(max_length=63, label="Type the current name to confirm")

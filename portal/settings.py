@@ -109,6 +109,9 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 1800}
     for name in ("default", "gitops")
 }
+# django-rq's own admin entry would let every staff user empty queues; the dashboard is mounted at /admin/rq/
+# for superusers only (portal/rq_dashboard.py), and not at all when jobs run inline.
+RQ_SHOW_ADMIN_LINK = False
 # Enqueue only once the database transaction commits, so a worker never reads uncommitted rows.
 RQ = {"COMMIT_MODE": "on_db_commit"}
 # The one scheduler process (`manage.py run_scheduler`) enqueues these; see jobs/scheduler.py for the shape.

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import health
+from portal.rq_dashboard import rq_dashboard_patterns
 
 admin.site.site_header = "Tesslate Studio GitOps portal"
 admin.site.site_title = "Tesslate GitOps"
@@ -16,5 +17,6 @@ urlpatterns = [
 ]
 
 if settings.REDIS_URL:
-    # Queue and worker pages need a real Redis; with inline jobs there is nothing to show.
-    urlpatterns.insert(0, path("admin/rq/", include("django_rq.urls")))
+    # Queue and worker pages need a real Redis; with inline jobs there is nothing to show (and nothing mounted).
+    # They can empty queues and stop running renders: superusers only (django-rq itself lets any staff user in).
+    urlpatterns.insert(0, path("admin/rq/", include((rq_dashboard_patterns(), "django_rq"))))
