@@ -88,8 +88,11 @@ class Repository:
         self.remote_ref = f"refs/remotes/origin/{branch}"
         self.owned = owned  # a bare repository the portal made (False: the .git of an existing clone)
         self.git = git.Git(str(git_dir))
-        # GIT_DIR without GIT_WORK_TREE: plumbing only, nothing looks for (or at) a working tree.
-        self.git.update_environment(GIT_DIR=str(git_dir))
+        # GIT_DIR without GIT_WORK_TREE: plumbing only, nothing looks for (or at) a working tree. GIT_INDEX_FILE
+        # names a file that cannot exist: git reads attributes and submodule data from the index when there is
+        # one (a bare repository's stray `index`, a clone's lost or corrupt one); the portal's commands must not.
+        self.git.update_environment(GIT_DIR=str(git_dir),
+                                    GIT_INDEX_FILE=str(git_dir / "portal-uses-no-index" / "index"))
         self._object_format: str | None = None
 
     # --- opening ----------------------------------------------------------------------------------
@@ -268,8 +271,8 @@ class Repository:
         """Fetch the branch from origin into the remote-tracking ref; its head, None when the remote has no such
         branch yet. With `move_branch`, the local branch is set to that head (the last known remote state)."""
         try:
-            self.git.execute(["git", *_NO_AUTO_GC, "fetch", "-q", "--no-tags", "--no-write-fetch-head", "origin",
-                              f"+{self.ref}:{self.remote_ref}"])
+            self.git.execute(["git", *_NO_AUTO_GC, "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+                              "--no-recurse-submodules", "origin", f"+{self.ref}:{self.remote_ref}"])
         except GitCommandError as exc:
             if "couldn't find remote ref" not in (exc.stderr or ""):
                 raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
