@@ -141,8 +141,10 @@ def start_commit_process(tmp_path: Path, *, repo_dir: Path, remote: str, redis_u
                                 "lock_ttl": lock_ttl, "validate_sleep": validate_sleep}))
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GITOPS_REPO_DIR": str(repo_dir),
            "GITOPS_REMOTE_URL": remote, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    # Its own process group: os.killpg(process.pid, SIGKILL) kills it with the git commands it runs, as a machine
+    # or container death does (a lone SIGKILL would leave a running `git push` to finish on its own).
     process = subprocess.Popen([sys.executable, "-m", "tests.deployments.gitutil", str(spec)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     return process, marker
 
 
