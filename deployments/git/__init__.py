@@ -1,8 +1,9 @@
 """The one writer of the GitOps repository.
 
-Nothing else in the portal touches the working copy: render units go in through gitops_commit (or
-gitops_preview for a dry run), commits come out. See writer.py for the flow, manifest.py for ownership and
-repository.py for the git commands.
+Nothing else in the portal touches the repository: render units go in through gitops_commit (or
+gitops_preview for a dry run), commits come out. See writer.py for the flow and the invariant checked before every
+push, manifest.py for ownership, repository.py for the git commands (and why the repository is bare) and
+mirror.py for the plain-file tree the validation gate reads.
 """
 
 from deployments.git.manifest import MANIFEST_PATH, ManifestError
@@ -15,6 +16,8 @@ from deployments.git.repository import (
 )
 from deployments.git.writer import (
     CommitResult,
+    GitOpsDeletionRefused,
+    GitOpsInvariantError,
     PreviewResult,
     RenderUnit,
     gitops_commit,

@@ -1,8 +1,19 @@
-"""The portal's working copy of the GitOps repository: every git command the portal runs is in this module.
+"""The portal's GitOps repository: every git command the portal runs is in this module.
 
-GitPython drives the git command line (never GitPython's own index code, which is slower and ignores
-.gitignore). Callers hold deployments.locks.repository_lock() while they use a WorkingCopy, which is what makes
-it safe to treat any git lock file found at the start as left behind by a dead process.
+The repository is **bare** and written only with git's plumbing: blobs go in through one `git fast-import`
+stream, a tree is built from the base commit's tree plus the planned writes and deletes in a private, temporary
+index file (`read-tree` + `update-index --index-info` + `write-tree`), and `commit-tree` / `update-ref` make the
+commit. There is no shared index and no working tree, so nothing can be half-written, lost or mistaken for
+leftovers: a run either produces a complete commit object or nothing, and a killed run leaves at most unreachable
+objects behind. The base of every commit is read from git itself (the fetched remote head, or the local branch
+without a remote), never from files on disk.
+
+GITOPS_REPO_DIR may also be an existing clone with a working tree (what older portals made): its `.git` is used
+as the git directory and its working tree and index are never read or written.
+
+GitPython drives the git command line (`Git.execute`). Callers hold deployments.locks.repository_lock() while
+they change a Repository, which is what makes it safe to treat any git lock file found at the start as left
+behind by a dead process. Previews work in a private scratch repository (Repository.scratch) and take no lock.
 """
 
 from __future__ import annotations
@@ -10,8 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import git
@@ -22,13 +36,17 @@ logger = logging.getLogger(__name__)
 # Paths are passed to git as literal file names, never as glob patterns.
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
 # Keep git from starting a (detached, lock-taking) automatic gc or maintenance inside a run; see maintain().
-_NO_AUTO_GC = {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0",
-               "GIT_CONFIG_KEY_1": "maintenance.auto", "GIT_CONFIG_VALUE_1": "false"}
-# Above this many paths, naming each one to `git add` costs more (pathspec matching is paths x index entries)
-# than letting git walk the few folders that hold them.
-_ADD_BY_NAME_LIMIT = 1000
+_NO_AUTO_GC = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
 _PATHSPEC_LIMIT = 300
 DIFF_EXCLUDE = ":(exclude).tesslate-portal"
+
+# Refs of the portal's own (never pushed under these names): the commit a run is pushing right now, and a
+# commit whose push failed for a reason other than the remote moving on (pushed by the next run if still valid).
+CANDIDATE_REF = "refs/portal/candidate"
+UNPUSHED_REF = "refs/portal/unpushed"
+# What an interrupted `git rebase` / `git merge` / `git cherry-pick` leaves in a git directory.
+_INTERRUPTED_STATE = ("rebase-merge", "rebase-apply", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR",
+                      "CHERRY_PICK_HEAD", "REVERT_HEAD", "AUTO_MERGE", "sequencer")
 
 
 class GitOpsError(Exception):
@@ -66,48 +84,68 @@ def redact_url(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]+@", r"\1***@", url, flags=re.IGNORECASE)
 
 
-class WorkingCopy:
-    """A clone (or, without a remote, the repository itself) at `path`, on branch `branch`."""
+class Repository:
+    """The git directory of GITOPS_REPO_DIR, on branch `branch`, pushing to `remote_url` (may be "")."""
 
-    def __init__(self, path: Path, *, remote_url: str, branch: str) -> None:
-        self.path = path
+    def __init__(self, git_dir: Path, *, path: Path, remote_url: str, branch: str, owned: bool) -> None:
+        self.git_dir = git_dir
+        self.path = path  # GITOPS_REPO_DIR as configured
         self.remote_url = remote_url
         self.branch = branch
         self.ref = f"refs/heads/{branch}"
         self.remote_ref = f"refs/remotes/origin/{branch}"
-        self.repo = git.Repo(path)
-        self.git = self.repo.git
+        self.owned = owned  # a bare repository the portal made (False: the .git of an existing clone)
+        self.git = git.Git(str(git_dir))
+        # GIT_DIR without GIT_WORK_TREE: plumbing only, nothing looks for (or at) a working tree. GIT_INDEX_FILE
+        # names a file that cannot exist: git reads attributes and submodule data from the index when there is
+        # one (a bare repository's stray `index`, a clone's lost or corrupt one); the portal's commands must not.
+        self.git.update_environment(GIT_DIR=str(git_dir),
+                                    GIT_INDEX_FILE=str(git_dir / "portal-uses-no-index" / "index"))
         self._object_format: str | None = None
 
     # --- opening ----------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, *, remote_url: str, branch: str, create: bool = True) -> WorkingCopy | None:
-        """Open the working copy, creating it (init + origin) when missing; None if missing and not create."""
+    def open(cls, path: Path, *, remote_url: str, branch: str, create: bool = True) -> Repository | None:
+        """Open the repository at `path`: a clone's `.git`, or a bare repository, created when missing.
+
+        Returns None when it is missing and `create` is false. GitOpsError when `path` holds something else.
+        """
         path = Path(path)
-        if not (path / ".git").is_dir():
+        if (path / ".git").is_dir():
+            return cls(path / ".git", path=path, remote_url=remote_url, branch=branch, owned=False)
+        if not _looks_bare(path):
             if not create:
                 return None
             if path.exists() and any(path.iterdir()):
                 raise GitOpsError(f"{path} exists, is not empty and is not a git repository; "
                                   "point GITOPS_REPO_DIR at an empty or missing folder.")
             path.mkdir(parents=True, exist_ok=True)
-            # init + fetch instead of clone: one code path for empty remotes, missing branches and later runs.
-            git.Git(str(path)).init("-q", "-b", branch)
-            repo = git.Repo(path)
-            with repo.config_writer() as config:
-                config.set_value("core", "autocrlf", "false")
-                config.set_value("core", "untrackedCache", "true")
-                config.set_value("gc", "auto", "0")
-            repo.close()
-        return cls(path, remote_url=remote_url, branch=branch)
+            _init_bare(path, branch)
+        return cls(path, path=path, remote_url=remote_url, branch=branch, owned=True)
+
+    @classmethod
+    def scratch(cls, path: Path, *, remote_url: str, branch: str, borrow: Repository | None) -> Repository:
+        """A throw-away bare repository at `path` that reads `borrow`'s objects (git alternates) and writes
+        none into it: what previews fetch into and build their trees in, without any lock."""
+        _init_bare(path, branch)
+        if borrow is not None:
+            (path / "objects" / "info" / "alternates").write_text(str((borrow.git_dir / "objects").resolve()) + "\n")
+        repo = cls(path, path=path, remote_url=remote_url, branch=branch, owned=True)
+        repo._configure_origin()
+        return repo
 
     def prepare(self) -> None:
-        """Start of a locked run: clear locks left by dead processes and point origin at the configured URL."""
+        """Start of a locked run: repair what a dead process or a hand fix can leave, point origin at the
+        configured URL. Only repairs from git's own records; never guesses from files."""
         self.remove_stale_locks()
+        self.clear_interrupted_state()
+        if self.owned and self._run("symbolic-ref", "-q", "HEAD", check=False) != self.ref:
+            self._run("symbolic-ref", "HEAD", self.ref)
+        self.repair_refs()
         self._configure_origin()
 
     def close(self) -> None:
-        self.repo.close()
+        self.git.clear_cache()
 
     def _configure_origin(self) -> None:
         if not self.remote_url:
@@ -122,7 +160,7 @@ class WorkingCopy:
 
     # --- low level --------------------------------------------------------------------------------
     def _run(self, *args: str, check: bool = True, env: dict | None = None, **kwargs) -> str:
-        """Run one git command in the working copy; errors come back with credentials redacted."""
+        """Run one git command; errors come back as GitOpsError with credentials redacted."""
         try:
             return self.git.execute(["git", *args], env=env, **kwargs)
         except GitCommandError as exc:
@@ -137,133 +175,166 @@ class WorkingCopy:
             self._object_format = self._run("rev-parse", "--show-object-format") or "sha1"
         return self._object_format
 
+    @property
+    def zero_oid(self) -> str:
+        return "0" * (64 if self.object_format == "sha256" else 40)
+
     def empty_tree(self) -> str:
         return self._run("hash-object", "-t", "tree", "/dev/null")
 
     def resolve(self, ref: str) -> str | None:
+        """The commit `ref` names, None when it does not exist or names no readable commit."""
         return self._run("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False) or None
 
     def head(self) -> str | None:
         return self.resolve(self.ref)
 
+    def parent(self, commit: str) -> str | None:
+        return self._run("rev-parse", "--verify", "-q", f"{commit}^1", check=False) or None
+
+    def tree_of(self, commit: str | None) -> str:
+        return self._run("rev-parse", f"{commit}^{{tree}}") if commit else self.empty_tree()
+
     # --- crash recovery ---------------------------------------------------------------------------
     def remove_stale_locks(self) -> list[str]:
-        """Delete git lock files. Only called under the repository lock, so whoever created them is dead."""
-        git_dir = self.path / ".git"
-        candidates = list(git_dir.glob("*.lock"))
+        """Delete git lock files and half-written packs. Only called under the repository lock, so whoever
+        created them is dead (a killed run; previews never write here)."""
+        candidates = list(self.git_dir.glob("*.lock"))  # index, config, packed-refs, shallow, HEAD
         for folder in ("refs", "logs"):
-            candidates += (git_dir / folder).rglob("*.lock")
+            candidates += (self.git_dir / folder).rglob("*.lock")
         for folder in ("objects/info", "objects/pack"):
-            candidates += (git_dir / folder).glob("*.lock")
+            candidates += (self.git_dir / folder).glob("*.lock")
+        candidates += (self.git_dir / "objects" / "pack").glob("tmp_*")  # a killed fast-import's pack
         removed = []
         for lock_file in candidates:
             try:
                 lock_file.unlink()
             except FileNotFoundError:
                 continue
-            removed.append(str(lock_file.relative_to(self.path)))
+            removed.append(str(lock_file.relative_to(self.git_dir)))
         if removed:
             logger.warning("Removed stale git lock files left by a dead process: %s", ", ".join(sorted(removed)))
         return removed
 
-    # --- moving to the remote head ----------------------------------------------------------------
-    def fetch(self) -> str | None:
-        """Fetch the branch from origin; its head, or None when the remote has no such branch yet."""
-        try:
-            self.git.execute(["git", "fetch", "-q", "--no-tags", "origin", f"+{self.ref}:{self.remote_ref}"])
-        except GitCommandError as exc:
-            if "couldn't find remote ref" in (exc.stderr or ""):
-                self._run("update-ref", "-d", self.remote_ref, check=False)
-                return None
-            raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
-                                     self.remote_url)) from None
-        return self.resolve(self.remote_ref)
-
-    def sync(self, target: str | None) -> list[str]:
-        """Make the branch and its tracked files exactly `target` (None: an empty, unborn branch).
-
-        Returns the untracked files found in the working tree (the caller removes those in folders the portal
-        owns, where an interrupted run may have left them). One `git status` walks the tree; nothing is
-        rewritten when the copy is already clean at the target.
-        """
-        if self._run("symbolic-ref", "-q", "HEAD", check=False) != self.ref:
-            self._run("symbolic-ref", "HEAD", self.ref)
-        if self.head() != target:
-            self.reset(target)
-        dirty, untracked = self._status()
-        if dirty:
-            logger.warning("The GitOps working copy had uncommitted changes (an interrupted run); reset them.")
-            self.reset(target)
-        return untracked
-
-    def reset(self, target: str | None) -> None:
-        if target is not None:
-            self._run("reset", "-q", "--hard", target)
-            return
-        # No remote branch yet: drop whatever a previous, never-pushed run committed or staged.
-        tracked = self._run("ls-files", "-z").split("\0")
-        self._run("read-tree", "--empty")
-        if self.head() is not None:
-            self._run("update-ref", "-d", self.ref)
-        self.remove_files([p for p in tracked if p])
-
-    def _status(self) -> tuple[bool, list[str]]:
-        out = self._run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames",
-                        "--ignore-submodules=all", strip_newline_in_stdout=False)
-        dirty, untracked = False, []
-        for entry in out.split("\0"):
-            if not entry:
-                continue
-            if entry.startswith("?? "):
-                untracked.append(entry[3:])
+    def clear_interrupted_state(self) -> list[str]:
+        """Remove what an interrupted rebase, merge or cherry-pick left in the git directory. The portal never
+        rebases or merges (it rebuilds on the remote head), so such state is a hand operation that died."""
+        removed = []
+        for name in _INTERRUPTED_STATE:
+            target = self.git_dir / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
             else:
-                dirty = True
-        return dirty, untracked
+                continue
+            removed.append(name)
+        if removed:
+            logger.warning("Removed the state of an interrupted rebase/merge from the GitOps repository: %s.",
+                           ", ".join(removed))
+        return removed
 
-    def remove_files(self, paths: Iterable[str]) -> None:
-        """Delete files of the working tree and then the folders that became empty.
+    def repair_refs(self) -> list[str]:
+        """Refs the portal uses that name no readable commit (a torn write, a hand edit, a missing object) are
+        removed; the branch is then set again from the remote head (fetch) or, without a remote, from its reflog.
+        Returns the refs repaired."""
+        repaired = []
+        for ref in (self.ref, self.remote_ref, UNPUSHED_REF, CANDIDATE_REF):
+            loose = self.git_dir / ref
+            if not (loose.is_file() or loose.is_symlink()) or self.resolve(ref) is not None:
+                continue
+            loose.unlink()
+            repaired.append(ref)
+            logger.warning("The GitOps repository's ref %s named no readable commit; removed it.", ref)
+            if ref == self.ref and not self.remote_url:
+                self._restore_branch_from_reflog()
+        return repaired
 
-        Callers pass paths git tracks or lists (never beyond a symbolic link) or paths the writer created.
-        """
-        folders = set()
-        for path in paths:
-            try:
-                (self.path / path).unlink()
-            except FileNotFoundError:
-                pass
-            folders.add(path.rpartition("/")[0])
-        self.prune_folders(folders)
+    def _restore_branch_from_reflog(self) -> None:
+        """Without a remote the local branch is the truth: put back its newest readable value from the reflog."""
+        log = self.git_dir / "logs" / self.ref
+        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        for line in reversed(lines):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] != self.zero_oid and self.resolve(fields[1]):
+                self.set_ref(self.ref, fields[1])
+                logger.warning("Restored branch %s to %s from its reflog.", self.branch, fields[1][:12])
+                return
+        if self.resolve(self.ref) is None and lines:
+            raise GitOpsError(f"The branch {self.branch} of {self.path} is corrupt and its reflog names no readable "
+                              "commit; restore the repository from a backup (there is no remote to recover from).")
 
-    def prune_folders(self, folders: Iterable[str]) -> None:
-        # Deepest first, so a parent is tried after its children went.
-        for folder in sorted({f for start in folders if start for f in _ancestors(start)}, key=len, reverse=True):
-            try:
-                (self.path / folder).rmdir()
-            except OSError:
-                pass  # not empty (or already gone): keep it
+    # --- refs -------------------------------------------------------------------------------------
+    def set_ref(self, ref: str, new: str | None, old: str | None = None) -> None:
+        """Point `ref` at `new` (None: delete it). With `old`, only if it still points there (compare and swap;
+        "" means it must not exist yet)."""
+        expect = [] if old is None else [old or self.zero_oid]
+        if new is None:
+            if self.resolve(ref) is not None or (self.git_dir / ref).exists():
+                self._run("update-ref", "--no-deref", "-d", ref, *expect)
+            return
+        self._run("update-ref", "--no-deref", "--create-reflog", "-m", "gitops portal", ref, new, *expect)
 
-    # --- reading the tree -------------------------------------------------------------------------
-    def index_blobs(self, folders: Iterable[str] | None) -> dict[str, str]:
-        """Blob ids of the files staged in the index under `folders` (None: all)."""
-        return _parse_entries(self._list(["ls-files", "-s", "-z"], folders), blob_field=1)
+    def fetch(self, *, move_branch: bool = True) -> str | None:
+        """Fetch the branch from origin into the remote-tracking ref; its head, None when the remote has no such
+        branch yet. With `move_branch`, the local branch is set to that head (the last known remote state)."""
+        try:
+            self.git.execute(["git", *_NO_AUTO_GC, "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+                              "--no-recurse-submodules", "origin", f"+{self.ref}:{self.remote_ref}"])
+        except GitCommandError as exc:
+            if "couldn't find remote ref" not in (exc.stderr or ""):
+                raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
+                                         self.remote_url)) from None
+            self.set_ref(self.remote_ref, None)
+            target = None
+        else:
+            target = self.resolve(self.remote_ref)
+        if move_branch and self.head() != target:
+            self.set_ref(self.ref, target)
+        return target
 
+    def push(self, sha: str) -> bool:
+        """Push `sha` to the remote branch without forcing. False when rejected because the remote moved on
+        (fetch and retry); GitOpsPushError for any other refusal or failure."""
+        try:
+            self.git.execute(["git", "push", "--porcelain", "--no-verify", "origin", f"{sha}:{self.ref}"])
+        except GitCommandError as exc:
+            output = _output(exc)
+            if _remote_moved(output):
+                return False
+            raise GitOpsPushError(redact(f"git push to {self.remote_url} failed: {output}", self.remote_url)) from None
+        return True
+
+    # --- reading ----------------------------------------------------------------------------------
     def tree_blobs(self, commit: str | None, folders: Iterable[str] | None) -> dict[str, str]:
         """Blob ids of the files of `commit` under `folders` (None: all)."""
         if commit is None:
             return {}
-        return _parse_entries(self._list(["ls-tree", "-r", "-z", "--full-tree", commit], folders), blob_field=2)
+        return {path: oid for path, (_, oid) in self.tree_entries(commit, folders).items()}
 
-    def _list(self, command: list[str], folders: Iterable[str] | None) -> str:
+    def tree_entries(self, treeish: str | None, folders: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
+        """{path: (mode, object id)} of every file (blob, symlink or submodule) of a tree or commit."""
+        if treeish is None:
+            return {}
         pathspecs: list[str] = []
         if folders is not None:
             pathspecs = outermost_folders(folders)
             if not pathspecs:
-                return ""
+                return {}
             if len(pathspecs) > _PATHSPEC_LIMIT:
                 pathspecs = []  # one pass over everything beats matching thousands of pathspecs per entry
-        return self._run(*command, "--", *pathspecs, env=_LITERAL, strip_newline_in_stdout=False)
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", treeish, "--", *pathspecs, env=_LITERAL,
+                        strip_newline_in_stdout=False)
+        entries = {}
+        for record in out.split("\0"):
+            if record:
+                meta, _, path = record.partition("\t")
+                mode, _, oid = meta.split()
+                entries[path] = (mode, oid)
+        return entries
 
     def read_file(self, commit: str | None, path: str) -> bytes | None:
+        """Bytes of `path` at `commit`; None when absent (or `commit` is None)."""
         if commit is None:
             return None
         try:
@@ -272,56 +343,96 @@ class WorkingCopy:
         except GitCommandError:
             return None
 
-    # --- writing ----------------------------------------------------------------------------------
-    def stage(self, paths: list[str], *, roots: Iterable[str]) -> None:
-        """Stage these changed paths (written or deleted). `roots`: folders that hold all of them and nothing
-        else that differs from HEAD, used instead of the names when there are many."""
-        if not paths:
+    def read_blobs(self, oids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """(id, bytes) of each object, streamed through one `git cat-file --batch`."""
+        oids = list(dict.fromkeys(oids))
+        if not oids:
             return
-        if len(paths) <= _ADD_BY_NAME_LIMIT:
-            with tempfile.NamedTemporaryFile("wb", prefix="gitops-paths-", delete=False) as listing:
-                listing.write(b"\0".join(p.encode() for p in paths))
+        process = self.git.execute(["git", "cat-file", "--batch"], as_process=True, istream=subprocess.PIPE)
+        proc = process.proc
+
+        def feed() -> None:
             try:
-                self._run("add", "-A", f"--pathspec-from-file={listing.name}", "--pathspec-file-nul", env=_LITERAL)
-            finally:
-                os.unlink(listing.name)
-        else:
-            # bigFileThreshold=1 makes `git add` stream every blob into one pack (bulk check-in) instead of one
-            # loose object file each: much faster for tens of thousands of files, and no gc needed afterwards.
-            self._run("-c", "core.bigFileThreshold=1", "add", "-A", "--", *sorted(roots), env=_LITERAL)
+                for oid in oids:
+                    proc.stdin.write(oid.encode() + b"\n")
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
 
-    def staged_changes(self) -> tuple[list[str], list[str], list[str]]:
-        """(added, changed, deleted) between HEAD and the index, as git will commit them."""
-        base = self.head() or self.empty_tree()
-        out = self._run("diff-index", "--cached", "--name-status", "-z", "--no-renames", base,
-                        strip_newline_in_stdout=False)
-        return _split_changes(out)
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            for _ in oids:
+                header = proc.stdout.readline().split()
+                if len(header) != 3:
+                    raise GitOpsError(f"git cat-file could not read {header[0].decode() if header else 'an object'}"
+                                      " from the GitOps repository (missing object).")
+                size = int(header[2])
+                data = proc.stdout.read(size)
+                proc.stdout.read(1)
+                yield header[0].decode(), data
+        finally:
+            feeder.join()
+            proc.stdout.close()
+            proc.wait()
 
-    def commit(self, *, message: str, author_name: str, author_email: str) -> str:
+    # --- writing ----------------------------------------------------------------------------------
+    def write_blobs(self, blobs: Iterable[bytes]) -> int:
+        """Store these bytes as blobs through one `git fast-import` stream (one pack, no file per blob).
+
+        Their ids are what deployments.git.manifest.blob_id computes. Returns how many were sent."""
+        process = self.git.execute(["git", *_NO_AUTO_GC, "fast-import", "--quiet", "--done"], as_process=True,
+                                   istream=subprocess.PIPE)
+        proc = process.proc
+        count = 0
+        try:
+            for data in blobs:
+                proc.stdin.write(b"blob\ndata %d\n" % len(data))
+                proc.stdin.write(data)
+                proc.stdin.write(b"\n")
+                count += 1
+            proc.stdin.write(b"done\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        stderr = proc.stderr.read().decode(errors="replace")
+        status = proc.wait()
+        if status != 0:
+            raise GitOpsError(f"git fast-import failed ({status}): {stderr.strip()}")
+        return count
+
+    def build_tree(self, base: str | None, writes: dict[str, str], deletes: Iterable[str]) -> str:
+        """Tree id of `base`'s tree with `writes` ({path: blob id}, mode 100644) laid over it and `deletes`
+        removed, built in a private temporary index file: no index of the repository is read or written."""
+        with tempfile.TemporaryDirectory(prefix="gitops-tree-") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            self._run("read-tree", base if base else "--empty", env=env)
+            listing = Path(tmp) / "entries"
+            with listing.open("wb") as handle:
+                for path in deletes:
+                    handle.write(b"0 %s\t%s\0" % (self.zero_oid.encode(), path.encode()))
+                for path, oid in writes.items():
+                    handle.write(b"100644 %s\t%s\0" % (oid.encode(), path.encode()))
+            with listing.open("rb") as stdin:
+                self._run("update-index", "-z", "--index-info", env=env, istream=stdin)
+            return self._run("write-tree", env=env)
+
+    def commit_tree(self, tree: str, parent: str | None, *, message: str, author_name: str,
+                    author_email: str) -> str:
+        """A commit object of `tree` on `parent` (None: a root commit); no ref is moved."""
         identity = {"GIT_AUTHOR_NAME": author_name, "GIT_AUTHOR_EMAIL": author_email,
                     "GIT_COMMITTER_NAME": author_name, "GIT_COMMITTER_EMAIL": author_email}
         with tempfile.NamedTemporaryFile("wb", prefix="gitops-message-", delete=False) as message_file:
             message_file.write(message.encode())
         try:
-            self._run("-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--cleanup=verbatim",
-                      f"--file={message_file.name}", env={**identity, **_NO_AUTO_GC})
+            parents = ["-p", parent] if parent else []
+            return self._run("-c", "commit.gpgsign=false", "commit-tree", tree, *parents, "-F", message_file.name,
+                             env=identity)
         finally:
             os.unlink(message_file.name)
-        return self._run("rev-parse", "HEAD")
-
-    def push(self) -> bool:
-        """Push HEAD to the remote branch. False when rejected because the remote moved on (fetch and retry)."""
-        try:
-            self.git.execute(["git", "push", "--porcelain", "--no-verify", "origin", f"HEAD:{self.ref}"])
-        except GitCommandError as exc:
-            output = _output(exc)
-            if _remote_moved(output):
-                return False
-            raise GitOpsPushError(redact(f"git push to {self.remote_url} failed: {output}", self.remote_url)) from None
-        return True
 
     def maintain(self) -> None:
-        """Pack loose objects when git thinks it is time (large renders leave tens of thousands).
+        """Pack loose objects and merge small packs when git thinks it is time.
 
         Run in the foreground under the repository lock instead of git's detached auto-gc, which would outlive
         the run and take locks the next run would treat as stale.
@@ -329,9 +440,9 @@ class WorkingCopy:
         self._run("-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
 
     # --- diffs ------------------------------------------------------------------------------------
-    def diff(self, old: str | None, new: str, *, max_chars: int, runner: git.Git | None = None) -> str:
+    def diff(self, old: str | None, new: str, *, max_chars: int) -> str:
         """Unified diff between two trees or commits, leaving out the portal's manifest; capped in size."""
-        process = (runner or self.git).execute(
+        process = self.git.execute(
             ["git", "diff-tree", "-p", "-r", "--no-color", "--no-ext-diff", "--no-textconv",
              old or self.empty_tree(), new, "--", ".", DIFF_EXCLUDE], as_process=True)
         try:
@@ -345,57 +456,43 @@ class WorkingCopy:
             text = text[: cut + 1 if cut > 0 else max_chars] + f"[diff truncated at {max_chars} characters]\n"
         return text
 
-    def tree_changes(self, old: str | None, new: str, *,
-                     runner: git.Git | None = None) -> tuple[list[str], list[str], list[str]]:
+    def tree_changes(self, old: str | None, new: str) -> tuple[list[str], list[str], list[str]]:
         """(added, changed, deleted) between two trees or commits, manifest left out."""
-        out = (runner or self.git).execute(
-            ["git", "diff-tree", "-r", "--name-status", "-z", "--no-renames", old or self.empty_tree(), new,
-             "--", ".", DIFF_EXCLUDE], strip_newline_in_stdout=False)
+        out = self._run("diff-tree", "-r", "--name-status", "-z", "--no-renames", old or self.empty_tree(), new,
+                        "--", ".", DIFF_EXCLUDE, strip_newline_in_stdout=False)
         return _split_changes(out)
 
-    def scratch(self, root: Path) -> git.Git:
-        """A git runner with a private index, work tree (`root`/tree) and object store (`root`/objects) that
-        reads the working copy's objects as alternates: previews write nothing into the working copy."""
-        (root / "tree").mkdir(parents=True, exist_ok=True)
-        (root / "objects").mkdir(exist_ok=True)
-        runner = git.Git(str(root / "tree"))
-        runner.update_environment(
-            GIT_DIR=str(self.path / ".git"), GIT_WORK_TREE=str(root / "tree"), GIT_INDEX_FILE=str(root / "index"),
-            GIT_OBJECT_DIRECTORY=str(root / "objects"),
-            GIT_ALTERNATE_OBJECT_DIRECTORIES=str(self.path / ".git" / "objects"),
-        )
-        return runner
+    def raw_changes(self, old: str | None, new: str | None) -> list[tuple[str, str, str, str]]:
+        """Every file that differs between two trees or commits: (status A/M/D/T, path, new mode, new id)."""
+        out = self._run("diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-abbrev", old or self.empty_tree(),
+                        new or self.empty_tree(), strip_newline_in_stdout=False)
+        fields = out.split("\0")
+        changes = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta:
+                continue
+            _, new_mode, _, new_oid, status = meta.lstrip(":").split()
+            changes.append((status[:1], path, new_mode, new_oid))
+        return changes
 
-    def scratch_tree(self, runner: git.Git, base: str | None, *, written: bool, deleted: list[str]) -> str:
-        """Tree id of `base` with the scratch work tree's files laid over it and `deleted` removed."""
-        runner.execute(["git", "read-tree", base] if base else ["git", "read-tree", "--empty"])
-        if written:
-            # --no-all: files of `base` that are absent from the scratch tree are unchanged, not deleted.
-            # -f: the repository's .gitignore files are not in the scratch tree; preview what the render produced.
-            runner.execute(["git", "-c", "core.bigFileThreshold=1", "add", "--no-all", "-f", "--", "."])
-        if deleted:
-            listing = Path(runner.working_dir).parent / "deleted"
-            listing.write_bytes(b"\0".join(p.encode() for p in deleted) + b"\0")
-            with listing.open("rb") as stdin:
-                runner.execute(["git", "update-index", "--force-remove", "-z", "--stdin"], istream=stdin)
-        return runner.execute(["git", "write-tree"])
+
+def _looks_bare(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def _init_bare(path: Path, branch: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    git.Git(str(path)).execute(["git", "init", "-q", "--bare", "-b", branch, str(path)])
+    runner = git.Git(str(path))
+    runner.update_environment(GIT_DIR=str(path))
+    for key, value in (("gc.auto", "0"), ("core.logAllRefUpdates", "always")):
+        runner.execute(["git", "config", key, value])
 
 
 def outermost_folders(folders: Iterable[str]) -> list[str]:
     """Drop folders that lie inside another folder of the set: ['a/', 'a/b/', 'c/'] -> ['a/', 'c/']."""
     unique = set(folders)
     return sorted(f for f in unique if not any(parent in unique for parent in _parent_folders(f.rstrip("/"))))
-
-
-def _parse_entries(out: str, *, blob_field: int) -> dict[str, str]:
-    """`ls-files -s` / `ls-tree` -z output -> {path: blob id} (submodules and symlinks included as listed)."""
-    entries = {}
-    for record in out.split("\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition("\t")
-        entries[path] = meta.split()[blob_field]
-    return entries
 
 
 def _split_changes(out: str) -> tuple[list[str], list[str], list[str]]:
@@ -427,9 +524,3 @@ def _parent_folders(path: str) -> list[str]:
     """'a/b/c.yaml' -> ['a/', 'a/b/']."""
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
-
-
-def _ancestors(folder: str) -> list[str]:
-    """'a/b/c' -> ['a/b/c', 'a/b', 'a']."""
-    parts = folder.split("/")
-    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]

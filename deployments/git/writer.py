@@ -1,18 +1,29 @@
 """Apply render units to the GitOps repository (gitops_commit) or show what that would change (gitops_preview).
 
-A run holds the repository lock from start to end: fetch, move the working copy to the remote head, write
-what differs, validate, commit once, push; when the push loses a race, start again from the new remote head.
-The committed manifest (deployments.git.manifest) is what keeps this proportional to the change: a unit
-whose fingerprint is unchanged is neither rendered nor read, and only bytes that differ are written.
+A run holds the repository lock from start to end: fetch the remote head (the base of every commit; without a
+remote the local branch is the truth), plan the writes and deletes in memory, store the new blobs with one
+`git fast-import` stream, build the new tree from the base tree plus the plan in a private index file, check it
+against the render (the invariant below), validate the result in the plain-file mirror, commit with
+`commit-tree` and push `<sha>:refs/heads/<branch>` without forcing; when the push loses a race, start again from
+the new remote head. The repository is bare (repository.py says why): there is no working copy whose index or
+files could be lost, and nothing on disk is ever mistaken for what the repository holds.
+
+Before anything is pushed, the new tree is checked against the render: every file rendered now, or kept from the
+manifest for a unit whose fingerprint is unchanged, is in the commit with exactly those bytes, and the only files
+removed are files the portal owned and no longer renders. Any other difference raises GitOpsInvariantError and
+nothing is pushed. A deletion budget (GITOPS_DELETION_BUDGET_FILES / GITOPS_DELETION_BUDGET_SHARE) refuses mass
+deletions unless the caller confirms them, and paths a unit declares essential (a live project's Namespace and
+PVC) are never deleted (issue 7 of the portal: "the spine never deletes what it still renders").
+
+The committed manifest (deployments.git.manifest) is what keeps this proportional to the change: a unit whose
+fingerprint is unchanged is neither rendered nor read, and only blobs that differ are written.
 """
 
 from __future__ import annotations
 
-import errno
+import inspect
 import logging
-import os
 import re
-import stat
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,7 +34,6 @@ from typing import Protocol
 from django.conf import settings
 
 from deployments.git.manifest import (
-    MANIFEST_DIR,
     MANIFEST_PATH,
     Manifest,
     UnitEntry,
@@ -31,24 +41,48 @@ from deployments.git.manifest import (
     check_directory,
     check_path,
 )
+from deployments.git.mirror import ValidationMirror
 from deployments.git.repository import (
+    CANDIDATE_REF,
+    UNPUSHED_REF,
     GitOpsError,
     GitOpsPushError,
     GitOpsPushRejected,
-    WorkingCopy,
-    outermost_folders,
+    Repository,
 )
 from deployments.locks import repository_lock
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIFF_MAX_CHARS = 1_000_000
+DEFAULT_DELETION_BUDGET_FILES = 50
+DEFAULT_DELETION_BUDGET_SHARE = 0.05
 _MESSAGE_MAX_FOLDERS = 20
+_REPORT_MAX_PATHS = 20
 _TRAILER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 
+class GitOpsInvariantError(GitOpsError):
+    """The commit built for a render differs from the render: nothing was pushed. `paths` lists what was wrong."""
+
+    def __init__(self, message: str, *, paths: list[str]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+class GitOpsDeletionRefused(GitOpsError):
+    """A commit would delete more files than the deletion budget allows, or a path a unit declares essential."""
+
+    def __init__(self, message: str, *, deleted: int, budget: int, essential: list[str]) -> None:
+        super().__init__(message)
+        self.deleted = deleted
+        self.budget = budget
+        self.essential = essential
+
+
 class RenderUnit(Protocol):
-    """What the renderer hands over (deployments.rendering.RenderUnit has these fields)."""
+    """What the renderer hands over (deployments.rendering.RenderUnit has these fields, and `essential`:
+    paths never to be deleted while the unit exists; read with getattr, default ())."""
 
     @property
     def key(self) -> str: ...  # stable id, e.g. "env:minikube:project:<uuid>"
@@ -64,7 +98,9 @@ class RenderUnit(Protocol):
 
 
 Progress = Callable[[int, str], None]
-Validate = Callable[[Path, list[str]], None]
+ReadBase = Callable[[str], "bytes | None"]
+# validate(root, changed_paths, read_base); a callback taking only (root, changed_paths) is still accepted.
+Validate = Callable[..., None]
 
 
 @dataclass
@@ -76,6 +112,8 @@ class CommitResult:
     diff: str = ""  # unified diff of the commit against its parent (manifest left out); "" if none
     pushed: bool = False
     push_attempts: int = 0
+    # A commit an earlier run built but could not push (remote unreachable or read-only), pushed first by this run.
+    earlier_pushed: str | None = None
 
 
 @dataclass
@@ -94,9 +132,18 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
 
     `scopes` are the folders this render speaks for: portal-owned files under them that no unit produces any
     more are deleted; owned files elsewhere are kept. `full` re-renders every unit and compares every file
-    (repairs hand edits) instead of trusting unchanged fingerprints. `validate(workdir, changed_paths)` runs
-    after the files are written and before the commit; when it raises, the working copy goes back to HEAD and
-    the exception propagates. `changed_paths` includes deleted paths (no longer on disk).
+    (repairs hand edits) instead of trusting unchanged fingerprints.
+
+    `validate(root, changed_paths, read_base)` runs before the commit on a plain-file copy of the new tree
+    (`root`, the validation mirror); `changed_paths` are repository-relative and include deleted paths (no
+    longer under root); `read_base(path)` returns a path's bytes at the base commit (None if absent). When it
+    raises, nothing is committed and the exception propagates. A callback taking two arguments gets two.
+
+    Raises GitOpsInvariantError when the built tree differs from the render, GitOpsDeletionRefused when it
+    deletes more than max(GITOPS_DELETION_BUDGET_FILES, GITOPS_DELETION_BUDGET_SHARE x owned files) without
+    `allow_deletions`, or any essential path, GitOpsPushError when the remote refuses the push (the commit is
+    kept on refs/portal/unpushed and the next run pushes it if the remote has not moved on), GitOpsPushRejected
+    after GITOPS_PUSH_RETRIES races lost. The remote is never forced.
     """
     units = list(units)
     scopes = tuple(scopes)
@@ -109,54 +156,75 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
 
     report(0, "Waiting for the GitOps repository lock")
     with repository_lock():
-        wc = WorkingCopy.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=settings.GITOPS_BRANCH)
+        repo = Repository.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=settings.GITOPS_BRANCH)
         try:
-            wc.prepare()
+            repo.prepare()
+            if repo.resolve(CANDIDATE_REF):
+                logger.warning("Discarded commit %s of a run killed before its push finished; this run re-renders.",
+                               repo.resolve(CANDIDATE_REF)[:12])
+            repo.set_ref(CANDIDATE_REF, None)
+            mirror = ValidationMirror(repo)
+            use_mirror = validate is not None or mirror.exists()
+            earlier = _push_unpushed(repo, report) if remote else None
             attempt = 0
             while True:
                 if attempt:
                     report(10, f"The remote branch moved on; re-applying on its new head (attempt {attempt + 1})")
-                base, manifest = _start_from_remote(wc, units, scopes, report)
-                outcome = _write_and_commit(wc, base, manifest, units=units, scopes=scopes, full=full,
-                                            message=message, trailer_lines=trailer_lines, author_name=author_name,
-                                            author_email=author_email, validate=validate, report=report)
-                if outcome is None:
+                if remote:
+                    report(3, "Fetching origin")
+                    base = repo.fetch()
+                else:
+                    base = repo.head()
+                built = _build(repo, base, units=units, scopes=scopes, full=full, message=message,
+                               trailer_lines=trailer_lines, author_name=author_name, author_email=author_email,
+                               validate=validate, mirror=mirror if use_mirror else None,
+                               allow_deletions=allow_deletions, report=report)
+                if built is None:
                     report(100, "No changes: nothing to commit")
-                    return CommitResult(sha=None, push_attempts=attempt)
-                sha, added, changed, deleted = outcome
-                diff = wc.diff(base, sha, max_chars=max_chars)
-                result = CommitResult(sha=sha, added=added, changed=changed, deleted=deleted, diff=diff)
+                    return CommitResult(sha=None, push_attempts=attempt, pushed=bool(earlier),
+                                        earlier_pushed=earlier)
+                sha, added, changed, deleted = built
+                diff = repo.diff(base, sha, max_chars=max_chars)
+                result = CommitResult(sha=sha, added=added, changed=changed, deleted=deleted, diff=diff,
+                                      earlier_pushed=earlier)
                 if not remote:
-                    _finish(wc, report, result, "Committed")
+                    repo.set_ref(repo.ref, sha, old=base or "")
+                    _finish(repo, report, result, "Committed")
                     return result
                 attempt += 1
+                repo.set_ref(CANDIDATE_REF, sha)
                 report(92, f"Pushing {sha[:12]} to origin (attempt {attempt} of {retries})")
                 try:
-                    pushed = wc.push()
-                except GitOpsPushError:
-                    wc.reset(base)
-                    raise
+                    pushed = repo.push(sha)
+                except GitOpsPushError as exc:
+                    repo.set_ref(UNPUSHED_REF, sha)
+                    repo.set_ref(CANDIDATE_REF, None)
+                    raise GitOpsPushError(f"{exc} The commit {sha[:12]} is kept on {UNPUSHED_REF}; the next run "
+                                          "pushes it if the remote branch has not moved on.") from None
+                repo.set_ref(CANDIDATE_REF, None)
                 if pushed:
+                    repo.set_ref(repo.remote_ref, sha)
+                    repo.set_ref(repo.ref, sha)
                     result.pushed, result.push_attempts = True, attempt
-                    _finish(wc, report, result, "Committed and pushed")
+                    _finish(repo, report, result, "Committed and pushed")
                     return result
                 logger.info("Push of %s rejected: the remote branch moved on (attempt %d of %d).",
                             sha[:12], attempt, retries)
                 if attempt >= retries:
-                    wc.reset(base)
                     raise GitOpsPushRejected(
                         f"Pushing to branch {settings.GITOPS_BRANCH} was rejected {attempt} times because other "
                         f"commits kept arriving first (GITOPS_PUSH_RETRIES={retries}). Nothing was forced and the "
                         "remote is unchanged by this run; run the render again.", attempts=attempt)
         finally:
-            wc.close()
+            repo.close()
 
 
 def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: bool = False) -> PreviewResult:
     """What gitops_commit would change, against the current remote head (or local head without a remote).
 
-    Renders into a scratch folder and diffs with a private index, so the working copy's files, index and HEAD
-    stay as they are. A repository that does not exist yet is previewed in a temporary one (all added).
+    Takes no repository lock, so it never waits for a running commit: it fetches into a private scratch
+    repository that borrows the repository's objects (git alternates) and builds the tree there, so the
+    repository's refs and objects stay as they are. A repository that does not exist yet is not created.
     """
     units = list(units)
     scopes = tuple(scopes)
@@ -164,107 +232,205 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
     remote = settings.GITOPS_REMOTE_URL
     branch = settings.GITOPS_BRANCH
     max_chars = int(getattr(settings, "GITOPS_DIFF_MAX_CHARS", DEFAULT_DIFF_MAX_CHARS))
-    with repository_lock(), tempfile.TemporaryDirectory(prefix="gitops-preview-") as tmp:
-        wc = WorkingCopy.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=branch, create=False)
-        if wc is None:
-            wc = WorkingCopy.open(Path(tmp) / "repository", remote_url=remote, branch=branch)
+    with tempfile.TemporaryDirectory(prefix="gitops-preview-") as tmp:
+        main = Repository.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=branch, create=False)
+        scratch = Repository.scratch(Path(tmp) / "preview.git", remote_url=remote, branch=branch, borrow=main)
         try:
-            wc.prepare()
-            base = wc.fetch() if remote else wc.head()
-            manifest = Manifest.loads(wc.read_file(base, MANIFEST_PATH))
-            runner = wc.scratch(Path(tmp) / "scratch")
-            plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full,
-                         current_blobs=lambda folders: wc.tree_blobs(base, folders),
-                         sink=_Writer(Path(runner.working_dir)).write, object_format=wc.object_format,
-                         report=_Progress(None))
+            base = scratch.fetch(move_branch=False) if remote else (main.head() if main else None)
+            manifest = Manifest.loads(scratch.read_file(base, MANIFEST_PATH))
+            plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=set(),
+                         current_blobs=lambda folders: scratch.tree_blobs(base, folders),
+                         object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
-            tree = wc.scratch_tree(runner, base, written=bool(plan.writes), deleted=plan.deletes)
-            added, changed, deleted = wc.tree_changes(base, tree, runner=runner)
+            scratch.write_blobs(plan.writes.values())
+            tree = scratch.build_tree(base, {p: plan.rendered[p] for p in plan.writes}, plan.deletes)
+            added, changed, deleted = scratch.tree_changes(base, tree)
             return PreviewResult(added=added, changed=changed, deleted=deleted,
-                                 diff=wc.diff(base, tree, max_chars=max_chars, runner=runner))
+                                 diff=scratch.diff(base, tree, max_chars=max_chars))
         finally:
-            wc.close()
+            scratch.close()
+            if main is not None:
+                main.close()
 
 
 def gitops_head() -> str | None:
-    """Head of the working copy's branch (what the last run committed), None before the first commit."""
-    wc = WorkingCopy.open(Path(settings.GITOPS_REPO_DIR), remote_url=settings.GITOPS_REMOTE_URL,
-                          branch=settings.GITOPS_BRANCH, create=False)
-    if wc is None:
+    """Head of the repository's branch (what the last run committed, or the last fetched remote head), None
+    before the first commit or when the repository does not exist."""
+    repo = Repository.open(Path(settings.GITOPS_REPO_DIR), remote_url=settings.GITOPS_REMOTE_URL,
+                           branch=settings.GITOPS_BRANCH, create=False)
+    if repo is None:
         return None
     try:
-        return wc.head()
+        return repo.head()
     finally:
-        wc.close()
+        repo.close()
 
 
 # --- one attempt ----------------------------------------------------------------------------------
-def _start_from_remote(wc: WorkingCopy, units: list[RenderUnit], scopes: tuple[str, ...],
-                       report: _Progress) -> tuple[str | None, Manifest]:
-    """Fetch, move to the remote head, clear leftovers of interrupted runs; returns (base commit, manifest)."""
-    if wc.remote_url:
-        report(3, "Fetching origin")
-        target = wc.fetch()
-    else:
-        target = wc.head()
-    report(6, f"Moving the working copy to {target[:12] if target else 'an empty branch'}")
-    untracked = wc.sync(target)
-    manifest = Manifest.loads(wc.read_file(target, MANIFEST_PATH))
-    # A killed run may have left files the portal would write; files elsewhere are someone else's business.
-    areas = {*scopes, MANIFEST_DIR, *(u.directory for u in units), *(e.directory for e in manifest.units.values())}
-    leftovers = [path for path in untracked if any(folder in areas for folder in _parents(path))]
-    if leftovers:
-        logger.warning("Removing %d files an interrupted run left in the working copy.", len(leftovers))
-        wc.remove_files(leftovers)
-    return target, manifest
+def _push_unpushed(repo: Repository, report: _Progress) -> str | None:
+    """Push the commit a failed push kept, when the remote head is still its parent; otherwise drop it (this
+    run re-renders on the new head, which supersedes it). Returns its sha when pushed."""
+    kept = repo.resolve(UNPUSHED_REF)
+    if kept is None:
+        return None
+    report(2, f"Pushing {kept[:12]}, kept from a push that failed")
+    head = repo.fetch()
+    if repo.parent(kept) == head and repo.push(kept):
+        repo.set_ref(repo.remote_ref, kept)
+        repo.set_ref(repo.ref, kept)
+        repo.set_ref(UNPUSHED_REF, None)
+        logger.info("Pushed %s, the commit an earlier run could not push.", kept[:12])
+        return kept
+    repo.set_ref(UNPUSHED_REF, None)
+    logger.warning("Dropped %s, the commit an earlier run could not push: the remote branch moved on since, and "
+                   "this run re-renders on its new head.", kept[:12])
+    return None
 
 
-def _write_and_commit(wc: WorkingCopy, base: str | None, manifest: Manifest, *, units: list[RenderUnit],
-                      scopes: tuple[str, ...], full: bool, message: str, trailer_lines: list[str],
-                      author_name: str, author_email: str, validate: Validate | None,
-                      report: _Progress) -> tuple[str, list[str], list[str], list[str]] | None:
-    writer = _Writer(wc.path)
-    try:
-        plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, current_blobs=wc.index_blobs,
-                     sink=writer.write, object_format=wc.object_format, report=report)
+def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scopes: tuple[str, ...], full: bool,
+           message: str, trailer_lines: list[str], author_name: str, author_email: str,
+           validate: Validate | None, mirror: ValidationMirror | None, allow_deletions: bool,
+           report: _Progress) -> tuple[str, list[str], list[str], list[str]] | None:
+    """Plan, build, check, validate and commit on `base`; the commit's (sha, added, changed, deleted) or None
+    when nothing changes. Moves no branch."""
+    manifest = Manifest.loads(repo.read_file(base, MANIFEST_PATH))
+    force: set[str] = set()
+    while True:
+        plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=force,
+                     current_blobs=lambda folders: repo.tree_blobs(base, folders), object_format=repo.object_format,
+                     report=report)
         # Commit bookkeeping alone only when ownership changed (else every later run would render those units
         # again); a fingerprint that moved without changing any byte is not worth a commit.
         records_ownership = _ownership(plan.manifest) != _ownership(manifest)
         if not plan.writes and not plan.deletes and not records_ownership:
             return None
-        wc.remove_files(plan.deletes)
-        writer.write(MANIFEST_PATH, plan.manifest.dumps())
-        changed_paths = sorted(plan.writes + plan.deletes)
+        manifest_bytes = plan.manifest.dumps()
+        manifest_oid = blob_id(manifest_bytes, repo.object_format)
+        report(72, f"Storing {len(plan.writes)} changed files")
+        repo.write_blobs([*plan.writes.values(), manifest_bytes])
+        tree = repo.build_tree(base, {**{p: plan.rendered[p] for p in plan.writes}, MANIFEST_PATH: manifest_oid},
+                               plan.deletes)
+        report(74, "Checking the new tree against the render")
+        wrong, drifted = _invariant(repo, base, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
+        if drifted and not force:
+            # Files of unchanged units differ from what the manifest says they were rendered as (edited or deleted
+            # by hand): render those units again so the commit holds the render, then check again.
+            force = {plan.kept_owner[path] for path in drifted}
+            logger.warning("%d files of %d unchanged units differ from their render in git (edited by hand?); "
+                           "rendering those units again.", len(drifted), len(force))
+            continue
+        wrong += [f"{path}: kept from an unchanged unit, but the commit does not hold its render"
+                  for path in sorted(drifted)]
+        break
+    if wrong:
+        shown = "\n".join(f"  {line}" for line in wrong[:_REPORT_MAX_PATHS])
+        more = f"\n  ... and {len(wrong) - _REPORT_MAX_PATHS} more" if len(wrong) > _REPORT_MAX_PATHS else ""
+        raise GitOpsInvariantError(
+            f"The commit built for this render differs from the render in {len(wrong)} paths; nothing was "
+            f"committed or pushed and the remote is unchanged:\n{shown}{more}",
+            paths=[line.partition(":")[0] for line in wrong])
+    added, changed, deleted = (
+        [p for p in paths if p != MANIFEST_PATH] for paths in repo.tree_changes(base, tree)
+    )
+    if not (added or changed or deleted or records_ownership):
+        return None  # git sees no difference
+    _check_deletions(deleted, manifest=manifest, units=units, allow_deletions=allow_deletions)
+
+    changed_paths = sorted([*plan.writes, *plan.deletes])
+    if mirror is not None:
+        report(74, "Updating the validation tree")
+        mirror.sync(base)
+        mirror.apply({**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
+    try:
         if validate is not None and changed_paths:
             report(75, f"Validating {len(changed_paths)} changed files")
-            validate(wc.path, changed_paths)
-        report(82, f"Staging {len(changed_paths)} changed files")
-        roots = {_root(folder, scopes) for folder in plan.touched} | {MANIFEST_DIR}
-        wc.stage([*changed_paths, MANIFEST_PATH], roots=outermost_folders(roots))
-        added, changed, deleted = (
-            [p for p in paths if p != MANIFEST_PATH] for paths in wc.staged_changes()
-        )
-        if not (added or changed or deleted or records_ownership):
-            _restore(wc, base, writer)  # git sees no difference (e.g. .gitattributes normalised the bytes)
-            return None
+            _call_validate(validate, mirror.tree, changed_paths, lambda path: repo.read_file(base, path))
         report(88, f"Committing {len(added) + len(changed) + len(deleted)} changed files")
-        sha = wc.commit(message=_commit_message(message, added, changed, deleted, trailer_lines),
-                        author_name=author_name, author_email=author_email)
-        return sha, added, changed, deleted
+        sha = repo.commit_tree(tree, base, message=_commit_message(message, added, changed, deleted, trailer_lines),
+                               author_name=author_name, author_email=author_email)
     except BaseException:
-        # Render error, failed validation, commit error, or the job being stopped: leave HEAD's tree behind.
-        _restore(wc, base, writer)
+        if mirror is not None:
+            mirror.revert(base, [*changed_paths, MANIFEST_PATH])
         raise
+    if mirror is not None:
+        mirror.mark(sha)
+    return sha, added, changed, deleted
 
 
-def _restore(wc: WorkingCopy, base: str | None, writer: _Writer) -> None:
-    wc.reset(base)
-    wc.remove_files(writer.created)  # new files are untracked after the reset
+def _call_validate(validate: Validate, root: Path, paths: list[str], read_base: ReadBase) -> None:
+    try:
+        inspect.signature(validate).bind(root, paths, read_base)
+    except TypeError:
+        validate(root, paths)  # a two-argument callback (before read_base existed)
+        return
+    except ValueError:
+        pass  # no signature to inspect (a builtin): call with all three
+    validate(root, paths, read_base)
 
 
-def _finish(wc: WorkingCopy, report: _Progress, result: CommitResult, verb: str) -> None:
-    wc.maintain()
+def _invariant(repo: Repository, base: str | None, tree: str, *, plan: _Plan, manifest: Manifest,
+               manifest_oid: str) -> tuple[list[str], set[str]]:
+    """Compare the built tree with the render, from git's own listing of both trees (not from the plan's
+    bookkeeping). Returns (problems as "path: what", kept paths whose base already differs from their render)."""
+    new = repo.tree_entries(tree)
+    changes = {path: (status, oid) for status, path, _, oid in repo.raw_changes(base, tree)}
+    wrong = []
+    for path, oid in plan.rendered.items():
+        entry = new.get(path)
+        if entry is None:
+            wrong.append(f"{path}: rendered, but missing from the commit")
+        elif entry[1] != oid:
+            wrong.append(f"{path}: the commit's bytes differ from the render")
+    drifted = set()
+    for path, oid in plan.kept.items():
+        entry = new.get(path)
+        if entry is not None and entry[1] == oid:
+            continue
+        if path in changes:
+            wrong.append(f"{path}: kept from an unchanged unit, but changed or deleted by this commit")
+        else:
+            drifted.add(path)
+    owned = {path for entry in manifest.units.values() for path in entry.files}
+    may_delete = owned - plan.rendered.keys() - plan.kept.keys()
+    for path, (status, oid) in sorted(changes.items()):
+        if path == MANIFEST_PATH:
+            continue
+        if status == "D":
+            if path not in may_delete:
+                wrong.append(f"{path}: deleted, but not a file the portal owned and no longer renders")
+        elif path not in plan.rendered:
+            wrong.append(f"{path}: changed, but not rendered by this run")
+    if new.get(MANIFEST_PATH, ("", ""))[1] != manifest_oid:
+        wrong.append(f"{MANIFEST_PATH}: the commit does not hold the new manifest")
+    return wrong, drifted
+
+
+def _check_deletions(deleted: list[str], *, manifest: Manifest, units: list[RenderUnit],
+                     allow_deletions: bool) -> None:
+    """The deletion budget and essential paths (issue 7: refuse surprising mass deletions even when the invariant
+    holds; never a Namespace or PVC of a project still active in the model)."""
+    essential = sorted({path for unit in units for path in getattr(unit, "essential", ()) or ()} & set(deleted))
+    owned = sum(len(entry.files) for entry in manifest.units.values())
+    files = int(getattr(settings, "GITOPS_DELETION_BUDGET_FILES", DEFAULT_DELETION_BUDGET_FILES))
+    share = float(getattr(settings, "GITOPS_DELETION_BUDGET_SHARE", DEFAULT_DELETION_BUDGET_SHARE))
+    budget = max(files, int(share * owned))
+    if essential:
+        shown = ", ".join(essential[:_REPORT_MAX_PATHS])
+        raise GitOpsDeletionRefused(
+            f"Refusing to delete {len(essential)} essential paths of units that are still rendered (a live "
+            f"project's Namespace or PVC): {shown}. Nothing was committed; this is a bug in the render, and no "
+            "confirmation overrides it.", deleted=len(deleted), budget=budget, essential=essential)
+    if len(deleted) > budget and not allow_deletions:
+        raise GitOpsDeletionRefused(
+            f"Refusing to delete {len(deleted)} files in one commit: the deletion budget is {budget} "
+            f"(max of GITOPS_DELETION_BUDGET_FILES={files} and GITOPS_DELETION_BUDGET_SHARE={share:g} of "
+            f"{owned} owned files). Nothing was committed. If these deletions are intended, confirm them "
+            "(gitops_commit(..., allow_deletions=True)).", deleted=len(deleted), budget=budget, essential=[])
+
+
+def _finish(repo: Repository, report: _Progress, result: CommitResult, verb: str) -> None:
+    repo.maintain()
     summary = f"{len(result.added)} added, {len(result.changed)} changed, {len(result.deleted)} deleted"
     logger.info("%s %s: %s.", verb, result.sha, summary)
     report(100, f"{verb} {result.sha[:12]} ({summary})")
@@ -273,16 +439,18 @@ def _finish(wc: WorkingCopy, report: _Progress, result: CommitResult, verb: str)
 # --- planning: what to render, write and delete ---------------------------------------------------------
 @dataclass
 class _Plan:
-    writes: list[str]  # paths whose bytes differ from the current tree (written through the sink)
-    deletes: list[str]  # owned paths present in the current tree that no unit produces any more
+    writes: dict[str, bytes]  # path -> bytes, for paths whose blob differs from the base tree
+    deletes: list[str]  # owned paths present in the base tree that no unit produces any more
     manifest: Manifest
-    touched: set[str]  # unit folders (new and old) holding writes or deletes
+    rendered: dict[str, str]  # every path rendered by this run -> blob id
+    kept: dict[str, str]  # every path of units not rendered (fingerprint unchanged) -> blob id from the manifest
+    kept_owner: dict[str, str]  # kept path -> unit key
 
 
-def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifest, full: bool,
-          current_blobs: Callable[[set[str] | None], dict[str, str]], sink: Callable[[str, bytes], None],
-          object_format: str, report: _Progress) -> _Plan:
-    todo = [u for u in units if full or _needs_render(u, manifest.units.get(u.key))]
+def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifest, full: bool, force: set[str],
+          current_blobs: Callable[[set[str] | None], dict[str, str]], object_format: str,
+          report: _Progress) -> _Plan:
+    todo = [u for u in units if full or u.key in force or _needs_render(u, manifest.units.get(u.key))]
     render_keys = {u.key for u in todo}
     unit_keys = {u.key for u in units}
     kept = {u.key: manifest.units[u.key] for u in units if u.key not in render_keys}
@@ -297,8 +465,8 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     kept_owner = {path: key for key, entry in kept.items() for path in entry.files}
     units_out: dict[str, UnitEntry] = dict(kept)
     produced: dict[str, str] = {}
-    writes: list[str] = []
-    touched: set[str] = set()
+    rendered: dict[str, str] = {}
+    writes: dict[str, bytes] = {}
     last_percent = -1
     for number, unit in enumerate(todo, start=1):
         files = unit.render()
@@ -318,10 +486,9 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
             produced[path] = unit.key
             blob = blob_id(data, object_format)
             entry_files[path] = blob
+            rendered[path] = blob
             if current.get(path) != blob:
-                sink(path, bytes(data))
-                writes.append(path)
-                touched.add(unit.directory)
+                writes[path] = bytes(data)
         units_out[unit.key] = UnitEntry(directory=unit.directory, fingerprint=unit.fingerprint, files=entry_files)
         percent = 10 + 60 * number // len(todo)
         if percent != last_percent:
@@ -335,7 +502,6 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
         for path in old.files if old else ():
             if path not in produced and path not in kept_owner and path in current:
                 deletes.append(path)
-                touched.add(old.directory)
     # A unit that is no longer rendered loses its files only inside the scopes of this render.
     for key, entry in gone.items():
         remaining = {}
@@ -345,12 +511,13 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
             if scopes and path.startswith(scopes):
                 if path in current:
                     deletes.append(path)
-                    touched.add(entry.directory)
             else:
                 remaining[path] = blob
         if remaining:
             units_out[key] = UnitEntry(directory=entry.directory, fingerprint=entry.fingerprint, files=remaining)
-    return _Plan(writes=writes, deletes=deletes, manifest=Manifest(units=units_out), touched=touched)
+    kept_blobs = {path: blob for entry in kept.values() for path, blob in entry.files.items()}
+    return _Plan(writes=writes, deletes=sorted(set(deletes)), manifest=Manifest(units=units_out), rendered=rendered,
+                 kept=kept_blobs, kept_owner=kept_owner)
 
 
 def _ownership(manifest: Manifest) -> dict[str, tuple[str, dict[str, str]]]:
@@ -375,70 +542,8 @@ def _check_inputs(units: list[RenderUnit], scopes: tuple[str, ...]) -> None:
         check_directory(unit.directory, what=f"Unit {unit.key!r} directory")
         if not isinstance(unit.fingerprint, str):
             raise TypeError(f"Unit {unit.key!r} fingerprint must be a string.")
-
-
-def _root(folder: str, scopes: tuple[str, ...]) -> str:
-    """Folder to stage by when there are many paths: the scope holding it (cleaned at sync), else itself."""
-    for scope in scopes:
-        if folder.startswith(scope):
-            return scope
-    return folder
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
-
-
-# --- writing files ------------------------------------------------------------------------------
-class _Writer:
-    """Writes files under a root, refusing to follow symbolic links the repository may contain."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.created: list[str] = []  # files that did not exist before (removed again on restore)
-        self.written = 0
-        self._checked: set[str] = set()
-
-    def write(self, path: str, data: bytes) -> None:
-        folder = path.rpartition("/")[0]
-        if folder and folder not in self._checked:
-            self._make_folder(folder)
-        target = os.path.join(self.root, path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        existed = os.path.lexists(target)
-        try:
-            fd = os.open(target, flags, 0o644)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            os.unlink(target)  # a symlink where the portal renders a file: replace the link, never follow it
-            fd = os.open(target, flags, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        if not existed:
-            self.created.append(path)
-        self.written += 1
-
-    def _make_folder(self, folder: str) -> None:
-        parts = folder.split("/")
-        for depth in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:depth])
-            if prefix in self._checked:
-                continue
-            full = os.path.join(self.root, prefix)
-            try:
-                mode = os.lstat(full).st_mode
-            except FileNotFoundError:
-                os.mkdir(full)
-            else:
-                if stat.S_ISLNK(mode):
-                    raise GitOpsError(f"{prefix} is a symbolic link in the GitOps repository; refusing to write "
-                                      "through it.")
-                if not stat.S_ISDIR(mode):
-                    raise GitOpsError(f"{prefix} is a file in the GitOps repository, but a unit renders a folder "
-                                      "there.")
-            self._checked.add(prefix)
+        for path in getattr(unit, "essential", ()) or ():
+            check_path(path, what=f"Unit {unit.key!r} essential path")
 
 
 # --- commit message and progress ---------------------------------------------------------------------

@@ -35,6 +35,9 @@ class RenderUnit:
     directory: str
     fingerprint: str
     render: Callable[[], dict[str, bytes]]
+    # Paths the git writer never deletes while this unit exists, even with allow_deletions: a project still
+    # active in the model keeps its Namespace and PVC (deleting them would let Argo CD / Flux prune its volume).
+    essential: tuple[str, ...] = ()
 
 
 def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
@@ -69,10 +72,12 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
         penv_digest = sha256(repr(penv))
         for project in env.projects:
             key = f"{base_key}:project:{project.id}"
+            directory = f"environments/{env.name}/projects/{project.namespace}/"
             units.append(RenderUnit(
-                key=key, directory=f"environments/{env.name}/projects/{project.namespace}/",
+                key=key, directory=directory,
                 fingerprint=sha256(RENDERER_VERSION, key, penv_digest, repr(project)),
                 render=partial(render_project, penv, project),
+                essential=(directory + "namespace.yaml", directory + "storage.yaml"),
             ))
     units.sort(key=lambda unit: unit.key)
     return units

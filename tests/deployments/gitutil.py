@@ -28,6 +28,7 @@ class Unit:
     directory: str
     fingerprint: str
     render: Callable[[], dict[str, bytes]]
+    essential: tuple[str, ...] = ()
 
 
 class UnitFactory:
@@ -36,7 +37,8 @@ class UnitFactory:
     def __init__(self) -> None:
         self.renders: Counter[str] = Counter()
 
-    def __call__(self, key: str, directory: str, files: dict[str, str | bytes]) -> Unit:
+    def __call__(self, key: str, directory: str, files: dict[str, str | bytes],
+                 essential: tuple[str, ...] = ()) -> Unit:
         data = {directory + relative: value.encode() if isinstance(value, str) else value
                 for relative, value in files.items()}
         fingerprint = hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()
@@ -45,7 +47,8 @@ class UnitFactory:
             self.renders[key] += 1
             return dict(data)
 
-        return Unit(key=key, directory=directory, fingerprint=fingerprint, render=render)
+        return Unit(key=key, directory=directory, fingerprint=fingerprint, render=render,
+                    essential=tuple(directory + path for path in essential))
 
 
 # --- git --------------------------------------------------------------------------------------------
@@ -126,19 +129,22 @@ def age_files(root: Path, seconds: int = 3600) -> None:
 
 # --- a gitops_commit in a child process, to be killed ------------------------------------------------
 def start_commit_process(tmp_path: Path, *, repo_dir: Path, remote: str, redis_url: str, units: list[dict],
-                         scopes: list[str], pause_at: str, lock_ttl: float | None = None) -> tuple[subprocess.Popen,
-                                                                                                 Path]:
+                         scopes: list[str], pause_at: str, lock_ttl: float | None = None,
+                         validate_sleep: float = 0.0) -> tuple[subprocess.Popen, Path]:
     """Start a child running gitops_commit that touches a marker file and sleeps when it reaches `pause_at`
-    ("validate": files written, nothing committed; "push": committed locally, not pushed). Returns the process
-    and the marker path; wait for the marker, then kill the process."""
+    ("validate": files written, nothing committed; "push": committed locally, not pushed; "never": runs to the
+    end, for tests that kill it at a random moment; `validate_sleep` seconds in its validate callback widen the
+    window). Returns the process and the marker path; wait for the marker, then kill the process."""
     marker = tmp_path / f"paused-at-{pause_at}"
     spec = tmp_path / f"spec-{pause_at}.json"
     spec.write_text(json.dumps({"units": units, "scopes": scopes, "pause_at": pause_at, "marker": str(marker),
-                                "lock_ttl": lock_ttl}))
+                                "lock_ttl": lock_ttl, "validate_sleep": validate_sleep}))
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GITOPS_REPO_DIR": str(repo_dir),
            "GITOPS_REMOTE_URL": remote, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    # Its own process group: os.killpg(process.pid, SIGKILL) kills it with the git commands it runs, as a machine
+    # or container death does (a lone SIGKILL would leave a running `git push` to finish on its own).
     process = subprocess.Popen([sys.executable, "-m", "tests.deployments.gitutil", str(spec)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     return process, marker
 
 
@@ -171,9 +177,10 @@ def _child(spec_path: str) -> None:
         Path(spec["marker"]).touch()
         time.sleep(300)  # the test kills us here
 
-    def validate(workdir: Path, paths: list[str]) -> None:
+    def validate(workdir: Path, paths: list[str], read_base=None) -> None:
         if spec["pause_at"] == "validate":
             park()
+        time.sleep(spec.get("validate_sleep") or 0)
 
     def progress(percent: int, message: str) -> None:
         if spec["pause_at"] == "push" and message.startswith("Pushing"):

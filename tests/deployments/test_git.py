@@ -1,7 +1,9 @@
 """The one GitOps writer (deployments.git) and its lock (deployments.locks), on the real git command line.
 
 Remotes are bare repositories in tmp_path; "another engineer" is a second clone pushing to them. Crash tests
-run gitops_commit in a child process and SIGKILL it at a chosen step.
+run gitops_commit in a child process and SIGKILL it at a chosen step. The portal's repository is bare (no
+working tree, no index): files are read from its branch, and the plain-file tree the validation gate reads is the
+mirror beside it (`mirror(repo_dir)`).
 """
 
 import itertools
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +65,21 @@ def lock_backend(request, settings):
     return request.param
 
 
+def mirror(repo_dir: Path) -> Path:
+    """The validation mirror's tree (deployments.git.mirror), beside the bare repository."""
+    return Path(str(repo_dir) + ".validate") / "tree"
+
+
+def accept(root, paths, read_base=None):
+    """A validate callback that accepts everything (keeps the validation mirror up to date)."""
+
+
+def assert_no_working_copy(repo_dir: Path) -> None:
+    """The repository is bare: there is no working tree or index that could be lost or left dirty."""
+    assert g.git(repo_dir, "rev-parse", "--is-bare-repository") == "true"
+    assert not (repo_dir / "index").exists() and not (repo_dir / ".git").exists()
+
+
 def commit(units, scopes=("envs/",), message="Render", **kwargs):
     kwargs.setdefault("trailers", {"Portal-Run": "7"})
     return gitops_commit(units=units, scopes=list(scopes), message=message, **AUTHOR, **kwargs)
@@ -107,7 +125,7 @@ def test_first_write_commits_every_file_and_the_manifest(repo_dir, make):
     assert g.git(repo_dir, "log", "-1", "--format=%(trailers:only,unfold)") == "Portal-Run: 7\nChanged-By: ada"
     assert g.git(repo_dir, "log", "-1", "--format=%an <%ae>|%cn <%ce>") == \
         "Ada Admin <ada@example.com>|Ada Admin <ada@example.com>"
-    assert g.git(repo_dir, "status", "--porcelain") == ""
+    assert_no_working_copy(repo_dir)
 
 
 def test_no_op_run_renders_and_writes_nothing(repo_dir, make):
@@ -125,18 +143,19 @@ def test_no_op_run_renders_and_writes_nothing(repo_dir, make):
 
 
 def test_changing_one_unit_renders_it_alone_and_writes_only_its_changed_file(repo_dir, make):
-    commit(three_units(make))
-    g.age_files(repo_dir)
-    before = g.mtimes(repo_dir)
+    commit(three_units(make), validate=accept)
+    g.age_files(mirror(repo_dir))
+    before = g.mtimes(mirror(repo_dir))
     make.renders.clear()
 
-    result = commit(three_units(make, version=2))
+    result = commit(three_units(make, version=2), validate=accept)
 
     assert (result.added, result.changed, result.deleted) == ([], ["envs/a/app.yaml"], [])
     assert dict(make.renders) == {"a": 1}
-    after = g.mtimes(repo_dir)
+    after = g.mtimes(mirror(repo_dir))
     assert {path for path in after if after[path] != before[path]} == {"envs/a/app.yaml", MANIFEST_PATH}
-    assert (repo_dir / "envs/a/app.yaml").read_text() == "a: 2\n"
+    assert (mirror(repo_dir) / "envs/a/app.yaml").read_text() == "a: 2\n"
+    assert g.tree_files(repo_dir)["envs/a/app.yaml"] == b"a: 2\n"
     assert "-a: 1\n+a: 2\n" in result.diff
     assert g.git(repo_dir, "show", "--name-only", "--format=", "HEAD").splitlines() == [MANIFEST_PATH,
                                                                                       "envs/a/app.yaml"]
@@ -149,8 +168,8 @@ def test_removed_unit_is_deleted_with_its_folder(repo_dir, make):
     result = commit([a, c])
 
     assert (result.added, result.changed, result.deleted) == ([], [], ["envs/b/app.yaml"])
-    assert not (repo_dir / "envs/b").exists()
     files = g.tree_files(repo_dir)
+    assert not any(path.startswith("envs/b/") for path in files)
     assert "envs/b/app.yaml" not in files and "b" not in Manifest.loads(files[MANIFEST_PATH]).units
 
 
@@ -161,7 +180,8 @@ def test_files_a_unit_no_longer_renders_are_deleted_and_emptied_folders_removed(
     result = commit([make("a", "envs/a/", {"app.yaml": "a: 1\n"}), b, c])
 
     assert result.deleted == ["envs/a/sub/extra.yaml"]
-    assert not (repo_dir / "envs/a/sub").exists() and (repo_dir / "envs/a/app.yaml").exists()
+    files = g.tree_files(repo_dir)
+    assert not any(path.startswith("envs/a/sub/") for path in files) and "envs/a/app.yaml" in files
 
 
 def test_unowned_files_are_never_modified_or_deleted(repo_dir, remote, make, tmp_path):
@@ -176,7 +196,7 @@ def test_unowned_files_are_never_modified_or_deleted(repo_dir, remote, make, tmp
     files = g.tree_files(remote)
     assert files["README.md"] == b"# GitOps\n" and files["envs/b/NOTES.md"] == b"by hand\n"
     assert files["docs/x.md"] == b"x\n"
-    assert (repo_dir / "envs/b/NOTES.md").exists() and not (repo_dir / "envs/c").exists()
+    assert g.tree_files(repo_dir) == files and not any(path.startswith("envs/c/") for path in files)
 
 
 def test_scopes_limit_deletion(repo_dir, make):
@@ -185,11 +205,11 @@ def test_scopes_limit_deletion(repo_dir, make):
 
     # A render of envs/a/ alone does not speak for b and c.
     assert commit([a], scopes=["envs/a/"]).sha is None
-    assert (repo_dir / "envs/b/app.yaml").exists() and (repo_dir / "envs/c/app.yaml").exists()
+    assert {"envs/b/app.yaml", "envs/c/app.yaml"} <= set(g.tree_files(repo_dir))
 
     result = commit([a], scopes=["envs/a/", "envs/c/"])
     assert result.deleted == ["envs/c/app.yaml"]
-    assert (repo_dir / "envs/b/app.yaml").exists()
+    assert "envs/b/app.yaml" in g.tree_files(repo_dir)
     assert sorted(Manifest.loads(g.tree_files(repo_dir)[MANIFEST_PATH]).units) == ["a", "b"]
 
 
@@ -214,12 +234,16 @@ def test_identical_files_without_a_manifest_are_adopted_in_a_bookkeeping_commit(
         (repo_dir / path).write_text(text)
     g.git(repo_dir, "add", "-A")
     g.git(repo_dir, "-c", "user.name=x", "-c", "user.email=x@example.com", "commit", "-q", "-m", "By hand")
+    # An existing clone: its .git is used, its working tree and index are never read or written.
+    g.age_files(repo_dir)
+    untouched = (g.mtimes(repo_dir), g.work_files(repo_dir), (repo_dir / ".git/index").read_bytes())
 
     result = commit(three_units(make))
 
     assert result.sha and (result.added, result.changed, result.deleted, result.diff) == ([], [], [], "")
     assert g.git(repo_dir, "show", "--name-only", "--format=", "HEAD") == MANIFEST_PATH
     assert "only the portal's record" in g.git(repo_dir, "log", "-1", "--format=%B")
+    assert (g.mtimes(repo_dir), g.work_files(repo_dir), (repo_dir / ".git/index").read_bytes()) == untouched
     make.renders.clear()
     assert commit(three_units(make)).sha is None and not make.renders
 
@@ -231,7 +255,7 @@ def test_a_fingerprint_change_without_new_bytes_makes_no_commit(repo_dir, make):
     result = commit([g.Unit(a.key, a.directory, "another fingerprint", a.render), b, c])
 
     assert result.sha is None and g.head(repo_dir) == first.sha
-    assert g.git(repo_dir, "status", "--porcelain") == ""
+    assert_no_working_copy(repo_dir)
 
 
 def test_full_re_render_repairs_hand_edits(repo_dir, remote, make, tmp_path):
@@ -254,7 +278,7 @@ def test_many_files_are_staged_by_folder_into_one_pack(repo_dir, make):
     assert len(result.added) == 1200
     counts = dict(line.split(": ") for line in g.git(repo_dir, "count-objects", "-v").splitlines())
     assert int(counts["in-pack"]) >= 1200  # bulk check-in, not 1,200 loose objects
-    assert g.git(repo_dir, "status", "--porcelain") == ""
+    assert_no_working_copy(repo_dir)
 
     units[1] = make("u1", "envs/u1/", {f"f{i}.yaml": f"n: 1-{i}{'!' if i == 7 else ''}\n" for i in range(400)})
     assert commit(units).changed == ["envs/u1/f7.yaml"]
@@ -288,9 +312,10 @@ def test_failed_validation_restores_the_working_copy_and_propagates(repo_dir, ma
 
     assert seen == [["envs/a/app.yaml", "envs/c/app.yaml", "envs/d/app.yaml"]]
     assert g.head(repo_dir) == first.sha
-    assert g.git(repo_dir, "status", "--porcelain") == ""
-    assert not (repo_dir / "envs/d").exists() and (repo_dir / "envs/c/app.yaml").exists()
-    assert (repo_dir / "envs/a/app.yaml").read_text() == "a: 1\n"
+    assert_no_working_copy(repo_dir)
+    # The validation tree is back at the branch head (and marked so): nothing of the refused change is left.
+    assert g.work_files(mirror(repo_dir)) == g.tree_files(repo_dir)
+    assert (mirror(repo_dir).parent / "COMMIT").read_text().strip() == first.sha
 
 
 def test_a_unit_failing_to_render_leaves_nothing_behind(repo_dir, make):
@@ -305,8 +330,8 @@ def test_a_unit_failing_to_render_leaves_nothing_behind(repo_dir, make):
         commit(units)
 
     assert g.head(repo_dir) == first.sha
-    assert g.git(repo_dir, "status", "--porcelain") == ""
-    assert not (repo_dir / "envs/new").exists()
+    assert_no_working_copy(repo_dir)
+    assert "envs/new/app.yaml" not in g.tree_files(repo_dir)
 
 
 BAD_UNITS = {
@@ -334,8 +359,8 @@ def test_malformed_units_are_refused_and_nothing_is_written(repo_dir, make, case
         commit(units, scopes=scopes)
 
     assert g.head(repo_dir) == first.sha
-    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == ""
-    assert g.work_files(repo_dir) == {p: v for p, v in g.tree_files(repo_dir).items()}
+    assert_no_working_copy(repo_dir)
+    assert g.tree_files(repo_dir) == g.tree_files(repo_dir, first.sha)
 
 
 def test_remote_credentials_never_appear_in_errors_or_logs(settings, repo_dir, make, caplog):
@@ -456,17 +481,18 @@ def test_concurrent_runs_are_serialized_by_the_lock(repo_dir, remote, make):
 # --- crashes ------------------------------------------------------------------------------------------
 def test_stale_git_lock_files_from_a_dead_process_do_not_block(repo_dir, make, caplog):
     commit(three_units(make))
-    (repo_dir / ".git/index.lock").write_text("")
-    (repo_dir / ".git/refs/heads/main.lock").write_text("")
-    blocked = subprocess.run(["git", "add", "-A"], cwd=repo_dir, capture_output=True, text=True)
-    assert blocked.returncode != 0 and "index.lock" in blocked.stderr  # git itself would refuse to work
+    (repo_dir / "index.lock").write_text("")
+    (repo_dir / "refs/heads/main.lock").write_text("")
+    blocked = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD"], cwd=repo_dir, capture_output=True,
+                             text=True)
+    assert blocked.returncode != 0 and "main.lock" in blocked.stderr  # git itself would refuse to work
     caplog.set_level(logging.WARNING, logger="deployments.git")
 
     result = commit(three_units(make, 2))
 
     assert result.changed == ["envs/a/app.yaml"]
-    assert not (repo_dir / ".git/index.lock").exists() and not (repo_dir / ".git/refs/heads/main.lock").exists()
-    assert ".git/index.lock" in caplog.text and "stale" in caplog.text
+    assert not (repo_dir / "index.lock").exists() and not (repo_dir / "refs/heads/main.lock").exists()
+    assert "index.lock" in caplog.text and "refs/heads/main.lock" in caplog.text and "stale" in caplog.text
 
 
 UNITS_V2_WITH_D = [("a", "envs/a/", {"app.yaml": "a: 2\n", "sub/extra.yaml": "x: 1\n"}),
@@ -482,7 +508,7 @@ def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir
                                              redis_url=settings.REDIS_URL, units=spec(UNITS_V2_WITH_D),
                                              scopes=["envs/"], pause_at="validate", lock_ttl=1.0)
     g.wait_for(marker, process)
-    assert (repo_dir / "envs/d/app.yaml").exists()  # written, not committed
+    assert (mirror(repo_dir) / "envs/d/app.yaml").exists()  # written for validation, not committed
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -492,9 +518,9 @@ def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir
 
     assert result.pushed and g.git(remote, "rev-parse", f"{result.sha}^") == first.sha
     assert (result.added, result.changed, result.deleted) == ([], ["envs/a/app.yaml"], [])
-    assert not (repo_dir / "envs/d").exists()
-    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == ""
-    assert g.work_files(repo_dir) == g.tree_files(remote)
+    assert not (mirror(repo_dir) / "envs/d").exists()
+    assert_no_working_copy(repo_dir)
+    assert g.work_files(mirror(repo_dir)) == g.tree_files(remote)
 
 
 @pytest.mark.slow
@@ -506,7 +532,7 @@ def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, r
     process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), redis_url="",
                                              units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="push")
     g.wait_for(marker, process)
-    assert g.subjects(repo_dir)[0] == "Killed run"  # committed locally
+    assert g.subjects(repo_dir, "refs/portal/candidate")[0] == "Killed run"  # committed locally
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -521,27 +547,38 @@ def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, r
         assert (result.added, result.changed) == ([], ["envs/a/app.yaml"])
     else:
         assert result.added == ALL_FILES  # the never-pushed commit was discarded, not built upon
-    assert g.work_files(repo_dir) == g.tree_files(remote)
+    assert g.head(repo_dir, "refs/portal/candidate") is None
+    assert g.work_files(mirror(repo_dir)) == g.tree_files(remote)
     assert "envs/d/app.yaml" not in g.tree_files(remote)
 
 
 @pytest.mark.slow
-def test_run_killed_without_a_remote_leaves_a_dirty_tree_the_next_run_resets(settings, repo_dir, make, tmp_path):
+def test_run_killed_without_a_remote_leaves_a_half_written_mirror_the_next_run_rebuilds(settings, repo_dir, make,
+                                                                                        tmp_path):
     settings.REDIS_URL = ""
-    first = commit(three_units(make))
-    (repo_dir / "NOTES.txt").write_text("someone's untracked notes\n")
+    first = commit(three_units(make), validate=accept)
     process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote="", redis_url="",
                                              units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="validate")
     g.wait_for(marker, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") != "?? NOTES.txt"
+    assert (mirror(repo_dir) / "envs/d/app.yaml").exists()
+    assert not (mirror(repo_dir).parent / "COMMIT").exists()  # half-written: marked unknown, never trusted
 
-    result = commit(three_units(make))  # what HEAD already holds
+    result = commit(three_units(make))  # what the branch already holds
 
     assert result.sha is None and g.head(repo_dir) == first.sha
-    assert g.git(repo_dir, "status", "--porcelain", "--untracked-files=all") == "?? NOTES.txt"
-    assert not (repo_dir / "envs/d").exists() and (repo_dir / "envs/a/app.yaml").read_text() == "a: 1\n"
+    assert "envs/d/app.yaml" not in g.tree_files(repo_dir)
+    seen = []
+
+    def validate(root, paths, read_base):
+        seen.append(paths)
+        assert not (root / "envs/d").exists() and (root / "envs/a/app.yaml").read_text() == "a: 2\n"
+        assert read_base("envs/a/app.yaml") == b"a: 1\n" and read_base("envs/d/app.yaml") is None
+
+    assert commit(three_units(make, 2), validate=validate).changed == ["envs/a/app.yaml"]
+    assert seen == [["envs/a/app.yaml"]]
+    assert g.work_files(mirror(repo_dir)) == g.tree_files(repo_dir)
 
 
 # --- preview ------------------------------------------------------------------------------------------
@@ -565,14 +602,14 @@ def test_preview_diffs_against_the_remote_head_and_touches_nothing(repo_dir, rem
     other = g.clone(remote, tmp_path / "other")
     g.commit_files(other, {"README.md": "newer remote head\n"}, "Unrelated change")
     g.age_files(repo_dir)
-    before = (g.mtimes(repo_dir), (repo_dir / ".git/index").read_bytes(), g.head(repo_dir))
+    before = (g.mtimes(repo_dir), g.git(repo_dir, "for-each-ref"), g.head(repo_dir))
     a, b, _ = three_units(make, 2)
 
     preview = gitops_preview(units=[a, b], scopes=["envs/"])
 
     assert (preview.added, preview.changed, preview.deleted) == ([], ["envs/a/app.yaml"], ["envs/c/app.yaml"])
     assert "+a: 2" in preview.diff and "-c: 1" in preview.diff and "README" not in preview.diff
-    assert (g.mtimes(repo_dir), (repo_dir / ".git/index").read_bytes(), g.head(repo_dir)) == before
+    assert (g.mtimes(repo_dir), g.git(repo_dir, "for-each-ref"), g.head(repo_dir)) == before
     assert g.head(repo_dir) == first.sha and g.subjects(remote)[0] == "Unrelated change"
     # The rendered bytes went to the preview's private object store, not into the working copy's.
     new_blob = subprocess.run(["git", "hash-object", "--stdin"], input=b"a: 2\n", capture_output=True).stdout
