@@ -7,13 +7,7 @@ mirror.py for the plain-file tree the validation gate reads.
 """
 
 from deployments.git.manifest import MANIFEST_PATH, ManifestError
-from deployments.git.repository import (
-    GitOpsDeletionRefused,
-    GitOpsError,
-    GitOpsInvariantError,
-    GitOpsPushError,
-    GitOpsPushRejected,
-)
+from deployments.git.repository import GitOpsError, GitOpsPushError, GitOpsPushRejected
 from deployments.git.writer import (
     CommitResult,
     GitOpsDeletionRefused,

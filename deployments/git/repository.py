@@ -57,14 +57,6 @@ class GitOpsPushError(GitOpsError):
     """The remote refused the push for a reason other than having moved on (auth, hook, network)."""
 
 
-class GitOpsInvariantError(GitOpsError):
-    """The commit about to be pushed differs from the render in a way the model does not explain."""
-
-
-class GitOpsDeletionRefused(GitOpsError):
-    """The commit would delete more than the deletion budget allows, or a file the model still needs."""
-
-
 class GitOpsPushRejected(GitOpsPushError):
     """The remote kept moving: every attempt was rejected as not a fast-forward."""
 
