@@ -3,9 +3,9 @@
 import pytest
 
 from deployments import runs
-from projects.demo import demo_load, demo_project_id
+from projects.demo import demo_project_id
 from projects.models import Project
-from tests.deployments.runfixtures import queued_run
+from tests.deployments.runfixtures import demo_load_complete, queued_run
 
 
 def _render(reason: str):
@@ -21,7 +21,7 @@ def _project_dirs(gitops, environment: str) -> set[str]:
 
 @pytest.mark.django_db
 def test_hibernate_delete_and_wake_a_project(gitops):
-    demo_load()
+    demo_load_complete()
     _render("first")
     todo = demo_project_id("minikube", "todo-app")
     landing = demo_project_id("minikube", "landing-page")
