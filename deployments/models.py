@@ -1,7 +1,5 @@
 """Environments, their node groups and their secrets: what the portal renders into the GitOps repository."""
 
-import re
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -146,14 +144,13 @@ class Environment(models.Model):
             for field in ("aws_account_id", "aws_region", "eks_cluster_name"):
                 if not getattr(self, field):
                     errors.setdefault(field, []).append("Required for an EKS environment.")
-        if self.aws_account_id and not (self.aws_account_id.isdigit() and len(self.aws_account_id) == 12):
-            errors.setdefault("aws_account_id", []).append("An AWS account id is 12 digits.")
-        if self.aws_region and not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", self.aws_region):
-            errors.setdefault("aws_region", []).append(
-                f"{self.aws_region} is not an AWS region (for example us-east-1).")
-        if self.eks_cluster_name and not re.match(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", self.eks_cluster_name):
-            errors.setdefault("eks_cluster_name", []).append(
-                "An EKS cluster name starts with a letter or digit and holds letters, digits, '-' and '_'.")
+        for field, validate in (("aws_account_id", v.validate_aws_account_id), ("aws_region", v.validate_aws_region),
+                                ("eks_cluster_name", v.validate_eks_cluster_name)):
+            if getattr(self, field):
+                try:
+                    validate(getattr(self, field))
+                except ValidationError as exc:
+                    errors.setdefault(field, []).extend(exc.messages)
         if self.storage_provisioner == self.StorageProvisioner.EBS_GP3 and self.kind != self.Kind.EKS:
             errors.setdefault("storage_provisioner", []).append("EBS gp3 storage needs an EKS environment.")
         if self.kind == self.Kind.MINIKUBE and self.tls_mode != self.TLSMode.NONE:
