@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from deployments import names
 from deployments import validators as v
 
 MINIKUBE_PROVISIONER = "k8s.io/minikube-hostpath"
@@ -163,6 +164,7 @@ class Environment(models.Model):
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
+        self._clean_derived_names(errors)
         if (self.sealed_secrets_certificate or "").strip():
             from deployments.sealing import certificate_load  # sealing imports this module
 
@@ -172,6 +174,49 @@ class Environment(models.Model):
                 errors.setdefault("sealed_secrets_certificate", []).extend(exc.messages)
         if errors:
             raise ValidationError(errors)
+
+
+    def _clean_derived_names(self, errors: dict[str, list[str]]) -> None:
+        """Names built from this environment's inputs must keep their limits (deployments.names), and one domain
+        has one wildcard certificate."""
+        if self.name and "name" not in errors:
+            errors_name = names.derived_name_errors(names.environment_names(
+                name=self.name, gitops_tool=self.gitops_tool,
+                external_secrets_role=self.kind == self.Kind.EKS and not self.secrets_manager_role_arn))
+            if errors_name:
+                errors.setdefault("name", []).extend(errors_name)
+        if self.image_registry:
+            errors_registry = names.derived_name_errors(names.registry_names(self.image_registry))
+            if errors_registry:
+                errors.setdefault("image_registry", []).extend(errors_registry[:1])
+        if not self.app_domain:
+            return
+        if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01:
+            wildcard = f"*.{self.app_domain}"
+            if len(wildcard) > names.DNS1123_SUBDOMAIN_MAX:
+                errors.setdefault("app_domain", []).append(
+                    f"The wildcard certificate name {wildcard} would be {len(wildcard)} characters; a DNS name holds "
+                    f"at most {names.DNS1123_SUBDOMAIN_MAX}.")
+            other = (Environment.objects.filter(app_domain=self.app_domain, tls_mode=self.TLSMode.CERT_MANAGER_DNS01)
+                     .exclude(pk=self.pk).values_list("name", flat=True).first())
+            if other:
+                errors.setdefault("app_domain", []).append(
+                    f"Environment {other} already issues the wildcard certificate for *.{self.app_domain}; one "
+                    "domain has one wildcard certificate. Use another app domain (for example a subdomain).")
+        if self.pk:
+            # The longest project host of this environment must still be a DNS name under the new domain.
+            from projects.models import Container, Project  # projects.models imports this module
+
+            labels = (Container.objects.filter(project__environment_id=self.pk)
+                      .exclude(project__state=Project.State.DELETED)
+                      .values_list("project__slug", "directory"))
+            longest = max((names.host_label(slug, directory) for slug, directory in labels), key=len, default=None)
+            if longest is not None:
+                host = f"{longest}.{self.app_domain}"
+                if len(host) > names.DNS1123_SUBDOMAIN_MAX:
+                    errors.setdefault("app_domain", []).append(
+                        f"The Ingress host {host} would be {len(host)} characters; a host holds at most "
+                        f"{names.DNS1123_SUBDOMAIN_MAX}. Use a shorter app domain.")
 
 
 def check_request_le_limit(obj, request_field: str, limit_field: str, errors: dict) -> None:
@@ -295,6 +340,25 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.secret_name}/{self.key}"
+
+    def clean(self) -> None:
+        """Refuse Kubernetes Secret names that a controller or the rendered tree writes (deployments.names), and
+        keys whose AWS Secrets Manager name would be too long."""
+        errors: dict[str, list[str]] = {}
+        if self.secret_name:
+            reason = names.reserved_secret_name_reason(self.secret_name)
+            if reason:
+                errors.setdefault("secret_name", []).append(
+                    f"{self.secret_name} is reserved: {reason}. Choose another Secret name.")
+        if self.secret_name and self.key and self.environment_id:
+            environment = self.environment
+            errors_name = names.derived_name_errors(names.secret_names(
+                environment=environment.name, secret_name=self.secret_name, key=self.key,
+                external_secrets=environment.uses_external_secrets))
+            if errors_name:
+                errors.setdefault("secret_name", []).extend(errors_name)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def has_value(self) -> bool:
