@@ -161,6 +161,7 @@ class Environment(models.Model):
         if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01 and not self.cloudflare_api_token_secret:
             errors.setdefault("cloudflare_api_token_secret", []).append(
                 "DNS01 with Cloudflare needs the token's Secret.")
+        canonicalize_quantities(self, QUANTITY_FIELDS)
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
@@ -217,6 +218,24 @@ class Environment(models.Model):
                     errors.setdefault("app_domain", []).append(
                         f"The Ingress host {host} would be {len(host)} characters; a host holds at most "
                         f"{names.DNS1123_SUBDOMAIN_MAX}. Use a shorter app domain.")
+
+
+QUANTITY_FIELDS = ("backend_cpu_request", "backend_cpu_limit", "backend_memory_request", "backend_memory_limit")
+
+
+def canonicalize_quantities(obj, fields) -> None:
+    """Write each valid quantity field of ``obj`` in the form the API server stores (``1000m`` → ``1``,
+    ``1024Mi`` → ``1Gi``; deployments.validation.canonical), so a synced object never differs from git. Fields
+    whose value is not a valid quantity are left for their validators to report."""
+    from deployments.validation.canonical import NotCanonicalizable, canonical_quantity
+
+    for field in fields:
+        value = getattr(obj, field)
+        try:
+            v.parse_quantity(value)
+            setattr(obj, field, canonical_quantity(value))
+        except (ValidationError, NotCanonicalizable):
+            continue
 
 
 def check_request_le_limit(obj, request_field: str, limit_field: str, errors: dict) -> None:

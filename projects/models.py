@@ -8,7 +8,7 @@ from django.db import models
 
 from deployments import names
 from deployments import validators as v
-from deployments.models import Environment, check_request_le_limit
+from deployments.models import Environment, canonicalize_quantities, check_request_le_limit
 
 DNS_LABEL_MAX = 63
 
@@ -63,6 +63,7 @@ class Project(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
+        canonicalize_quantities(self, ("volume_size",))
         if self.restore_snapshot_id and self.environment_id and not self.environment.supports_snapshots:
             errors["restore_snapshot_id"] = [
                 "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."]
@@ -137,6 +138,8 @@ class Container(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
+        canonicalize_quantities(self, ("cpu_request", "cpu_limit", "memory_request", "memory_limit",
+                                       "data_volume_size"))
         for low, high in (("cpu_request", "cpu_limit"), ("memory_request", "memory_limit")):
             check_request_le_limit(self, low, high, errors)
         if self.project_id and self.directory:

@@ -150,3 +150,11 @@ def test_node_group_parses_labels_and_taints():
         {"key": "tesslate.io/spot", "value": "true", "effect": "PreferNoSchedule"},
         {"key": "dedicated", "value": "", "effect": "NoSchedule"},
     ]
+
+
+def test_environment_quantities_are_stored_in_canonical_form():
+    environment = environment_factory(backend_cpu_request="0.5", backend_cpu_limit="2000m",
+                                      backend_memory_request="1024Mi", backend_memory_limit="2048Mi")
+    environment.refresh_from_db()
+    assert (environment.backend_cpu_request, environment.backend_cpu_limit, environment.backend_memory_request,
+            environment.backend_memory_limit) == ("500m", "2", "1Gi", "2Gi")

@@ -110,3 +110,13 @@ def test_service_containers_are_named_svc():
     frontend = container_factory(project, directory="web")
     assert (database.workload_name, frontend.workload_name) == ("svc-db", "dev-web")
     assert frontend.host == f"{project.slug}-web.{project.environment.app_domain}"
+
+
+def test_quantities_are_stored_in_the_form_the_api_server_keeps():
+    project = project_factory(containers=(), volume_size="5120Mi")
+    assert project.volume_size == "5Gi"
+    container = container_factory(project, cpu_request="0.25", cpu_limit="1000m", memory_request="1024Mi",
+                                  memory_limit="1.5Gi")
+    container.refresh_from_db()
+    assert (container.cpu_request, container.cpu_limit, container.memory_request, container.memory_limit) == (
+        "250m", "1", "1Gi", "1536Mi")
