@@ -136,6 +136,12 @@ class Environment(models.Model):
         return self.kind == self.Kind.EKS
 
     @property
+    def volume_expansion_allowed(self) -> bool:
+        """Whether the rendered StorageClass sets allowVolumeExpansion: true (EBS gp3 does, Minikube's hostpath
+        class does not; templates/gitops/overlay/storage-class.yaml.j2)."""
+        return self.storage_provisioner == self.StorageProvisioner.EBS_GP3
+
+    @property
     def scheme(self) -> str:
         return "http" if self.tls_mode == self.TLSMode.NONE else "https"
 
@@ -166,6 +172,7 @@ class Environment(models.Model):
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
         self._clean_derived_names(errors)
+        self._clean_storage_changes(errors)
         if (self.sealed_secrets_certificate or "").strip():
             from deployments.sealing import certificate_load  # sealing imports this module
 
@@ -176,6 +183,26 @@ class Environment(models.Model):
         if errors:
             raise ValidationError(errors)
 
+
+    def _clean_storage_changes(self, errors: dict[str, list[str]]) -> None:
+        """The StorageClass of an environment with project volumes cannot change in place (change_safety)."""
+        if self._state.adding or self.pk is None:
+            return
+        stored = Environment.objects.filter(pk=self.pk).values(
+            "storage_class_name", "storage_provisioner", "storage_encrypted").first()
+        if stored is None:
+            return
+        from deployments.validation.change_safety import storage_class_change_problem
+        from projects.models import Project  # projects.models imports this module
+
+        volumes = Project.objects.filter(environment_id=self.pk, state=Project.State.ACTIVE).count()
+        for field in ("storage_class_name", "storage_provisioner", "storage_encrypted"):
+            if field == "storage_encrypted" and self.storage_provisioner != self.StorageProvisioner.EBS_GP3:
+                continue  # only the EBS class carries the encryption parameter
+            problem = storage_class_change_problem(field=field, old=str(stored[field]),
+                                                   new=str(getattr(self, field)), volumes=volumes)
+            if problem:
+                errors.setdefault(field, []).append(problem)
 
     def _clean_derived_names(self, errors: dict[str, list[str]]) -> None:
         """Names built from this environment's inputs must keep their limits (deployments.names), and one domain

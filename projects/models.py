@@ -64,6 +64,16 @@ class Project(models.Model):
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         canonicalize_quantities(self, ("volume_size",))
+        if not self._state.adding and self.environment_id:
+            stored = Project.objects.filter(pk=self.pk).values("volume_size", "state").first()
+            if stored and stored["state"] == self.State.ACTIVE and self.state == self.State.ACTIVE:
+                from deployments.validation.change_safety import volume_resize_problem
+
+                problem = volume_resize_problem(what="The project volume", old_size=stored["volume_size"],
+                                                new_size=self.volume_size,
+                                                expansion_allowed=self.environment.volume_expansion_allowed)
+                if problem:
+                    errors["volume_size"] = [problem]
         if self.restore_snapshot_id and self.environment_id and not self.environment.supports_snapshots:
             errors["restore_snapshot_id"] = [
                 "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."]
@@ -142,6 +152,17 @@ class Container(models.Model):
                                        "data_volume_size"))
         for low, high in (("cpu_request", "cpu_limit"), ("memory_request", "memory_limit")):
             check_request_le_limit(self, low, high, errors)
+        if self.pk and self.project_id and self.is_service:
+            stored = Container.objects.filter(pk=self.pk).values("data_volume_size", "role").first()
+            if stored and stored["role"] in self.SERVICE_ROLES and self.project.state == Project.State.ACTIVE:
+                from deployments.validation.change_safety import volume_resize_problem
+
+                problem = volume_resize_problem(
+                    what=f"The volume {names.service_data_claim_name(self.directory)}",
+                    old_size=stored["data_volume_size"], new_size=self.data_volume_size,
+                    expansion_allowed=self.project.environment.volume_expansion_allowed)
+                if problem:
+                    errors.setdefault("data_volume_size", []).append(problem)
         if self.project_id and self.directory:
             project = self.project
             problems = names.derived_name_errors(names.container_names(

@@ -314,3 +314,35 @@ def _find_storage_class(name: str, near: str, new_objects, read_new, list_new) -
             if key is not None and (key[0], key[1], key[3]) == ("storage.k8s.io", "StorageClass", name):
                 return document
     return None
+
+
+# --- the same rules for the inputs, so the admin and the ORM refuse them before anything is rendered --------------
+
+def volume_resize_problem(*, what: str, old_size: str, new_size: str, expansion_allowed: bool) -> str | None:
+    """Why a PersistentVolumeClaim of ``old_size`` cannot be changed to ``new_size`` in place (None: it can).
+
+    Kubernetes refuses to shrink ``spec.resources.requests.storage`` and to grow it when the StorageClass does not
+    set ``allowVolumeExpansion: true``. ``what`` names the volume in the message."""
+    old_value, new_value = quantity_value(old_size), quantity_value(new_size)
+    if old_value is None or new_value is None or old_value == new_value:
+        return None
+    if new_value < old_value:
+        return (f"{what} cannot shrink from {old_size} to {new_size}: Kubernetes refuses to shrink a "
+                f"PersistentVolumeClaim (spec.resources.requests.storage). Keep {old_size}, or {RECREATE_VOLUME}.")
+    if not expansion_allowed:
+        return (f"{what} cannot grow from {old_size} to {new_size}: this environment's StorageClass does not allow "
+                f"volume expansion (allowVolumeExpansion), so Kubernetes refuses the resize. Keep {old_size}, or "
+                f"{RECREATE_VOLUME}.")
+    return None
+
+
+def storage_class_change_problem(*, field: str, old: str, new: str, volumes: int) -> str | None:
+    """Why an environment's StorageClass setting ``field`` cannot change from ``old`` to ``new`` while ``volumes``
+    project volumes use the class (None: it can). A PersistentVolumeClaim's ``spec.storageClassName`` and a
+    StorageClass's ``provisioner`` and ``parameters`` are immutable."""
+    if old == new or volumes == 0:
+        return None
+    return (f"Changing {field} from {old} to {new} would change the StorageClass that {volumes} project volume(s) "
+            "use, and Kubernetes keeps a PersistentVolumeClaim's spec.storageClassName and a StorageClass's "
+            "provisioner and parameters immutable. Keep it; to move the volumes, create a new environment (or a "
+            "new StorageClass name) and restore the projects there from snapshots.")

@@ -272,3 +272,62 @@ def test_the_gate_compares_with_head_when_given_read_base(small_tree):
     assert tree_validate(root=small_tree, crd_dir="", paths=[path]) == []
     (small_tree / path).write_text((small_tree / path).read_text().replace("1Gi", "3Gi"))
     assert tree_validate(root=small_tree, crd_dir="", paths=[path], read_base=head.get) == []
+
+
+# --- the same rules in the model layer (admin, ORM with full_clean, services) -------------------------------------
+
+@pytest.mark.django_db
+def test_a_project_volume_cannot_shrink_nor_grow_without_expansion():
+    from tests.factories import eks_environment_factory, environment_factory, field_errors, project_factory
+
+    project = project_factory(eks_environment_factory(), volume_size="2Gi")
+    project.volume_size = "1Gi"  # the example
+    errors = field_errors(project)
+    assert errors["volume_size"] == [
+        "The project volume cannot shrink from 2Gi to 1Gi: Kubernetes refuses to shrink a PersistentVolumeClaim "
+        "(spec.resources.requests.storage). Keep 2Gi, or create a new volume and restore the data from a snapshot, "
+        "then switch the workload to it (an explicit, confirmed replacement)."]
+    project.volume_size = "3Gi"  # EBS gp3 allows expansion
+    project.full_clean()
+    minikube = project_factory(environment_factory(), volume_size="2Gi")
+    minikube.volume_size = "3Gi"
+    assert "does not allow volume expansion" in field_errors(minikube)["volume_size"][0]
+    minikube.state = "hibernated"  # no volume in the cluster: the next restore makes a new one
+    minikube.full_clean()
+
+
+@pytest.mark.django_db
+def test_a_service_volume_cannot_shrink():
+    from tests.factories import container_factory, eks_environment_factory, field_errors, project_factory
+
+    project = project_factory(eks_environment_factory(), containers=())
+    database = container_factory(project, directory="db", role="database", image="postgres:16-alpine",
+                                 data_volume_size="2Gi")
+    database.data_volume_size = "1Gi"
+    assert "The volume svc-db-data cannot shrink from 2Gi to 1Gi" in field_errors(database)["data_volume_size"][0]
+
+
+@pytest.mark.django_db
+def test_the_storage_class_of_an_environment_with_volumes_cannot_change():
+    from tests.factories import eks_environment_factory, field_errors, project_factory
+
+    environment = eks_environment_factory()
+    environment.storage_encrypted = False
+    environment.full_clean()  # no volumes yet
+    environment.storage_encrypted = True
+    project_factory(environment)
+    environment.storage_class_name = "gp3-new"
+    environment.storage_encrypted = False
+    errors = field_errors(environment)
+    assert "1 project volume(s)" in errors["storage_class_name"][0]
+    assert "spec.storageClassName" in errors["storage_encrypted"][0]
+
+
+def test_the_model_knows_which_rendered_storage_class_allows_expansion():
+    from deployments.models import Environment
+    from deployments.rendering.templating import render_template
+
+    for provisioner, ebs in (("ebs-gp3", True), ("minikube-hostpath", False)):
+        text = render_template("overlay/storage-class.yaml.j2", {"name": "c", "ebs": ebs, "encrypted": "true"})
+        allowed = yaml.safe_load(text).get("allowVolumeExpansion") is True
+        assert Environment(storage_provisioner=provisioner).volume_expansion_allowed is allowed
