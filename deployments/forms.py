@@ -8,7 +8,6 @@ from django.views.decorators.debug import sensitive_variables
 from deployments import crypto, sealing, services
 from deployments.models import Environment, Secret
 
-
 FILE_SUFFIX = "_file"
 
 

@@ -46,7 +46,8 @@ def test_cluster_names_are_the_rendered_ones(tool):
 
 def test_fixed_shapes():
     project_id = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
-    assert names.project_namespace(project_id) == f"proj-{project_id}" and len(names.project_namespace(project_id)) == 41
+    namespace = names.project_namespace(project_id)
+    assert namespace == f"proj-{project_id}" and len(namespace) == 41
     snapshot = names.hibernation_snapshot_name(project_id, datetime.datetime(2026, 1, 2, 3, 4, 5))
     assert snapshot == "snap-5b0c4c57-20260102-030405" and len(snapshot) == 29
     assert names.service_data_claim_name("db") == "svc-db-data"

@@ -144,12 +144,11 @@ def quantity_value(value) -> Decimal | None:
         return Decimal(str(value))
     if not isinstance(value, str) or not value:
         return None
-    for suffix, factor in list(_BINARY.items()) + sorted(_DECIMAL.items(), key=lambda item: -len(item[0])):
+    number, factor = value, 1
+    for suffix, suffix_factor in list(_BINARY.items()) + sorted(_DECIMAL.items(), key=lambda item: -len(item[0])):
         if suffix and value.endswith(suffix):
-            number = value[: -len(suffix)]
+            number, factor = value[: -len(suffix)], suffix_factor
             break
-    else:
-        number, factor = value, 1
     if not number or any(char not in "0123456789.+-eE" for char in number) or not number.isascii():
         return None
     try:
@@ -253,7 +252,8 @@ def change_safety_check(*, changed: Iterable[str], read_new: Callable[[str], byt
     return problems
 
 
-def _compare(key: ObjectId, path: str, old: dict, new: dict, new_objects, read_new, list_new) -> list[ValidationProblem]:
+def _compare(key: ObjectId, path: str, old: dict, new: dict, new_objects, read_new,
+             list_new) -> list[ValidationProblem]:
     group, kind, _, _ = key
     problems = []
     for rule in RULES:
