@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 # Custom resources are validated against the upstream CRD schemas when they sit beside the project.
 export CRD_SCHEMA_DIR ?= $(abspath $(wildcard ../shared/crds))

@@ -43,6 +43,7 @@ SERVICE_ROLES = frozenset({ROLE_DATABASE, ROLE_SERVICE})
 
 # Project.state: only active projects have a folder in git (DOMAIN.md: hibernation deletes the namespace).
 STATE_ACTIVE = "active"
+STATE_DELETED = "deleted"
 
 
 def is_kubernetes(kind: str) -> bool:

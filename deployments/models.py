@@ -1,15 +1,15 @@
 """Environments, their node groups and their secrets: what the portal renders into the GitOps repository."""
 
-import re
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from deployments import domain
+from deployments import domain, names
 from deployments import validators as v
 from deployments.secrets.kubeseal import certificate_load
+from deployments.validation.canonical import NotCanonicalizable, canonical_quantity
+from deployments.validation.change_safety import storage_class_change_problem
 from jobs.models import JobRun
 
 MINIKUBE_PROVISIONER = domain.MINIKUBE_PROVISIONER
@@ -145,6 +145,12 @@ class Environment(models.Model):
         return domain.uses_external_secrets(self.kind)
 
     @property
+    def volume_expansion_allowed(self) -> bool:
+        """Whether the rendered StorageClass sets allowVolumeExpansion: true (EBS gp3 does, Minikube's hostpath
+        class does not; templates/gitops/overlay/storage-class.yaml.j2)."""
+        return self.storage_provisioner == self.StorageProvisioner.EBS_GP3
+
+    @property
     def scheme(self) -> str:
         return domain.scheme(self.tls_mode)
 
@@ -154,14 +160,13 @@ class Environment(models.Model):
             for field in ("aws_account_id", "aws_region", "eks_cluster_name"):
                 if not getattr(self, field):
                     errors.setdefault(field, []).append("Required for an EKS environment.")
-        if self.aws_account_id and not (self.aws_account_id.isdigit() and len(self.aws_account_id) == 12):
-            errors.setdefault("aws_account_id", []).append("An AWS account id is 12 digits.")
-        if self.aws_region and not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", self.aws_region):
-            errors.setdefault("aws_region", []).append(
-                f"{self.aws_region} is not an AWS region (for example us-east-1).")
-        if self.eks_cluster_name and not re.match(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", self.eks_cluster_name):
-            errors.setdefault("eks_cluster_name", []).append(
-                "An EKS cluster name starts with a letter or digit and holds letters, digits, '-' and '_'.")
+        for field, validate in (("aws_account_id", v.validate_aws_account_id), ("aws_region", v.validate_aws_region),
+                                ("eks_cluster_name", v.validate_eks_cluster_name)):
+            if getattr(self, field):
+                try:
+                    validate(getattr(self, field))
+                except ValidationError as exc:
+                    errors.setdefault(field, []).extend(exc.messages)
         if self.storage_provisioner == self.StorageProvisioner.EBS_GP3 and self.kind != self.Kind.EKS:
             errors.setdefault("storage_provisioner", []).append("EBS gp3 storage needs an EKS environment.")
         if self.kind == self.Kind.MINIKUBE and self.tls_mode != self.TLSMode.NONE:
@@ -171,9 +176,12 @@ class Environment(models.Model):
         if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01 and not self.cloudflare_api_token_secret:
             errors.setdefault("cloudflare_api_token_secret", []).append(
                 "DNS01 with Cloudflare needs the token's Secret.")
+        canonicalize_quantities(self, QUANTITY_FIELDS)
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
+        self._clean_derived_names(errors)
+        self._clean_storage_changes(errors)
         if (self.sealed_secrets_certificate or "").strip():
             try:
                 certificate_load(self.sealed_secrets_certificate)
@@ -181,6 +189,79 @@ class Environment(models.Model):
                 errors.setdefault("sealed_secrets_certificate", []).extend(exc.messages)
         if errors:
             raise ValidationError(errors)
+
+
+    def _clean_storage_changes(self, errors: dict[str, list[str]]) -> None:
+        """The StorageClass of an environment with project volumes cannot change in place (change_safety)."""
+        if self._state.adding or self.pk is None:
+            return
+        stored = Environment.objects.filter(pk=self.pk).values(
+            "storage_class_name", "storage_provisioner", "storage_encrypted").first()
+        if stored is None:
+            return
+        volumes = self.projects.filter(state=domain.STATE_ACTIVE).count()
+        for field in ("storage_class_name", "storage_provisioner", "storage_encrypted"):
+            if field == "storage_encrypted" and self.storage_provisioner != self.StorageProvisioner.EBS_GP3:
+                continue  # only the EBS class carries the encryption parameter
+            problem = storage_class_change_problem(field=field, old=str(stored[field]),
+                                                   new=str(getattr(self, field)), volumes=volumes)
+            if problem:
+                errors.setdefault(field, []).append(problem)
+
+    def _clean_derived_names(self, errors: dict[str, list[str]]) -> None:
+        """Names built from this environment's inputs must keep their limits (deployments.names), and one domain
+        has one wildcard certificate."""
+        if self.name and "name" not in errors:
+            errors_name = names.derived_name_errors(names.environment_names(
+                name=self.name, gitops_tool=self.gitops_tool,
+                external_secrets_role=self.kind == self.Kind.EKS and not self.secrets_manager_role_arn))
+            if errors_name:
+                errors.setdefault("name", []).extend(errors_name)
+        if self.image_registry:
+            errors_registry = names.derived_name_errors(names.registry_names(self.image_registry))
+            if errors_registry:
+                errors.setdefault("image_registry", []).extend(errors_registry[:1])
+        if not self.app_domain:
+            return
+        if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01:
+            wildcard = f"*.{self.app_domain}"
+            if len(wildcard) > names.DNS1123_SUBDOMAIN_MAX:
+                errors.setdefault("app_domain", []).append(
+                    f"The wildcard certificate name {wildcard} would be {len(wildcard)} characters; a DNS name holds "
+                    f"at most {names.DNS1123_SUBDOMAIN_MAX}.")
+            other = (Environment.objects.filter(app_domain=self.app_domain, tls_mode=self.TLSMode.CERT_MANAGER_DNS01)
+                     .exclude(pk=self.pk).values_list("name", flat=True).first())
+            if other:
+                errors.setdefault("app_domain", []).append(
+                    f"Environment {other} already issues the wildcard certificate for *.{self.app_domain}; one "
+                    "domain has one wildcard certificate. Use another app domain (for example a subdomain).")
+        if self.pk:
+            # The longest project host of this environment must still be a DNS name under the new domain.
+            labels = (self.projects.exclude(state=domain.STATE_DELETED).filter(containers__isnull=False)
+                      .values_list("slug", "containers__directory"))
+            longest = max((names.host_label(slug, directory) for slug, directory in labels), key=len, default=None)
+            if longest is not None:
+                host = f"{longest}.{self.app_domain}"
+                if len(host) > names.DNS1123_SUBDOMAIN_MAX:
+                    errors.setdefault("app_domain", []).append(
+                        f"The Ingress host {host} would be {len(host)} characters; a host holds at most "
+                        f"{names.DNS1123_SUBDOMAIN_MAX}. Use a shorter app domain.")
+
+
+QUANTITY_FIELDS = ("backend_cpu_request", "backend_cpu_limit", "backend_memory_request", "backend_memory_limit")
+
+
+def canonicalize_quantities(obj, fields) -> None:
+    """Write each valid quantity field of ``obj`` in the form the API server stores (``1000m`` → ``1``,
+    ``1024Mi`` → ``1Gi``; deployments.validation.canonical), so a synced object never differs from git. Fields
+    whose value is not a valid quantity are left for their validators to report."""
+    for field in fields:
+        value = getattr(obj, field)
+        try:
+            v.parse_quantity(value)
+            setattr(obj, field, canonical_quantity(value))
+        except (ValidationError, NotCanonicalizable):
+            continue
 
 
 def check_request_le_limit(obj, request_field: str, limit_field: str, errors: dict) -> None:
@@ -304,6 +385,25 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.secret_name}/{self.key}"
+
+    def clean(self) -> None:
+        """Refuse Kubernetes Secret names that a controller or the rendered tree writes (deployments.names), and
+        keys whose AWS Secrets Manager name would be too long."""
+        errors: dict[str, list[str]] = {}
+        if self.secret_name:
+            reason = names.reserved_secret_name_reason(self.secret_name)
+            if reason:
+                errors.setdefault("secret_name", []).append(
+                    f"{self.secret_name} is reserved: {reason}. Choose another Secret name.")
+        if self.secret_name and self.key and self.environment_id:
+            environment = self.environment
+            errors_name = names.derived_name_errors(names.secret_names(
+                environment=environment.name, secret_name=self.secret_name, key=self.key,
+                external_secrets=environment.uses_external_secrets))
+            if errors_name:
+                errors.setdefault("secret_name", []).extend(errors_name)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def has_value(self) -> bool:

@@ -1,6 +1,8 @@
 """The operator guide's setup as portal data: a Minikube environment, an EKS production environment, projects.
 
-``demo_load`` is idempotent: running it again leaves the same rows (secret values are generated once and kept).
+``demo_load`` creates what is missing and never changes a row that exists: an environment that is already there is
+left as it is, with everything in it (node groups, secrets, projects, containers), so running it again (``make run``
+twice) never reverts what an admin changed nor brings back what an admin deleted.
 """
 
 import uuid
@@ -91,32 +93,44 @@ def _secret_value(key: str, environment: Environment) -> str:
 
 @transaction.atomic
 def demo_load() -> dict[str, int]:
-    counts = {"environments": 0, "node_groups": 0, "secrets_created": 0, "projects": 0, "containers": 0}
-    environments = {}
+    """Create the demo environments that do not exist yet, each with its node groups, secrets (values generated
+    once), projects and containers. Returns counts: ``environments`` created, ``environments_kept`` (existing ones,
+    left unchanged), and the node groups, secrets, projects and containers created."""
+    counts = {"environments": 0, "environments_kept": 0, "node_groups": 0, "secrets_created": 0, "projects": 0,
+              "containers": 0}
+    created: dict[str, Environment] = {}
     for name, fields in ENVIRONMENTS.items():
-        environment, _ = Environment.objects.update_or_create(name=name, defaults=fields)
+        if Environment.objects.filter(name=name).exists():
+            counts["environments_kept"] += 1
+            continue
+        environment = Environment(name=name, **fields)
         environment.full_clean()
-        environments[name] = environment
+        environment.save()
+        created[name] = environment
         counts["environments"] += 1
         for group_name, group_fields in NODE_GROUPS.get(name, {}).items():
-            NodeGroup.objects.update_or_create(environment=environment, name=group_name, defaults=group_fields)
+            group = NodeGroup(environment=environment, name=group_name, **group_fields)
+            group.full_clean()
+            group.save()
             counts["node_groups"] += 1
         for key, description in SECRETS:
-            secret, created = Secret.objects.get_or_create(
-                environment=environment, secret_name="tesslate-app-secrets", key=key,
-                defaults={"description": description},
-            )
-            if created or not secret.ciphertext:
-                deployment_services.secret_store_value(secret=secret, value=_secret_value(key, environment))
-                counts["secrets_created"] += 1
+            secret = Secret(environment=environment, secret_name="tesslate-app-secrets", key=key,
+                            description=description)
+            deployment_services.secret_store_value(secret=secret, value=_secret_value(key, environment))
+            counts["secrets_created"] += 1
     for env_name, slug, name, owner, state, snapshot, containers in PROJECTS:
-        project, _ = Project.objects.update_or_create(
-            id=demo_project_id(env_name, slug),
-            defaults=dict(environment=environments[env_name], slug=slug, name=name, owner=owner, state=state,
-                          volume_size="5Gi", restore_snapshot_id=snapshot),
-        )
+        environment = created.get(env_name)
+        project_id = demo_project_id(env_name, slug)
+        if environment is None or Project.objects.filter(id=project_id).exists():
+            continue
+        project = Project(id=project_id, environment=environment, slug=slug, name=name, owner=owner, state=state,
+                          volume_size="5Gi", restore_snapshot_id=snapshot)
+        project.full_clean()
+        project.save()
         counts["projects"] += 1
         for directory, fields in containers.items():
-            Container.objects.update_or_create(project=project, directory=directory, defaults=fields)
+            container = Container(project=project, directory=directory, **fields)
+            container.full_clean()
+            container.save()
             counts["containers"] += 1
     return counts

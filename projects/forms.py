@@ -1,20 +1,24 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from projects.models import DNS_LABEL_MAX
-from projects.selectors import environment_host_labels
+from deployments import names
+from projects.models import Container, environment_host_conflicts
 
 
 class ContainerInlineFormSet(forms.BaseInlineFormSet):
-    """Checks what one container cannot check alone: host labels unique in the environment and DNS-sized."""
+    """Checks what one container cannot check alone: host labels unique in the environment and DNS-sized.
+
+    The rules are the model layer's (``deployments.names.container_names`` and
+    ``projects.models.environment_host_conflicts``), applied to the containers as the formset will save them: a
+    project's slug and its containers can change in one submission, before any row is saved."""
 
     def clean(self):
         super().clean()
         project = self.instance
         if any(self.errors) or not project.environment_id or not project.slug:
             return
-        taken = environment_host_labels(environment_id=project.environment_id, exclude_project_id=project.pk)
         seen: set[str] = set()
+        directories = []
         errors = []
         for form in self.forms:
             if not form.cleaned_data or form.cleaned_data.get("DELETE"):
@@ -22,18 +26,16 @@ class ContainerInlineFormSet(forms.BaseInlineFormSet):
             directory = form.cleaned_data.get("directory")
             if not directory:
                 continue
-            label = f"{project.slug}-{directory}"
             if directory in seen:
                 errors.append(f"Two containers use the directory {directory}.")
             seen.add(directory)
-            if len(label) > DNS_LABEL_MAX:
-                errors.append(f"Host {label} is {len(label)} characters long; a DNS label has at most 63.")
-            elif label in taken:
-                errors.append(
-                    f"Host {label}.{project.environment.app_domain} is already used by project {taken[label]} "
-                    "in this environment. Choose another slug or directory."
-                )
-            elif len(f"{label}.{project.environment.app_domain}") > 253:
-                errors.append(f"Host {label}.{project.environment.app_domain} is longer than 253 characters.")
+            directories.append(directory)
+            role = form.cleaned_data.get("role") or Container.Role.FRONTEND
+            errors += names.derived_name_errors(names.container_names(
+                slug=project.slug, directory=directory, app_domain=project.environment.app_domain,
+                service=role in Container.SERVICE_ROLES))
+        if not errors and project.state != project.State.DELETED:
+            errors += environment_host_conflicts(environment=project.environment, slug=project.slug,
+                                                 directories=directories, project_id=project.pk)
         if errors:
             raise ValidationError(errors)

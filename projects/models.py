@@ -6,9 +6,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from deployments import domain
+from deployments import domain, names
 from deployments import validators as v
-from deployments.models import Environment, check_request_le_limit
+from deployments.models import Environment, canonicalize_quantities, check_request_le_limit
+from deployments.validation.change_safety import volume_resize_problem
 
 DNS_LABEL_MAX = 63
 
@@ -62,9 +63,33 @@ class Project(models.Model):
         return domain.project_host(self.slug, directory, self.environment.app_domain)
 
     def clean(self) -> None:
-        errors = {}
+        errors: dict[str, list[str]] = {}
+        canonicalize_quantities(self, ("volume_size",))
+        if not self._state.adding and self.environment_id:
+            stored = Project.objects.filter(pk=self.pk).values("volume_size", "state").first()
+            if stored and stored["state"] == self.State.ACTIVE and self.state == self.State.ACTIVE:
+                problem = volume_resize_problem(what="The project volume", old_size=stored["volume_size"],
+                                                new_size=self.volume_size,
+                                                expansion_allowed=self.environment.volume_expansion_allowed)
+                if problem:
+                    errors["volume_size"] = [problem]
         if self.restore_snapshot_id and self.environment_id and not self.environment.supports_snapshots:
-            errors["restore_snapshot_id"] = "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."
+            errors["restore_snapshot_id"] = [
+                "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."]
+        if self.slug and self.environment_id and not self._state.adding:
+            # A slug change (or a move to another environment) renames every host of the project's containers.
+            directories = list(self.containers.values_list("directory", "role"))
+            slug_errors = []
+            for directory, role in directories:
+                slug_errors += names.derived_name_errors(names.container_names(
+                    slug=self.slug, directory=directory, app_domain=self.environment.app_domain,
+                    service=role in Container.SERVICE_ROLES, input_length=len(self.slug)))[:1]
+            if self.state != self.State.DELETED and not slug_errors:
+                slug_errors += environment_host_conflicts(
+                    environment=self.environment, slug=self.slug,
+                    directories=[directory for directory, _ in directories], project_id=self.pk)
+            if slug_errors:
+                errors["slug"] = slug_errors
         if errors:
             raise ValidationError(errors)
 
@@ -122,14 +147,56 @@ class Container(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
+        canonicalize_quantities(self, ("cpu_request", "cpu_limit", "memory_request", "memory_limit",
+                                       "data_volume_size"))
         for low, high in (("cpu_request", "cpu_limit"), ("memory_request", "memory_limit")):
             check_request_le_limit(self, low, high, errors)
+        if self.pk and self.project_id and self.is_service:
+            stored = Container.objects.filter(pk=self.pk).values("data_volume_size", "role").first()
+            if stored and stored["role"] in self.SERVICE_ROLES and self.project.state == Project.State.ACTIVE:
+                problem = volume_resize_problem(
+                    what=f"The volume {names.service_data_claim_name(self.directory)}",
+                    old_size=stored["data_volume_size"], new_size=self.data_volume_size,
+                    expansion_allowed=self.project.environment.volume_expansion_allowed)
+                if problem:
+                    errors.setdefault("data_volume_size", []).append(problem)
         if self.project_id and self.directory:
-            label = f"{self.project.slug}-{self.directory}"
-            if len(label) > DNS_LABEL_MAX:
-                errors.setdefault("directory", []).append(
-                    f"The host label {label} is {len(label)} characters; a DNS label has at most 63. "
-                    "Shorten the directory or the project slug."
-                )
+            project = self.project
+            problems = names.derived_name_errors(names.container_names(
+                slug=project.slug, directory=self.directory, app_domain=project.environment.app_domain,
+                service=self.is_service))
+            if problems:
+                errors.setdefault("directory", []).extend(problems)
+            elif project.state != Project.State.DELETED:
+                conflicts = environment_host_conflicts(environment=project.environment, slug=project.slug,
+                                                       directories=[self.directory], project_id=project.pk)
+                if conflicts:
+                    errors.setdefault("directory", []).extend(conflicts)
         if errors:
             raise ValidationError(errors)
+
+
+def environment_host_conflicts(*, environment: Environment, slug: str, directories: list[str],
+                               project_id=None) -> list[str]:
+    """Messages for the hosts ``{slug}-{dir}.{app domain}`` of ``directories`` that another project of
+    ``environment`` already claims (empty: none). ``project_id`` is the project the directories belong to (its own
+    rows are not conflicts); deleted projects hold no hosts.
+
+    The rule (one host, one project per environment; DOMAIN.md: hosts are one label under the app domain, so
+    ``shop``/``api-v2`` and ``shop-api``/``v2`` collide) is checked by ``Project.clean`` (slug changes),
+    ``Container.clean``, the admin's container formset, and again by the validation gate
+    (rule ``ingress-host-duplicate``)."""
+    wanted = {names.host_label(slug, directory): directory for directory in directories}
+    if not wanted or environment.pk is None:
+        return []
+    rows = (Container.objects.filter(project__environment_id=environment.pk)
+            .exclude(project__state=Project.State.DELETED)
+            .values_list("project__slug", "directory", "project_id"))
+    messages = []
+    for other_slug, other_directory, other_project in rows:
+        label = names.host_label(other_slug, other_directory)
+        if label in wanted and other_project != project_id:
+            messages.append(
+                f"Host {label}.{environment.app_domain} is already used by project {other_slug} (directory "
+                f"{other_directory}) in this environment. Choose another slug or directory.")
+    return messages

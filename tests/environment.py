@@ -19,7 +19,11 @@ _TMP = Path(tempfile.mkdtemp(prefix="portal-tests-"))
 
 os.environ["PORTAL_IGNORE_DOTENV"] = "1"
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The tests' own Redis database index (15 unless REDIS_URL names another); they empty it between tests, so it must
+# hold nothing but theirs: the first run marks it (REDIS_OWNER_KEY) and a database with other keys is refused.
+TEST_REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/15"
+REDIS_OWNER_KEY = "portal-tests:owner"
+os.environ.setdefault("REDIS_URL", TEST_REDIS_URL_DEFAULT)
 os.environ["DEBUG"] = "false"
 os.environ["SECRET_KEY"] = "test-secret-key-not-for-production"
 os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
@@ -54,10 +58,37 @@ def _unreachable_services() -> list[str]:
 
     redis_url = os.environ["REDIS_URL"]
     try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        connection = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+        connection.ping()
+        problem = redis_claim(connection, redis_url)
+        if problem:
+            problems.append(problem)
     except redis.RedisError as exc:
         problems.append(f"Redis at {redis_url} cannot be reached: {exc}")
     return problems
+
+
+def redis_claim(connection, redis_url: str) -> str | None:
+    """Mark the Redis database as the tests' own; a problem message when it holds someone else's keys."""
+    if connection.exists(REDIS_OWNER_KEY):
+        return None
+    if connection.dbsize() == 0:
+        connection.set(REDIS_OWNER_KEY, "1")
+        return None
+    index = connection.connection_pool.connection_kwargs.get("db", 0)
+    return (f"Redis database {index} at {redis_url} holds {connection.dbsize()} key(s) that are not the tests'; "
+            "the tests empty their database between tests and will not touch it. Point REDIS_URL at an empty "
+            f"database index (the default is {TEST_REDIS_URL_DEFAULT}), or empty this one yourself if it is "
+            f"only test leftovers (redis-cli -n {index} flushdb).")
+
+
+def redis_flush_own(connection) -> None:
+    """Empty the tests' Redis database, and only that one (it carries REDIS_OWNER_KEY)."""
+    if not connection.exists(REDIS_OWNER_KEY):
+        raise RuntimeError("Refusing to flush a Redis database the tests have not claimed (no "
+                           f"{REDIS_OWNER_KEY} key); see tests/environment.py.")
+    connection.flushdb()
+    connection.set(REDIS_OWNER_KEY, "1")
 
 
 def pytest_configure(config):

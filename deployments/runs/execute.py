@@ -192,8 +192,10 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
                             files_deleted=len(preview.deleted), diff=preview.diff)
             return
 
-        def validate(root: Path, paths: list[str], read_base=None) -> None:
-            tree_validate_or_raise(root=root, paths=paths, progress=lambda message: recorder.log(message))
+        def validate(root: Path, paths: list[str], read_base) -> None:
+            # read_base(path) gives the file at the repository's head: the change-safety check compares with it.
+            tree_validate_or_raise(root=root, paths=paths, read_base=read_base,
+                                   progress=lambda message: recorder.log(message))
 
         author_name, author_email = _author(run.triggered_by)
         result = gitops_commit(

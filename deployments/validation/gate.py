@@ -4,24 +4,30 @@
 2. every built object of a built-in kind validates against kubernetes-validate's strict schemas;
 3. every custom resource validates against its CRD's served version (CRDs from ``crd_dir``, plus CRDs the tree
    itself ships); a kind nobody defines is a problem;
-4. each problem names the source file the object came from.
+4. no two Ingresses of one environment claim the same host (``ingress-host-duplicate``, hosts.py);
+5. with ``read_base`` (the file at the repository's HEAD), no change an API server refuses after creation
+   (change_safety.py: immutable fields, shrinking volumes, …);
+6. each problem names the source file the object came from.
 YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
 the same way, without a build.
 """
 
 import concurrent.futures
 import logging
+import os
 import posixpath
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from django.conf import settings
 
+from deployments.validation.change_safety import ObjectId, change_safety_check
+from deployments.validation.hosts import HostClaims
 from deployments.validation.kustomize import (
     BuildResult,
     BuildUnit,
@@ -53,13 +59,20 @@ MAX_PARALLEL_BUILDS = 2  # the portal's machines have 2 cores; kustomize is CPU-
 
 def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
                   crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> list[ValidationProblem]:
+                  progress: Callable[[str], None] | None = None,
+                  read_base: Callable[[str], bytes | None] | None = None,
+                  replacements: Collection[ObjectId] = ()) -> list[ValidationProblem]:
     """Problems of the tree under ``root`` (none: it may be committed).
 
     ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
     affected when a changed path lies under it or under a folder it includes, directly or through other roots.
     Of an aggregate that only lists other kustomization folders, just the listed folders the change affects are
     built. ``None`` checks everything.
+
+    ``read_base(path) -> bytes | None`` returns a file as committed at the repository's HEAD (None: not there);
+    with it, the changed files are compared with HEAD by the change-safety check (change_safety.py), and
+    ``replacements`` lists the (API group, kind, namespace, name) of objects whose replacement was explicitly
+    confirmed. Without it (a first render, a preview) that check is skipped.
     """
     started = time.monotonic()
 
@@ -103,6 +116,17 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     for path in loose:
         gate.check_loose_file(tree, path)
     gate.check_deferred()
+    if paths is not None:
+        # Only some folders were built: the environment's other Ingresses come from their source files.
+        for environment in sorted(gate.hosts.environments()):
+            gate.hosts.add_sources(root, environment)
+    gate.problems += gate.hosts.problems()
+    if read_base is not None:
+        changed_files = _changed_files(root, tree, changed if paths is not None else None)
+        report(f"Checking {len(changed_files)} changed file(s) against HEAD for changes the API server refuses.")
+        gate.problems += change_safety_check(
+            changed=changed_files, read_new=lambda path: _read(root, path), read_base=read_base,
+            list_new=lambda folder: _yaml_files(root, folder), replacements=replacements)
 
     problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
     skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""
@@ -113,12 +137,46 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
 
 def tree_validate_or_raise(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
                            crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
-                           progress: Callable[[str], None] | None = None) -> None:
+                           progress: Callable[[str], None] | None = None,
+                           read_base: Callable[[str], bytes | None] | None = None,
+                           replacements: Collection[ObjectId] = ()) -> None:
     """``tree_validate`` for the commit path: raises ``TreeValidationError`` when anything is wrong."""
     problems = tree_validate(root=root, paths=paths, kubectl=kubectl, crd_dir=crd_dir,
-                             kubernetes_version=kubernetes_version, progress=progress)
+                             kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
+                             replacements=replacements)
     if problems:
         raise TreeValidationError(problems)
+
+
+def _read(root: Path, path: str) -> bytes | None:
+    try:
+        return (root / path).read_bytes()
+    except (OSError, ValueError):
+        return None
+
+
+def _yaml_files(root: Path, folder: str) -> list[str]:
+    """Repository-relative YAML files under ``folder`` ("" for the whole tree), hidden folders skipped."""
+    found = []
+    for current, dirnames, filenames in os.walk(root / folder if folder else root):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        rel = Path(current).relative_to(root).as_posix()
+        found += [posixpath.join("" if rel == "." else rel, name) for name in sorted(filenames)
+                  if name.endswith((".yaml", ".yml"))]
+    return found
+
+
+def _changed_files(root: Path, tree: Tree, changed: set[str] | None) -> list[str]:
+    """The changed paths as files: a folder stands for the files under it (deleted files stay as given)."""
+    if changed is None:
+        return _yaml_files(root, "")
+    files = set()
+    for path in changed:
+        if (root / path).is_dir():
+            files.update(_yaml_files(root, path))
+        else:
+            files.add(path)
+    return sorted(files)
 
 
 def _normalize(paths: Iterable[str], root: Path) -> set[str]:
@@ -153,6 +211,7 @@ class _Gate:
         self._ids: dict[str, dict[tuple[str, str, str, str], str]] = {}
         self._tree_crds: list = []
         self._deferred: list[tuple[dict, str]] = []
+        self.hosts = HostClaims()
 
     def plan(self, tree: Tree, tops: list[str], *, changed: set[str] | None = None) -> list[BuildUnit]:
         """Build units for ``tops``. With ``changed``, a pure aggregate contributes only the folders the change
@@ -233,6 +292,8 @@ class _Gate:
             self._check(obj, lambda o, index=index: index.locate(o) or root_file)
 
     def _check(self, obj: Any, locate: Callable[[dict], str]) -> None:
+        if isinstance(obj, dict) and obj.get("kind") == "Ingress":
+            self.hosts.add_object(obj, locate(obj))
         if isinstance(obj, dict) and obj.get("kind") == "CustomResourceDefinition" \
                 and split_api_version(str(obj.get("apiVersion", "")))[0] == "apiextensions.k8s.io":
             self._tree_crds += crds_from_documents([obj], "the tree")

@@ -10,7 +10,9 @@ SUMMARY_LINES = 20
 class ValidationProblem:
     """One finding. ``file`` is repository-relative (best effort: the root's kustomization file when a build fails);
     ``rule`` is a short id such as ``kustomize-build``, ``kubernetes-schema``, ``crd-schema``, ``crd-version``,
-    ``unknown-kind`` or ``yaml``; ``message`` names the object (kind, namespace/name) and the field's JSON path."""
+    ``unknown-kind``, ``yaml``, ``ingress-host-duplicate`` or a change-safety rule (``immutable-field``,
+    ``pvc-shrink``, ``pvc-expansion-not-allowed``, ``service-type-change``); ``message`` names the object (kind,
+    namespace/name) and the field's JSON path."""
 
     file: str
     rule: str

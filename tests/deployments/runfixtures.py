@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.environment import redis_flush_own
+
 REAL_KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
@@ -117,11 +119,11 @@ def kubectl(settings, tmp_path) -> KubectlSwitch:
 
 @pytest.fixture
 def gitops_queue():
-    """The real `gitops` queue on the test Redis, empty before and after the test."""
+    """The real `gitops` queue on the tests' own Redis database (tests/environment.py), empty before and after."""
     queue = django_rq.get_queue("gitops")
-    queue.connection.flushdb()
+    redis_flush_own(queue.connection)
     yield queue
-    queue.connection.flushdb()
+    redis_flush_own(queue.connection)
 
 
 def sealed_secrets_certificate() -> str:

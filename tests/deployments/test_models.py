@@ -57,6 +57,16 @@ ENVIRONMENT_CASES = [
     (dict(kind="eks", aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="-bad name"),
      "eks_cluster_name", "starts with a letter or digit"),
     (dict(volume_snapshot_class="Snap Class"), "volume_snapshot_class", "DNS-1123 subdomain"),
+    (dict(name="staging\n"), "name", "not a DNS-1123 label"),
+    (dict(app_domain="studio.example.com\n"), "app_domain", "not a valid domain name"),
+    (dict(app_domain="studio.example.com."), "app_domain", "no trailing dot"),
+    (dict(kind="eks", aws_account_id="１２３４５６７８９０１２", aws_region="us-east-1", eks_cluster_name="c"),
+     "aws_account_id", "12 digits"),
+    (dict(kind="eks", aws_account_id="123456789012", aws_region="us-east-1\n", eks_cluster_name="c"),
+     "aws_region", "not an AWS region"),
+    (dict(kind="eks", aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="tesslate\n"),
+     "eks_cluster_name", "starts with a letter or digit"),
+    (dict(image_tag="beta\n"), "image_tag", "not an image tag"),
 ]
 
 
@@ -103,6 +113,9 @@ NODE_GROUP_CASES = [
     (dict(labels="bad key=x"), "labels", "not a valid label key"),
     (dict(labels="team=-x"), "labels", "not a valid label value"),
     (dict(labels="a=1\na=2"), "labels", "given twice"),
+    (dict(labels="/name=x"), "labels", "prefix before '/' is empty"),
+    (dict(labels="team=ab٣"), "labels", "not a valid label value"),
+    (dict(instance_types="t3.large\u00a0t3.xlarge"), "instance_types", "not an EC2 instance type"),
     (dict(taints="tesslate.io/spot=true"), "taints", "not a taint"),
     (dict(taints="tesslate.io/spot=true:Sometimes"), "taints", "NoSchedule, PreferNoSchedule, NoExecute"),
     (dict(taints="bad key=true:NoSchedule"), "taints", "not a valid label key"),
@@ -137,3 +150,11 @@ def test_node_group_parses_labels_and_taints():
         {"key": "tesslate.io/spot", "value": "true", "effect": "PreferNoSchedule"},
         {"key": "dedicated", "value": "", "effect": "NoSchedule"},
     ]
+
+
+def test_environment_quantities_are_stored_in_canonical_form():
+    environment = environment_factory(backend_cpu_request="0.5", backend_cpu_limit="2000m",
+                                      backend_memory_request="1024Mi", backend_memory_limit="2048Mi")
+    environment.refresh_from_db()
+    assert (environment.backend_cpu_request, environment.backend_cpu_limit, environment.backend_memory_request,
+            environment.backend_memory_limit) == ("500m", "2", "1Gi", "2Gi")

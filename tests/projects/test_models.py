@@ -22,6 +22,11 @@ PROJECT_CASES = [
     (dict(slug="a" * 64), "slug", "at most 63"),
     (dict(owner="alice@example.com"), "owner", "not a valid label value"),
     (dict(owner="x" * 64), "owner", "at most 63"),
+    (dict(owner="alice\n"), "owner", "not a valid label value"),  # a `$` anchor used to let this through
+    (dict(owner="alice٣"), "owner", "not a valid label value"),
+    (dict(slug="shop\n"), "slug", "not a DNS-1123 label"),
+    (dict(volume_size="5Gi\n"), "volume_size", "not a Kubernetes quantity"),
+    (dict(restore_snapshot_id="snap-01234567\n"), "restore_snapshot_id", "not an EBS snapshot id"),
     (dict(volume_size="5GB"), "volume_size", "not a Kubernetes quantity"),
     (dict(volume_size="512Mi"), "volume_size", "smaller than 1Gi"),
     (dict(volume_size="5"), "volume_size", "less than 1Mi"),
@@ -60,6 +65,9 @@ def test_project_slug_is_unique_per_environment():
 CONTAINER_CASES = [
     (dict(directory="Front_End"), "directory", "not a DNS-1123 label"),
     (dict(directory="d" * 55), "directory", "at most 54"),
+    (dict(directory="web\n"), "directory", "not a DNS-1123 label"),  # made every later render fail
+    (dict(image="nginx:1.27\n"), "image", "not an image tag"),
+    (dict(cpu_request="100m\n"), "cpu_request", "not a Kubernetes quantity"),
     (dict(image="Nginx:latest"), "image", "not an image registry or repository"),
     (dict(image="nginx:-bad"), "image", "not an image tag"),
     (dict(image="nginx@sha256:abc"), "image", "invalid digest"),
@@ -102,3 +110,13 @@ def test_service_containers_are_named_svc():
     frontend = container_factory(project, directory="web")
     assert (database.workload_name, frontend.workload_name) == ("svc-db", "dev-web")
     assert frontend.host == f"{project.slug}-web.{project.environment.app_domain}"
+
+
+def test_quantities_are_stored_in_the_form_the_api_server_keeps():
+    project = project_factory(containers=(), volume_size="5120Mi")
+    assert project.volume_size == "5Gi"
+    container = container_factory(project, cpu_request="0.25", cpu_limit="1000m", memory_request="1024Mi",
+                                  memory_limit="1.5Gi")
+    container.refresh_from_db()
+    assert (container.cpu_request, container.cpu_limit, container.memory_request, container.memory_limit) == (
+        "250m", "1", "1Gi", "1536Mi")

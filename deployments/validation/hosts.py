@@ -1,0 +1,133 @@
+"""Gate rule ``ingress-host-duplicate``: no two Ingresses of one environment claim the same host.
+
+An Ingress controller routes a host to one backend; two Ingresses with the same ``spec.rules[].host`` (or the same
+``spec.tls[].hosts`` entry) make the routing depend on which one the controller read first. The model layer refuses
+such hosts (``projects.models.environment_host_conflicts``); this rule checks the tree itself, so a change made
+outside the portal's forms, or two saves that raced, cannot reach the cluster.
+
+An environment is the folder ``environments/<env>/``; its Ingresses are the built objects of the validation plus,
+when only some folders were built, the Ingress documents of the environment's other files (read from the
+sources, cached by file stat, so a one-project change does not re-parse thousands of unchanged projects).
+"""
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from deployments.validation.problems import ValidationProblem
+
+RULE = "ingress-host-duplicate"
+_YAML_SUFFIXES = (".yaml", ".yml")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Source file (absolute path) → (stat key, [(namespace, name, hosts)]); kept while the file is unchanged.
+_SOURCE_CACHE: dict[str, tuple[tuple[int, int, int], list[tuple[str, str, tuple[str, ...]]]]] = {}
+_SOURCE_CACHE_MAX = 200_000
+
+
+def environment_of(path: str) -> str | None:
+    """``environments/<env>/…`` → ``<env>``; None for paths outside every environment folder."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "environments" else None
+
+
+def ingress_hosts(obj: dict) -> tuple[str, ...]:
+    """The hosts an Ingress claims: ``spec.rules[].host`` and ``spec.tls[].hosts[]`` (sorted, without repeats)."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    hosts = set()
+    for rule in spec.get("rules") or ():
+        if isinstance(rule, dict) and isinstance(rule.get("host"), str) and rule["host"]:
+            hosts.add(rule["host"])
+    for tls in spec.get("tls") or ():
+        if isinstance(tls, dict):
+            hosts.update(host for host in tls.get("hosts") or () if isinstance(host, str) and host)
+    return tuple(sorted(hosts))
+
+
+def is_ingress(obj) -> bool:
+    return (isinstance(obj, dict) and obj.get("kind") == "Ingress"
+            and str(obj.get("apiVersion", "")).startswith(("networking.k8s.io/", "extensions/")))
+
+
+@dataclass
+class HostClaims:
+    """Ingress host claims per environment, from built objects and from source files."""
+
+    # (environment, host) → {(namespace, name): source file}
+    claims: dict[tuple[str, str], dict[tuple[str, str], str]] = field(default_factory=dict)
+
+    def add(self, environment: str, namespace: str, name: str, hosts: Iterable[str], source: str) -> None:
+        for host in hosts:
+            owners = self.claims.setdefault((environment, host), {})
+            if not namespace and any(key[1] == name for key in owners):
+                continue  # a source document without namespace: the built object already stands for it
+            if namespace and ("", name) in owners:
+                owners[(namespace, name)] = owners.pop(("", name))
+                continue
+            owners.setdefault((namespace, name), source)
+
+    def add_object(self, obj: dict, source: str) -> None:
+        environment = environment_of(source)
+        if environment is None or not is_ingress(obj):
+            return
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        self.add(environment, str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
+                 ingress_hosts(obj), source)
+
+    def environments(self) -> set[str]:
+        return {environment for environment, _ in self.claims}
+
+    def add_sources(self, root: Path, environment: str) -> None:
+        """Add the Ingress documents of every YAML file under ``environments/<environment>/``."""
+        base = Path(root) / "environments" / environment
+        for current, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+            for filename in sorted(filenames):
+                if not filename.endswith(_YAML_SUFFIXES) or filename.startswith("kustomization."):
+                    continue
+                full = os.path.join(current, filename)
+                relative = Path(full).relative_to(root).as_posix()
+                for namespace, name, hosts in _source_ingresses(full):
+                    self.add(environment, namespace, name, hosts, relative)
+
+    def problems(self) -> list[ValidationProblem]:
+        found = []
+        for (environment, host), owners in sorted(self.claims.items()):
+            if len(owners) < 2:
+                continue
+            listed = sorted(owners.items())
+            described = ", ".join(f"Ingress {namespace or '?'}/{name} ({source})"
+                                  for (namespace, name), source in listed)
+            found.append(ValidationProblem(
+                listed[-1][1], RULE,
+                f"host {host} is claimed by {len(listed)} Ingresses in environment {environment}: {described}. "
+                "One host routes to one backend; change the slug or directory of one project."))
+        return found
+
+
+def _source_ingresses(full: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    try:
+        stat = os.stat(full)
+    except OSError:
+        return []
+    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    cached = _SOURCE_CACHE.get(full)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    found = []
+    try:
+        data = Path(full).read_bytes()
+        if b"Ingress" in data:
+            for document in yaml.load_all(data, Loader=_Loader):
+                if is_ingress(document):
+                    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+                    found.append((str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
+                                  ingress_hosts(document)))
+    except (OSError, yaml.YAMLError):
+        found = []  # the build or the YAML check reports the file
+    if len(_SOURCE_CACHE) >= _SOURCE_CACHE_MAX:
+        _SOURCE_CACHE.clear()
+    _SOURCE_CACHE[full] = (key, found)
+    return found
