@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -253,8 +253,8 @@ def environment_estimate(env: EnvironmentInput, price_table: dict[str, PriceInfo
         spot = group.capacity_type == "SPOT"
         kind = "spot" if spot else "on-demand"
         node_hours = Decimal(group.desired_size) * HOURS_PER_MONTH
-        amount = add("compute", SERVICE_EC2, f"{group.name}: {group.desired_size} × {group.instance_types[0]} ({kind})",
-                     node_hours, "node-h", f"ec2.{group.instance_types[0]}", price,
+        item = f"{group.name}: {group.desired_size} × {group.instance_types[0]} ({kind})"
+        amount = add("compute", SERVICE_EC2, item, node_hours, "node-h", f"ec2.{group.instance_types[0]}", price,
                      factor=(1 - discount) if spot else Decimal(1))
         if spot:
             spot_cost += amount
@@ -278,7 +278,8 @@ def environment_estimate(env: EnvironmentInput, price_table: dict[str, PriceInfo
     add("s3", SERVICE_S3, "Project bucket, S3 Standard (assumption)", assumptions.s3_storage_gb, "GB-month",
         "s3.standard", prices.get("s3.standard"))
     add("nat", SERVICE_EC2_OTHER, f"NAT gateways: {assumptions.availability_zones} AZs",
-        HOURS_PER_MONTH * assumptions.availability_zones, "gateway-h", "vpc.nat_gateway", prices.get("vpc.nat_gateway"))
+        HOURS_PER_MONTH * assumptions.availability_zones, "gateway-h", "vpc.nat_gateway",
+        prices.get("vpc.nat_gateway"))
     add("data_transfer", SERVICE_DATA_TRANSFER, "Data transfer out to the internet (assumption)",
         assumptions.data_transfer_out_gb, "GB", "data_transfer.out", prices.get("data_transfer.out"))
 

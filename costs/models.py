@@ -81,7 +81,8 @@ class EnvironmentCostSettings(models.Model):
         default=100, help_text="EBS the model does not size: node root disks and the platform's volumes "
                                "(the guide: ~100 GB).")
     baseline_volume_type = models.CharField(max_length=3, choices=VolumeType.choices, default=VolumeType.GP3)
-    s3_storage_gb = models.PositiveIntegerField(default=10, help_text="Project bucket, S3 Standard (the guide: ~10 GB).")
+    s3_storage_gb = models.PositiveIntegerField(default=10,
+                                                help_text="Project bucket, S3 Standard (the guide: ~10 GB).")
     data_transfer_out_gb = models.PositiveIntegerField(
         default=556, help_text="Data transfer out to the internet per month (the guide: ~$50, i.e. ~556 GB at "
                                "$0.09/GB).")

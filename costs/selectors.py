@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Max, Min, Sum
+from django.db.models import Min
 from django.utils import timezone
 
 from costs import estimator
-from costs.models import CostActual, CostSyncRun, EnvironmentCostSettings, Price
+from costs.models import EnvironmentCostSettings, Price
 from deployments import validators as v
 from deployments.models import Environment, NodeGroup
 from projects.models import Project

@@ -10,8 +10,13 @@ from costs.selectors import environment_estimate
 from deployments.models import Environment, NodeGroup
 from projects.demo import demo_load
 from projects.models import Project
-from tests.factories import (container_factory, eks_environment_factory, environment_factory, node_group_factory,
-                             project_factory)
+from tests.factories import (
+    container_factory,
+    eks_environment_factory,
+    environment_factory,
+    node_group_factory,
+    project_factory,
+)
 
 pytestmark = pytest.mark.django_db
 
