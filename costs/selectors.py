@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Min
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from costs import estimator
-from costs.models import EnvironmentCostSettings, Price
+from costs.models import CostActual, CostSyncRun, EnvironmentCostSettings, Price
 from deployments import validators as v
 from deployments.models import Environment, NodeGroup
 from projects.models import Project
@@ -81,3 +82,112 @@ def environment_estimate(*, environment: Environment, today: datetime.date | Non
     """The monthly estimate of ``environment`` from the model and the price table (USD per month)."""
     return estimator.environment_estimate(estimate_input(environment=environment, today=today), price_table(),
                                           assumptions_for(environment=environment))
+
+
+# --- actuals and the report ----------------------------------------------------------------------
+
+# The guide's baseline table (monthly USD), for the comparison next to the estimate of an EKS environment.
+GUIDE_BASELINE = {"control_plane": Decimal("73"), "compute": Decimal("121"), "ebs": Decimal("10"),
+                  "s3": Decimal("0.23"), "nat": Decimal("66"), "data_transfer": Decimal("50")}
+
+
+@dataclass(frozen=True)
+class MonthActual:
+    month: datetime.date  # first day
+    total: Decimal
+    by_service: dict[str, Decimal]
+    partial: bool  # the current month, summed from daily figures so far
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    service: str
+    estimate: Decimal | None
+    last_month: Decimal | None
+    month_to_date: Decimal | None
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Everything the cost page and ``manage.py costs`` show for one environment."""
+
+    environment: Environment
+    estimate: estimator.Estimate
+    months: tuple[MonthActual, ...]
+    services: tuple[ServiceRow, ...]
+    guide_baseline: dict[str, Decimal]
+    fetched_at: datetime.datetime | None
+    last_error: str
+    last_error_kind: str
+    last_error_at: datetime.datetime | None
+    request_count: int
+    prices_as_of: datetime.date | None
+    now: datetime.datetime
+
+    @property
+    def has_actuals(self) -> bool:
+        return bool(self.months)
+
+    @property
+    def data_age(self) -> datetime.timedelta | None:
+        return self.now - self.fetched_at if self.fetched_at else None
+
+    @property
+    def top_projects(self) -> tuple[estimator.ProjectCost, ...]:
+        return tuple(p for p in self.estimate.projects if p.total_usd > 0)[:10]
+
+
+def environment_months(*, environment: Environment) -> list[MonthActual]:
+    """Cached actuals per month, oldest first: MONTHLY rows, then the current month summed from DAILY rows."""
+    months: dict[datetime.date, dict[str, Decimal]] = {}
+    partial: set[datetime.date] = set()
+    rows = CostActual.objects.filter(environment=environment).values_list("granularity", "period_start", "service",
+                                                                          "amount")
+    for granularity, start, service, amount in rows:
+        key = start.replace(day=1)
+        services = months.setdefault(key, {})
+        services[service] = services.get(service, Decimal(0)) + amount
+        if granularity == CostActual.Granularity.DAILY:
+            partial.add(key)
+    return [MonthActual(month, sum(by.values(), Decimal(0)), dict(sorted(by.items())), month in partial)
+            for month, by in sorted(months.items())]
+
+
+def environment_cost_report(*, environment: Environment, now: datetime.datetime | None = None) -> CostReport:
+    """The estimate, the cached actuals by month and by service, and the state of the cache (age, last error)."""
+    now = now or timezone.now()
+    estimate = environment_estimate(environment=environment, today=now.date())
+    months = environment_months(environment=environment)
+    full = [m for m in months if not m.partial]
+    last_month = full[-1].by_service if full else {}
+    current = months[-1].by_service if months and months[-1].partial else {}
+    estimated = estimate.by_service() if environment.kind == Environment.Kind.EKS else {}
+    names = sorted(set(estimated) | set(last_month) | set(current))
+    services = tuple(ServiceRow(name, estimated.get(name), last_month.get(name), current.get(name)) for name in names)
+    settings_row = cost_settings_for(environment=environment)
+    return CostReport(
+        environment=environment, estimate=estimate, months=tuple(months), services=services,
+        guide_baseline=GUIDE_BASELINE if environment.kind == Environment.Kind.EKS else {},
+        fetched_at=settings_row.last_fetched_at, last_error=settings_row.last_error,
+        last_error_kind=settings_row.last_error_kind, last_error_at=settings_row.last_error_at,
+        request_count=settings_row.request_count, prices_as_of=prices_as_of(), now=now)
+
+
+def cost_sync_runs_recent(*, limit: int = 5):
+    return CostSyncRun.objects.order_by("-created_at")[:limit]
+
+
+def environments_for_costs():
+    return Environment.objects.order_by("name").select_related("cost_settings")
+
+
+def last_month_totals() -> dict[int, Decimal]:
+    """Environment id → total of its latest full cached month."""
+    latest = (CostActual.objects.filter(granularity=CostActual.Granularity.MONTHLY)
+              .values("environment_id").annotate(month=Max("period_start")))
+    totals = {}
+    for row in latest:
+        totals[row["environment_id"]] = CostActual.objects.filter(
+            environment_id=row["environment_id"], granularity=CostActual.Granularity.MONTHLY,
+            period_start=row["month"]).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return totals
