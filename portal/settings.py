@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "deployments",
     "projects",
     "costs",
+    "live",
 ]
 
 MIDDLEWARE = [
