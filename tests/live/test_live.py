@@ -210,3 +210,9 @@ def test_flux_kustomizations_sync_health_and_revision(kubeapi, production):
     projects = apps["tesslate-projects-minikube"]
     assert (projects["health_status"], projects["sync_status"], projects["at_last_commit"]) == (
         "NotReady", "DependencyNotReady", False)
+
+
+def test_project_page_links_to_its_live_status(production, admin_client):
+    crm = Project.objects.get(slug="crm-dashboard")
+    html = admin_client.get(reverse("admin:projects_project_change", args=[crm.id])).content.decode()
+    assert reverse("admin:live_project", args=[crm.id]) in html
