@@ -9,9 +9,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from deployments.models import Environment
+from jobs.admin import JobRunAdminMixin
 from live import services
 from live.checks import CHECK_TITLES
-from live.models import LiveStatus
+from live.models import LiveRefreshRun, LiveStatus
 from projects.models import Project
 
 
@@ -98,3 +99,20 @@ class LiveStatusAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/live/project.html", self._context(
             request, title=f"Live status of {project.slug}", project=project, status=status, report=report,
             age=_age(status.fetched_at), verdicts=verdicts, namespaces=namespaces, apps=apps))
+
+
+@admin.register(LiveRefreshRun)
+class LiveRefreshRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "status_progress", "refreshed_count", "failed_count", "problem_count", "attempt_count",
+                    "created_at"]
+    list_filter = ["status"]
+    job_result_fields = ("refreshed_count", "failed_count", "problem_count", "attempt_count")
+    result_fields = ["environments", "refreshed_count", "failed_count", "problem_count", "attempt_count"]
+    fieldsets = [
+        (None, {"fields": ["progress_block", *result_fields]}),
+        ("Run", {"fields": ["triggered_by", "reason", "created_at", "started_at", "finished_at",
+                            "duration_display", "error_kind"]}),
+        ("Error", {"fields": ["error_block"]}),
+        ("Log", {"fields": ["log_block"]}),
+    ]
+    readonly_fields = [*result_fields, *JobRunAdminMixin.job_readonly_fields]

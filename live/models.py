@@ -3,6 +3,7 @@
 from django.db import models
 
 from deployments.models import Environment
+from jobs.models import JobRun
 
 
 class LiveStatus(models.Model):
@@ -23,3 +24,16 @@ class LiveStatus(models.Model):
 
     def __str__(self) -> str:
         return f"Live status of {self.environment.name}" if self.environment_id else "Live status"
+
+
+class LiveRefreshRun(JobRun):
+    """One background read of the clusters (scheduled or asked for), with bounded retries per cluster."""
+
+    environments = models.ManyToManyField(Environment, related_name="live_refresh_runs", blank=True)
+    refreshed_count = models.PositiveIntegerField(default=0, help_text="Clusters read.")
+    failed_count = models.PositiveIntegerField(default=0, help_text="Clusters that stayed unreachable.")
+    problem_count = models.PositiveIntegerField(default=0, help_text="Diagnostics with a problem, all clusters.")
+    attempt_count = models.PositiveSmallIntegerField(default=0, help_text="Cluster reads, retries included.")
+
+    class Meta(JobRun.Meta):
+        verbose_name = "live refresh run"

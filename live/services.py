@@ -5,14 +5,20 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import time
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import F
 from django.utils import timezone
 
 from clients.kubernetes import ClusterError
 from clients.live import cluster_read
 from deployments.models import Environment
+from jobs.progress import Recorder
+from jobs.queue import enqueue
 from live import checks, selectors
-from live.models import LiveStatus
+from live.models import LiveRefreshRun, LiveStatus
 
 
 def live_refresh(*, environment: Environment, now: datetime.datetime | None = None) -> LiveStatus:
@@ -40,3 +46,77 @@ def live_refresh(*, environment: Environment, now: datetime.datetime | None = No
     status.last_error, status.last_error_at = "", None
     status.save()
     return status
+
+
+def live_refresh_run_create(*, environment_names: list[str] | None = None, user=None,
+                            reason: str = "") -> LiveRefreshRun:
+    """A queued run over the named Kubernetes environments (default: every Minikube and EKS environment).
+
+    Raises ValidationError (field ``environment``) for an unknown name or a Docker Compose environment.
+    """
+    kubernetes = Environment.objects.exclude(kind=Environment.Kind.COMPOSE).order_by("name")
+    environments = list(kubernetes)
+    if environment_names:
+        by_name = {e.name: e for e in Environment.objects.filter(name__in=environment_names)}
+        unknown = sorted(set(environment_names) - set(by_name))
+        if unknown:
+            raise ValidationError({"environment": f"No environment named {', '.join(unknown)}."})
+        compose = sorted(n for n, e in by_name.items() if e.kind == Environment.Kind.COMPOSE)
+        if compose:
+            raise ValidationError({"environment": f"No Kubernetes cluster (Docker Compose): {', '.join(compose)}."})
+        environments = [by_name[n] for n in sorted(by_name)]
+    run = LiveRefreshRun.objects.create(triggered_by=user, reason=reason[:500])
+    run.environments.set(environments)
+    return run
+
+
+def live_refresh_run_execute(*, run_id: int, callback=None) -> LiveRefreshRun:
+    """Read every cluster of the run. A cluster that fails is read again ``LIVE_REFRESH_ATTEMPTS`` times in all,
+    waiting ``LIVE_REFRESH_BACKOFF_SECONDS`` and doubling; the run fails (error_kind ``remote``) naming every
+    cluster that stayed unreachable. Each cluster's last view and error stay on its LiveStatus."""
+    run = LiveRefreshRun.objects.get(pk=run_id)
+    run.status, run.started_at = LiveRefreshRun.Status.RUNNING, timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    recorder = Recorder(run, callback)
+    environments = list(run.environments.order_by("name"))
+    attempts_allowed = max(1, settings.LIVE_REFRESH_ATTEMPTS)
+    failures, refreshed, problems = [], 0, 0
+    for index, environment in enumerate(environments):
+        recorder.step(100 * index // max(1, len(environments)), f"{environment.name}: reading the cluster")
+        for attempt in range(1, attempts_allowed + 1):
+            LiveRefreshRun.objects.filter(pk=run.pk).update(attempt_count=F("attempt_count") + 1)
+            status = live_refresh(environment=environment)
+            if not status.last_error:
+                refreshed += 1
+                problems += status.problem_count
+                recorder.log(f"{environment.name}: {status.problem_count} problems found.")
+                break
+            if attempt < attempts_allowed:
+                delay = settings.LIVE_REFRESH_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                recorder.log(f"{environment.name}: {status.last_error}; attempt {attempt} of {attempts_allowed}, "
+                             f"retrying in {delay:.0f} s.")
+                time.sleep(delay)
+            else:
+                failures.append(f"{environment.name}: {status.last_error} (after {attempt} attempts)")
+                recorder.log(f"{environment.name}: FAILED {status.last_error}")
+    run.refresh_from_db(fields=["attempt_count"])
+    fields = dict(refreshed_count=refreshed, failed_count=len(failures), problem_count=problems)
+    if failures:
+        fields.update(status=LiveRefreshRun.Status.FAILED, error="\n".join(failures),
+                      error_kind=LiveRefreshRun.ErrorKind.REMOTE)
+    else:
+        fields.update(status=LiveRefreshRun.Status.SUCCEEDED)
+    recorder.finish(**fields)
+    return run
+
+
+def live_refresh_request(*, environment_names: list[str] | None = None, user=None, reason: str = "") -> LiveRefreshRun:
+    """Create a run and hand it to the ``default`` queue (inline without REDIS_URL) after the commit."""
+    run = live_refresh_run_create(environment_names=environment_names, user=user, reason=reason)
+
+    def not_queued(message: str) -> None:
+        LiveRefreshRun.objects.filter(pk=run.pk).update(enqueue_error=message[:500])
+
+    enqueue("default", "live.tasks.live_refresh_run_job", run.pk, job_id=f"live-refresh-{run.pk}",
+            on_failure=not_queued)
+    return run

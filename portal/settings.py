@@ -122,6 +122,9 @@ PORTAL_SCHEDULE = [
     # Cost Explorer actuals once a day (each request costs $0.01; environments fetched today are skipped).
     {"name": "costs-sync", "func": "costs.tasks.cost_sync_scheduled_job", "queue": "default",
      "cron": env.str("COST_SYNC_CRON", default="30 6 * * *")},
+    # The live view of every Kubernetes environment, so its diagnostics are current when nobody looks.
+    {"name": "live-refresh", "func": "live.tasks.live_refresh_scheduled_job", "queue": "default",
+     "interval": env.int("LIVE_REFRESH_INTERVAL", default=600)},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -164,6 +167,11 @@ COST_HISTORY_MONTHS = env.int("COST_HISTORY_MONTHS", default=6)
 # A failed fetch (throttled, unreachable) is tried this many times in all, waiting BACKOFF, 2×BACKOFF, … seconds.
 COST_SYNC_ATTEMPTS = env.int("COST_SYNC_ATTEMPTS", default=3)
 COST_SYNC_BACKOFF_SECONDS = env.float("COST_SYNC_BACKOFF_SECONDS", default=20.0)
+
+# --- live view (cluster reads) --------------------------------------------------------------------
+# A background read of a cluster that fails is tried this many times in all, waiting BACKOFF, 2×BACKOFF, … seconds.
+LIVE_REFRESH_ATTEMPTS = env.int("LIVE_REFRESH_ATTEMPTS", default=3)
+LIVE_REFRESH_BACKOFF_SECONDS = env.float("LIVE_REFRESH_BACKOFF_SECONDS", default=10.0)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

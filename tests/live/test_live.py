@@ -216,3 +216,55 @@ def test_project_page_links_to_its_live_status(production, admin_client):
     crm = Project.objects.get(slug="crm-dashboard")
     html = admin_client.get(reverse("admin:projects_project_change", args=[crm.id])).content.decode()
     assert reverse("admin:live_project", args=[crm.id]) in html
+
+
+@pytest.fixture
+def fast_retries(settings):
+    settings.LIVE_REFRESH_ATTEMPTS = 2
+    settings.LIVE_REFRESH_BACKOFF_SECONDS = 0
+    return settings
+
+
+def test_live_status_command_prints_the_diagnostics(planted, production, fast_retries, capsys):
+    from django.core.management import call_command
+
+    call_command("live_status", "--environment", "aws-production")
+    out = capsys.readouterr().out
+    assert "[PROBLEM] 503 on a project URL (Service without ready endpoints): crm-dashboard-frontend" in out
+    assert f"namespace {ns_of('blog')}: terminating" in out
+    assert "node group spot: 1 nodes (1 ready), desired 0 (0–10): 1 nodes, desired 0" in out
+    call_command("live_status", "--environment", "aws-production", "--json")
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["aws-production"]["error"] is None and len(data["aws-production"]["report"]["verdicts"]) == 5
+
+
+def test_refresh_run_retries_then_fails_visibly(planted, production, fast_retries):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from live.models import LiveRefreshRun
+    from live.services import live_refresh_run_create, live_refresh_run_execute
+
+    planted.fail_with(503)
+    run = live_refresh_run_execute(run_id=live_refresh_run_create(environment_names=["aws-production"]).pk)
+    assert (run.status, run.error_kind, run.attempt_count, run.failed_count) == (
+        LiveRefreshRun.Status.FAILED, LiveRefreshRun.ErrorKind.REMOTE, 2, 1)
+    assert "answered 503" in run.error and "after 2 attempts" in run.error and "retrying in 0 s" in run.log
+    with pytest.raises(CommandError, match="answered 503"):
+        call_command("live_status", "--environment", "aws-production")
+    with pytest.raises(CommandError, match="No environment named nope"):
+        call_command("live_status", "--environment", "nope")
+
+
+def test_scheduled_refresh_reads_every_kubernetes_environment(planted, production, fast_retries, settings):
+    from jobs.scheduler import schedule_entries
+    from live.models import LiveRefreshRun
+    from live.tasks import live_refresh_scheduled_job
+
+    Environment.objects.filter(name="minikube").update(kube_context=k.CONTEXT)
+    assert live_refresh_scheduled_job() == LiveRefreshRun.Status.SUCCEEDED
+    run = LiveRefreshRun.objects.get()
+    assert run.refreshed_count == 2 and run.problem_count >= 5
+    assert any(e["func"] == "live.tasks.live_refresh_scheduled_job" for e in schedule_entries())
