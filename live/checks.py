@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from clients.eks import EksNodeGroup
 from clients.live import ClusterState, GitOpsApp
 
 # A backend container that restarted this often is "restarting" (CrashLoopBackOff starts after a few).
@@ -30,6 +31,7 @@ class NodeGroupModel:
     max_size: int
     labels: tuple[tuple[str, str], ...]
     taints: tuple[tuple[str, str, str], ...]
+    disk_size_gb: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,17 @@ class NodeGroupRow:
     ready: int
     instance_types: tuple[str, ...]
     capacity_types: tuple[str, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EksNodeGroupRow:
+    """A node group as the EKS API configures it, against the model."""
+
+    name: str
+    modeled: bool
+    status: str
+    scaling: str  # "desired (min–max)" in EKS
     problems: tuple[str, ...]
 
 
@@ -98,6 +111,7 @@ class LiveReport:
     apps: tuple[AppRow, ...]
     verdicts: tuple[Verdict, ...]
     notes: tuple[str, ...] = field(default=())
+    eks_node_groups: tuple[EksNodeGroupRow, ...] = field(default=())
 
 
 CHECK_TITLES = {
@@ -145,6 +159,43 @@ def compare_nodes(expect: Expectations, state: ClusterState) -> list[NodeGroupRo
                                  tuple(sorted({n.instance_type for n in nodes})),
                                  tuple(sorted({n.capacity_type for n in nodes})),
                                  ("not in the model",)))
+    return rows
+
+
+def compare_eks_node_groups(expect: Expectations, groups: tuple[EksNodeGroup, ...]) -> list[EksNodeGroupRow]:
+    """The model's node groups against the EKS API's: scaling, instance types, capacity type, disk, labels, taints
+    (what Terraform or eksctl configured may drift from what the portal models)."""
+    actual = {g.name: g for g in groups}
+    rows = []
+    for model in expect.node_groups:
+        eks = actual.pop(model.name, None)
+        if eks is None:
+            rows.append(EksNodeGroupRow(model.name, True, "missing", "-", ("not in the EKS cluster",)))
+            continue
+        problems = []
+        if (eks.min_size, eks.desired_size, eks.max_size) != (model.min_size, model.desired_size, model.max_size):
+            problems.append(f"scaling {eks.desired_size} ({eks.min_size}–{eks.max_size}) in EKS, modeled "
+                            f"{model.desired_size} ({model.min_size}–{model.max_size})")
+        if set(eks.instance_types) != set(model.instance_types):
+            problems.append(f"instance types {', '.join(eks.instance_types)} in EKS, modeled "
+                            f"{', '.join(model.instance_types)}")
+        if eks.capacity_type != model.capacity_type:
+            problems.append(f"capacity type {eks.capacity_type} in EKS, modeled {model.capacity_type}")
+        if model.disk_size_gb and eks.disk_size and eks.disk_size != model.disk_size_gb:
+            problems.append(f"disk {eks.disk_size} GB in EKS, modeled {model.disk_size_gb} GB")
+        if set(eks.labels) != set(model.labels):
+            problems.append("labels differ: EKS " + (", ".join(f"{k}={v}" for k, v in eks.labels) or "none")
+                            + "; model " + (", ".join(f"{k}={v}" for k, v in model.labels) or "none"))
+        if set(eks.taints) != set(model.taints):
+            problems.append("taints differ: EKS " + (", ".join(f"{k}={v}:{e}" for k, v, e in eks.taints) or "none")
+                            + "; model " + (", ".join(f"{k}={v}:{e}" for k, v, e in model.taints) or "none"))
+        if eks.status != "ACTIVE":
+            problems.append(f"status {eks.status}")
+        rows.append(EksNodeGroupRow(model.name, True, eks.status,
+                                    f"{eks.desired_size} ({eks.min_size}–{eks.max_size})", tuple(problems)))
+    for name, eks in sorted(actual.items()):
+        rows.append(EksNodeGroupRow(name, False, eks.status, f"{eks.desired_size} ({eks.min_size}–{eks.max_size})",
+                                    ("not in the model",)))
     return rows
 
 
@@ -321,7 +372,10 @@ def diagnose(expect: Expectations, state: ClusterState, now: datetime.datetime) 
     return verdicts
 
 
-def live_report(expect: Expectations, state: ClusterState, now: datetime.datetime) -> LiveReport:
-    apps, notes = gitops_rows(expect, state)
+def live_report(expect: Expectations, state: ClusterState, now: datetime.datetime, *,
+                eks_node_groups: tuple[EksNodeGroup, ...] | None = None, notes: tuple[str, ...] = ()) -> LiveReport:
+    """The whole live view; ``eks_node_groups`` (None: not read) adds the EKS API comparison."""
+    apps, app_notes = gitops_rows(expect, state)
+    eks_rows = compare_eks_node_groups(expect, eks_node_groups) if eks_node_groups is not None else []
     return LiveReport(tuple(compare_nodes(expect, state)), tuple(compare_namespaces(expect, state)), tuple(apps),
-                      tuple(diagnose(expect, state, now)), tuple(notes))
+                      tuple(diagnose(expect, state, now)), tuple(app_notes) + tuple(notes), tuple(eks_rows))

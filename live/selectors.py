@@ -22,7 +22,8 @@ def expectations_for(*, environment: Environment) -> Expectations:
         NodeGroupModel(name=g.name, capacity_type=g.capacity_type, instance_types=tuple(g.instance_type_list),
                        min_size=g.min_size, desired_size=g.desired_size, max_size=g.max_size,
                        labels=tuple(sorted(g.label_dict.items())),
-                       taints=tuple((t["key"], t.get("value", ""), t["effect"]) for t in g.taint_list))
+                       taints=tuple((t["key"], t.get("value", ""), t["effect"]) for t in g.taint_list),
+                       disk_size_gb=g.disk_size_gb)
         for g in environment.node_groups.order_by("name"))
     projects = []
     for project in (Project.objects.filter(environment=environment).select_related("environment")

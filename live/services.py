@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
+from clients.eks import EksError, cluster_node_groups
 from clients.kubernetes import ClusterError
 from clients.live import cluster_read
 from deployments.models import Environment
@@ -22,7 +23,8 @@ from live.models import LiveRefreshRun, LiveStatus
 
 
 def live_refresh(*, environment: Environment, now: datetime.datetime | None = None) -> LiveStatus:
-    """Read the environment's cluster (kubeconfig context ``Environment.kube_context``) and store the live view.
+    """Read the environment's cluster (kubeconfig context ``Environment.kube_context``) and store the live view;
+    for EKS (with ``LIVE_READ_EKS``) the EKS API's node groups are compared with the model too.
 
     On a ClusterError the previous view stays, and the error with its time is recorded on the row: the caller
     shows both. Never raises for a cluster fault. Compose environments have no cluster: nothing is read.
@@ -39,7 +41,15 @@ def live_refresh(*, environment: Environment, now: datetime.datetime | None = No
         status.last_error, status.last_error_at = str(exc)[:500], now
         status.save(update_fields=["last_error", "last_error_at"])
         return status
-    report = checks.live_report(selectors.expectations_for(environment=environment), state, now)
+    eks_groups, notes = None, ()
+    if environment.kind == Environment.Kind.EKS and settings.LIVE_READ_EKS and environment.eks_cluster_name:
+        try:
+            eks_groups = cluster_node_groups(cluster_name=environment.eks_cluster_name,
+                                             region=environment.aws_region)
+        except EksError as exc:
+            notes = (f"EKS node groups could not be read: {exc.reason}",)
+    report = checks.live_report(selectors.expectations_for(environment=environment), state, now,
+                                eks_node_groups=eks_groups, notes=notes)
     status.report = json.loads(json.dumps(dataclasses.asdict(report)))  # exactly what a reload gives
     status.fetched_at = now
     status.problem_count = sum(1 for v in report.verdicts if not v.ok)

@@ -172,6 +172,9 @@ COST_SYNC_BACKOFF_SECONDS = env.float("COST_SYNC_BACKOFF_SECONDS", default=20.0)
 # A background read of a cluster that fails is tried this many times in all, waiting BACKOFF, 2×BACKOFF, … seconds.
 LIVE_REFRESH_ATTEMPTS = env.int("LIVE_REFRESH_ATTEMPTS", default=3)
 LIVE_REFRESH_BACKOFF_SECONDS = env.float("LIVE_REFRESH_BACKOFF_SECONDS", default=10.0)
+# EKS environments: also compare the EKS API's managed node groups with the model (needs eks:ListNodegroups and
+# eks:DescribeNodegroup).
+LIVE_READ_EKS = env.bool("LIVE_READ_EKS", default=True)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-pytest_plugins = ["tests.aws"]
+from tests.aws import aws, moto_server  # noqa: F401 - fixtures for this folder
 
 
 def ce_seed(moto_url: str, results: list[dict]) -> None:
@@ -27,7 +27,7 @@ def ce_seed(moto_url: str, results: list[dict]) -> None:
 
 
 @pytest.fixture
-def seed_ce(aws):
+def seed_ce(aws):  # noqa: F811 - the fixture imported above
     return lambda results: ce_seed(aws, results)
 
 
@@ -49,7 +49,7 @@ class _ErrorHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def aws_error_endpoint(aws, monkeypatch):
+def aws_error_endpoint(aws, monkeypatch):  # noqa: F811 - the fixture imported above
     """A local endpoint answering every AWS JSON request with ``server.answer`` = (status, code, message);
     boto3 is pointed at it. ``server.requests`` counts what reached it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorHandler)

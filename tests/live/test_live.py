@@ -268,3 +268,48 @@ def test_scheduled_refresh_reads_every_kubernetes_environment(planted, productio
     run = LiveRefreshRun.objects.get()
     assert run.refreshed_count == 2 and run.problem_count >= 5
     assert any(e["func"] == "live.tasks.live_refresh_scheduled_job" for e in schedule_entries())
+
+
+@pytest.fixture
+def eks_on_moto(aws, settings):
+    """The demo's EKS cluster in moto: primary as modeled; spot drifted (desired 2, no taint)."""
+    import boto3
+
+    settings.LIVE_READ_EKS = True
+    eks = boto3.client("eks", region_name="us-east-1")
+    role = "arn:aws:iam::123456789012:role/eks"
+    eks.create_cluster(name="tesslate-production", roleArn=role,
+                       resourcesVpcConfig={"subnetIds": ["subnet-1", "subnet-2"]})
+    eks.create_nodegroup(clusterName="tesslate-production", nodegroupName="primary", nodeRole=role,
+                         subnets=["subnet-1"], scalingConfig={"minSize": 1, "desiredSize": 2, "maxSize": 5},
+                         instanceTypes=["t3.large"], capacityType="ON_DEMAND", diskSize=50)
+    eks.create_nodegroup(clusterName="tesslate-production", nodegroupName="spot", nodeRole=role,
+                         subnets=["subnet-1"], scalingConfig={"minSize": 0, "desiredSize": 2, "maxSize": 10},
+                         instanceTypes=["t3.large", "t3.xlarge", "t3a.large", "t3a.xlarge"], capacityType="SPOT",
+                         diskSize=50, labels={"tesslate.io/workload-type": "user-project"})
+    return eks
+
+
+def test_eks_node_groups_on_moto_are_compared_with_the_model(planted, production, eks_on_moto, admin_client):
+    status = live_refresh(environment=production)
+    rows = {row["name"]: row for row in status.report["eks_node_groups"]}
+    assert rows["primary"]["problems"] == [] and rows["primary"]["scaling"] == "2 (1–5)"
+    spot = rows["spot"]["problems"]
+    assert "scaling 2 (0–10) in EKS, modeled 0 (0–10)" in spot
+    assert any(p.startswith("taints differ: EKS none; model tesslate.io/spot=true:PreferNoSchedule") for p in spot)
+    html = admin_client.get(reverse("admin:live_environment", args=[production.pk]) + "?cached=1").content.decode()
+    assert 'id="live-eks-nodegroups"' in html and "taints differ" in html
+
+
+def test_eks_errors_become_a_note_not_a_failure(planted, production, aws, settings, monkeypatch):
+    import socket
+
+    settings.LIVE_READ_EKS = True
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    status = live_refresh(environment=production)
+    assert status.last_error == "" and status.report["eks_node_groups"] == []
+    assert status.report["verdicts"]  # the cluster's view is complete all the same
+    notes = status.report["notes"]
+    assert any("EKS node groups could not be read: EKS cannot be reached" in note for note in notes), notes
