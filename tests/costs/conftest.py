@@ -1,5 +1,6 @@
-"""Fixtures for the cost tests: moto_server (tests.aws), Cost Explorer results seeded through moto's API, and a
-local endpoint that answers every AWS request with one fixed error (throttling, expired credentials)."""
+"""Fixtures for the cost tests (their modules register ``tests.aws`` for moto_server): Cost Explorer results
+seeded through moto's API, and a local endpoint that answers every AWS request with one fixed error (throttling,
+expired credentials)."""
 
 import json
 import threading
@@ -7,8 +8,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from tests.aws import aws, moto_server  # noqa: F401 - fixtures for this folder
 
 
 def ce_seed(moto_url: str, results: list[dict]) -> None:
@@ -27,7 +26,7 @@ def ce_seed(moto_url: str, results: list[dict]) -> None:
 
 
 @pytest.fixture
-def seed_ce(aws):  # noqa: F811 - the fixture imported above
+def seed_ce(aws):
     return lambda results: ce_seed(aws, results)
 
 
@@ -49,7 +48,7 @@ class _ErrorHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def aws_error_endpoint(aws, monkeypatch):  # noqa: F811 - the fixture imported above
+def aws_error_endpoint(aws, monkeypatch):
     """A local endpoint answering every AWS JSON request with ``server.answer`` = (status, code, message);
     boto3 is pointed at it. ``server.requests`` counts what reached it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorHandler)

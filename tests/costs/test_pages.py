@@ -19,6 +19,7 @@ from deployments.models import Environment
 from projects.demo import demo_load
 from tests.costs.test_sync import PAGES
 
+pytest_plugins = ["tests.aws"]
 pytestmark = pytest.mark.django_db
 
 # The guide's lines as `manage.py costs` prints them: label, amount (each within 5 % of the guide).

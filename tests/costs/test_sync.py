@@ -13,6 +13,7 @@ from costs import services
 from costs.models import CostActual, CostSyncRun, EnvironmentCostSettings
 from tests.factories import eks_environment_factory, environment_factory
 
+pytest_plugins = ["tests.aws"]
 pytestmark = pytest.mark.django_db
 
 TODAY = datetime.date(2026, 11, 30)

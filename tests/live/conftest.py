@@ -1,9 +1,8 @@
-"""Fixtures for the live view tests: the local Kubernetes API server (tests/kubeapi.py) and moto_server
-(tests/aws.py, for the EKS node groups)."""
+"""Fixtures for the live view tests: the local Kubernetes API server (tests/kubeapi.py); test modules register
+``tests.aws`` (moto_server, for the EKS node groups)."""
 
 import pytest
 
-from tests.aws import aws, moto_server  # noqa: F401 - fixtures for this folder
 from tests.kubeapi import kubeapi  # noqa: F401 - fixture for this folder
 
 

@@ -16,6 +16,7 @@ from projects.demo import demo_load
 from projects.models import Project
 from tests import kubeapi as k
 
+pytest_plugins = ["tests.aws"]
 pytestmark = pytest.mark.django_db
 
 COMMIT = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c"
