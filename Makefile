@@ -41,7 +41,7 @@ test: install
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 worker: install
-	$(PY) manage.py rqworker gitops
+	$(PY) manage.py rqworker gitops default
 
 # Exactly one per installation (rq's cron scheduler has no leader election).
 scheduler: install

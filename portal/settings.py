@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "jobs",
     "deployments",
     "projects",
+    "costs",
+    "live",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +122,12 @@ PORTAL_SCHEDULE = [
     # died are failed and their environments requested again.
     {"name": "render-runs-recover", "func": "deployments.tasks.render_runs_recover_job", "queue": "gitops",
      "interval": env.int("RENDER_RECOVERY_INTERVAL", default=60)},
+    # Cost Explorer actuals once a day (each request costs $0.01; environments fetched today are skipped).
+    {"name": "costs-sync", "func": "costs.tasks.cost_sync_scheduled_job", "queue": "default",
+     "cron": env.str("COST_SYNC_CRON", default="30 6 * * *")},
+    # The live view of every Kubernetes environment, so its diagnostics are current when nobody looks.
+    {"name": "live-refresh", "func": "live.tasks.live_refresh_scheduled_job", "queue": "default",
+     "interval": env.int("LIVE_REFRESH_INTERVAL", default=600)},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -156,6 +164,21 @@ if not DEBUG:
 # boto3 reads its own variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials).
 # Write EKS environments' secret values to AWS Secrets Manager during renders (off for local use without AWS).
 SECRETS_MANAGER_SYNC = env.bool("SECRETS_MANAGER_SYNC", default=False)
+
+# --- costs (Cost Explorer) -----------------------------------------------------------------------
+# Past months fetched with MONTHLY granularity (the current month comes DAILY).
+COST_HISTORY_MONTHS = env.int("COST_HISTORY_MONTHS", default=6)
+# A failed fetch (throttled, unreachable) is tried this many times in all, waiting BACKOFF, 2×BACKOFF, … seconds.
+COST_SYNC_ATTEMPTS = env.int("COST_SYNC_ATTEMPTS", default=3)
+COST_SYNC_BACKOFF_SECONDS = env.float("COST_SYNC_BACKOFF_SECONDS", default=20.0)
+
+# --- live view (cluster reads) --------------------------------------------------------------------
+# A background read of a cluster that fails is tried this many times in all, waiting BACKOFF, 2×BACKOFF, … seconds.
+LIVE_REFRESH_ATTEMPTS = env.int("LIVE_REFRESH_ATTEMPTS", default=3)
+LIVE_REFRESH_BACKOFF_SECONDS = env.float("LIVE_REFRESH_BACKOFF_SECONDS", default=10.0)
+# EKS environments: also compare the EKS API's managed node groups with the model (needs eks:ListNodegroups and
+# eks:DescribeNodegroup).
+LIVE_READ_EKS = env.bool("LIVE_READ_EKS", default=True)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.utils.html import format_html_join
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from deployments.adminkit import ServiceAdminMixin
@@ -26,13 +27,13 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["state", "environment", "containers__role"]
     search_fields = ["slug", "name", "owner", "id"]
     list_select_related = ["environment"]
-    readonly_fields = ["id", "namespace", "host_links", "created_at", "updated_at"]
+    readonly_fields = ["id", "namespace", "host_links", "live_status_link", "created_at", "updated_at"]
     inlines = [ContainerInline]
     date_hierarchy = "last_activity_at"
     fieldsets = [
         (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
         ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
-        ("Kubernetes", {"fields": ["id", "namespace", "host_links"]}),
+        ("Kubernetes", {"fields": ["id", "namespace", "host_links", "live_status_link"]}),
         ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
     ]
 
@@ -58,6 +59,17 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj):
         return obj.get_state_display()
+
+    @admin.display(description="Live status")
+    def live_status_link(self, obj):
+        """Link to the project's live status (namespace, diagnostics) when the live view is installed."""
+        if not obj.pk:
+            return "-"
+        try:
+            url = reverse("admin:live_project", args=[obj.pk])
+        except NoReverseMatch:  # the live app is not installed
+            return "-"
+        return format_html('<a href="{}">Cluster status and diagnostics</a>', url)
 
     @admin.display(description="Hosts")
     def host_links(self, obj):

@@ -14,7 +14,7 @@ from tests.factories import container_factory, project_factory
 
 pytestmark = pytest.mark.django_db
 
-OUR_APPS = {"deployments", "projects"}
+OUR_APPS = {"deployments", "projects", "costs", "live"}
 
 
 @pytest.fixture
