@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "jobs",
     "deployments",
     "projects",
+    "snapshots",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +118,11 @@ PORTAL_SCHEDULE = [
     # died are failed and their environments requested again.
     {"name": "render-runs-recover", "func": "deployments.tasks.render_runs_recover_job", "queue": "gitops",
      "interval": env.int("RENDER_RECOVERY_INTERVAL", default=60)},
+    # Snapshot inventory (EBS + cluster VolumeSnapshots) and the daily backup audit (snapshots app).
+    {"name": "snapshots-sync", "func": "snapshots.tasks.snapshot_sync_scheduled_job", "queue": "default",
+     "interval": env.int("SNAPSHOT_SYNC_INTERVAL", default=3600)},
+    {"name": "backup-audit", "func": "snapshots.tasks.audit_scheduled_job", "queue": "default",
+     "cron": env.str("BACKUP_AUDIT_CRON", default="30 4 * * *")},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -152,6 +158,27 @@ if not DEBUG:
 # boto3 reads its own variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials).
 # Write EKS environments' secret values to AWS Secrets Manager during renders (off for local use without AWS).
 SECRETS_MANAGER_SYNC = env.bool("SECRETS_MANAGER_SYNC", default=False)
+
+# --- snapshots and backup audit (snapshots app) ------------------------------------------------------
+# EBS snapshot storage price (USD per GB-month, standard tier; us-east-1 list price) for the monthly cost column.
+SNAPSHOT_PRICE_PER_GB_MONTH = env.str("SNAPSHOT_PRICE_PER_GB_MONTH", default="0.05")
+# DescribeSnapshots keeps snapshots carrying any of these tag keys (EBS CSI driver tags + the platform's).
+SNAPSHOT_EBS_TAG_KEYS = env.list("SNAPSHOT_EBS_TAG_KEYS", default=[
+    "ebs.csi.aws.com/cluster", "CSIVolumeSnapshotName", "tesslate.io/project-id"])
+# A failing source is retried this many times, waiting BACKOFF × 2^attempt seconds, before the run fails.
+SNAPSHOT_SOURCE_RETRIES = env.int("SNAPSHOT_SOURCE_RETRIES", default=3)
+SNAPSHOT_SOURCE_BACKOFF_SECONDS = env.float("SNAPSHOT_SOURCE_BACKOFF_SECONDS", default=2.0)
+# Controls: an active EKS project needs a completed snapshot younger than this; inventory data older than
+# BACKUP_AUDIT_MAX_DATA_AGE_HOURS makes the controls that read it UNKNOWN.
+BACKUP_AUDIT_MAX_SNAPSHOT_AGE_HOURS = env.int("BACKUP_AUDIT_MAX_SNAPSHOT_AGE_HOURS", default=168)
+BACKUP_AUDIT_MAX_DATA_AGE_HOURS = env.int("BACKUP_AUDIT_MAX_DATA_AGE_HOURS", default=6)
+# The portal's own database backups (the guide's backup script uploads them): newest object must be this recent.
+BACKUP_AUDIT_DB_BUCKET = env.str("BACKUP_AUDIT_DB_BUCKET", default="")
+BACKUP_AUDIT_DB_PREFIX = env.str("BACKUP_AUDIT_DB_PREFIX", default="")
+BACKUP_AUDIT_DB_MAX_AGE_HOURS = env.int("BACKUP_AUDIT_DB_MAX_AGE_HOURS", default=24)
+# Reports are uploaded as CSV and JSON under s3://BUCKET/PREFIX when a bucket is set.
+BACKUP_AUDIT_REPORT_BUCKET = env.str("BACKUP_AUDIT_REPORT_BUCKET", default="")
+BACKUP_AUDIT_REPORT_PREFIX = env.str("BACKUP_AUDIT_REPORT_PREFIX", default="backup-audit/")
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
