@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from clients.backup_objects import newest_object, put_object
 from clients.ebs_snapshots import AwsSourceError, EbsSnapshot, describe_snapshots
+from clients.git_remote import GitRemoteError, redact_url, remote_head
 from clients.kubernetes import ClusterError
 from clients.volume_snapshots import (
     ClusterSnapshots,
@@ -32,8 +34,9 @@ from deployments.models import Environment
 from jobs.models import JobRun
 from jobs.progress import Recorder
 from projects.models import Project
-from snapshots import rules
-from snapshots.models import Snapshot, SnapshotSource, SnapshotSyncRun
+from snapshots import audit, rules
+from snapshots.models import AuditFinding, AuditReport, Snapshot, SnapshotSource, SnapshotSyncRun
+from snapshots.selectors import audit_inputs
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -344,3 +347,167 @@ def snapshot_record(*, project: Project, volume_name: str, volume_snapshot_name:
     snapshot, _ = Snapshot.objects.update_or_create(environment=project.environment, key=ebs_snapshot_id,
                                                     defaults=values)
     return snapshot
+
+
+# --- backup audit ---------------------------------------------------------------------------------
+def _database_backup_finding(now: datetime, data_sources: dict) -> audit.Finding:
+    """Newest object under BACKUP_AUDIT_DB_BUCKET/PREFIX younger than BACKUP_AUDIT_DB_MAX_AGE_HOURS (the guide's
+    backup script uploads one per run). Not configured or S3 failing: UNKNOWN."""
+    bucket, prefix = settings.BACKUP_AUDIT_DB_BUCKET, settings.BACKUP_AUDIT_DB_PREFIX
+    limit = timedelta(hours=settings.BACKUP_AUDIT_DB_MAX_AGE_HOURS)
+    resource = f"s3://{bucket}/{prefix}" if bucket else "(not configured)"
+
+    def finding(result: str, detail: str) -> audit.Finding:
+        return audit.Finding(control="database-backup-recent", scope="portal", environment_name="", project_id="",
+                             resource=resource, result=result, detail=detail)
+
+    if not bucket:
+        data_sources["database-backup"] = {"fetched_at": None, "error": "BACKUP_AUDIT_DB_BUCKET is not set"}
+        return finding(audit.UNKNOWN, "no backup bucket configured (BACKUP_AUDIT_DB_BUCKET)")
+    try:
+        newest = with_backoff(lambda: newest_object(bucket=bucket, prefix=prefix), what="S3")
+    except AwsSourceError as exc:
+        data_sources["database-backup"] = {"fetched_at": None, "error": str(exc)}
+        return finding(audit.UNKNOWN, str(exc))
+    data_sources["database-backup"] = {"fetched_at": now.isoformat(), "error": ""}
+    if newest is None:
+        return finding(audit.NON_COMPLIANT, "no backup object under the prefix")
+    age = now - newest.last_modified
+    detail = (f"newest {newest.key} is {age.total_seconds() / 3600:.1f} h old "
+              f"(limit {limit.total_seconds() / 3600:.0f} h)")
+    return finding(audit.NON_COMPLIANT if age > limit else audit.COMPLIANT, detail)
+
+
+def _gitops_finding(now: datetime, data_sources: dict) -> audit.Finding:
+    """``git ls-remote`` of GITOPS_REMOTE_URL's branch equals the working copy's head (what the portal last pushed).
+
+    No remote configured or nothing committed yet: UNKNOWN. Unreachable, missing branch or another commit:
+    NON_COMPLIANT (reachability is what this control checks)."""
+    from deployments.git import gitops_head
+
+    url, branch = settings.GITOPS_REMOTE_URL, settings.GITOPS_BRANCH
+    resource = f"{redact_url(url)}#{branch}" if url else "(no remote)"
+
+    def finding(result: str, detail: str) -> audit.Finding:
+        return audit.Finding(control="gitops-remote-in-sync", scope="portal", environment_name="", project_id="",
+                             resource=resource, result=result, detail=detail)
+
+    if not url:
+        data_sources["gitops-remote"] = {"fetched_at": None, "error": "GITOPS_REMOTE_URL is not set"}
+        return finding(audit.UNKNOWN, "no GitOps remote configured (GITOPS_REMOTE_URL)")
+    try:
+        local = gitops_head()
+    except Exception as exc:  # noqa: BLE001 - a broken working copy means we cannot tell
+        data_sources["gitops-remote"] = {"fetched_at": None, "error": f"working copy: {type(exc).__name__}"}
+        return finding(audit.UNKNOWN, f"the working copy cannot be read ({type(exc).__name__})")
+    try:
+        remote = remote_head(url=url, branch=branch)
+    except GitRemoteError as exc:
+        data_sources["gitops-remote"] = {"fetched_at": None, "error": str(exc)}
+        return finding(audit.NON_COMPLIANT, f"remote unreachable: {exc}")
+    data_sources["gitops-remote"] = {"fetched_at": now.isoformat(), "error": ""}
+    if local is None:
+        return finding(audit.UNKNOWN, "the portal has not committed anything yet")
+    if remote is None:
+        return finding(audit.NON_COMPLIANT, f"branch {branch} does not exist on the remote")
+    if remote != local:
+        return finding(audit.NON_COMPLIANT, f"remote at {remote[:12]}, the portal last pushed {local[:12]}")
+    return finding(audit.COMPLIANT, f"remote and portal at {local[:12]}")
+
+
+def audit_run(*, report: AuditReport, sync: bool = True, now: datetime | None = None,
+              callback=None) -> AuditReport:
+    """Execute an audit: refresh the inventory (``sync``), check the portal's own backups, evaluate every control
+    (snapshots.audit), store the findings, upload CSV and JSON when BACKUP_AUDIT_REPORT_BUCKET is set.
+
+    Data sources that fail make their controls UNKNOWN and the run "succeeded with warnings"; an unexpected error
+    fails the run (``error_kind=error``). Queries: a fixed number whatever the number of projects (sync aside).
+    """
+    recorder = Recorder(report, callback)
+    report.status, report.started_at = JobRun.Status.RUNNING, timezone.now()
+    report.save(update_fields=["status", "started_at"])
+    try:
+        if sync:
+            environments = snapshot_environments()
+            for index, environment in enumerate(environments):
+                recorder.step(60 * index // max(1, len(environments)), f"{environment}: refreshing the inventory")
+                outcome = snapshot_sync_environment(environment=environment, log=recorder.log)
+                for kind, text in sorted(outcome.errors.items()):
+                    recorder.warn(f"{environment} {kind}: {text}")
+        now = now or timezone.now()
+        data_sources: dict[str, dict] = {}
+        recorder.step(60, "Checking the database backup and the GitOps remote")
+        portal = [_database_backup_finding(now, data_sources), _gitops_finding(now, data_sources)]
+        for name in ("database-backup", "gitops-remote"):
+            if data_sources[name]["error"]:
+                recorder.warn(f"{name}: {data_sources[name]['error']}")
+        recorder.step(70, "Evaluating the controls")
+        inputs = audit_inputs()
+        names = {env.id: env.name for env in inputs.environments}
+        for source in inputs.sources:
+            data_sources[f"{names.get(source.environment_id, source.environment_id)}/{source.kind}"] = {
+                "fetched_at": source.last_success_at.isoformat() if source.last_success_at else None,
+                "error": source.last_error}
+        findings = audit.evaluate(
+            inputs, now=now, portal_findings=portal,
+            max_snapshot_age=timedelta(hours=settings.BACKUP_AUDIT_MAX_SNAPSHOT_AGE_HOURS),
+            max_data_age=timedelta(hours=settings.BACKUP_AUDIT_MAX_DATA_AGE_HOURS))
+        counts = {result: 0 for result in (audit.COMPLIANT, audit.NON_COMPLIANT, audit.UNKNOWN)}
+        for finding in findings:
+            counts[finding.result] += 1
+        with transaction.atomic():
+            AuditFinding.objects.bulk_create([
+                AuditFinding(report=report, control=f.control, scope=f.scope, environment_name=f.environment_name,
+                             project_id=f.project_id or None, resource=f.resource[:300], result=f.result,
+                             detail=f.detail[:1000], monthly_cost=f.monthly_cost) for f in findings])
+            report.evaluated_at, report.data_sources = now, data_sources
+            report.compliant_count = counts[audit.COMPLIANT]
+            report.non_compliant_count = counts[audit.NON_COMPLIANT]
+            report.unknown_count = counts[audit.UNKNOWN]
+            report.save(update_fields=["evaluated_at", "data_sources", "compliant_count", "non_compliant_count",
+                                       "unknown_count"])
+        recorder.step(90, f"{len(findings)} findings: {counts[audit.COMPLIANT]} compliant, "
+                          f"{counts[audit.NON_COMPLIANT]} non-compliant, {counts[audit.UNKNOWN]} unknown")
+        if settings.BACKUP_AUDIT_REPORT_BUCKET:
+            _upload(report, recorder)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run, which is what the admin shows
+        logger.exception("Backup audit %s failed", report.pk)
+        recorder.finish(status=JobRun.Status.FAILED, error_kind=JobRun.ErrorKind.ERROR,
+                        error=f"{type(exc).__name__}: {exc}"[:2000])
+        return report
+    recorder.finish(status=JobRun.Status.SUCCEEDED)
+    return report
+
+
+def _upload(report: AuditReport, recorder: Recorder) -> None:
+    """CSV and JSON to s3://BACKUP_AUDIT_REPORT_BUCKET/<prefix><date>/<uuid>.{csv,json}; failure is a warning."""
+    from snapshots.reports import finding_rows, report_csv, report_json
+
+    bucket = settings.BACKUP_AUDIT_REPORT_BUCKET
+    base = f"{settings.BACKUP_AUDIT_REPORT_PREFIX}{report.evaluated_at:%Y-%m-%d}/{report.uuid}"
+    rows = finding_rows(report)
+    try:
+        for suffix, body, content_type in (("csv", report_csv(report, rows), "text/csv"),
+                                           ("json", report_json(report, rows), "application/json")):
+            with_backoff(lambda b=body, s=suffix, c=content_type: put_object(
+                bucket=bucket, key=f"{base}.{s}", body=b.encode(), content_type=c), what="S3")
+    except AwsSourceError as exc:
+        recorder.warn(f"Report upload to s3://{bucket} failed: {exc}")
+        return
+    report.s3_uri = f"s3://{bucket}/{base}.csv"
+    report.save(update_fields=["s3_uri"])
+    recorder.log(f"Uploaded to s3://{bucket}/{base}.csv and .json")
+
+
+def audit_request(*, user=None, reason: str = "") -> AuditReport:
+    """Create a queued audit report and enqueue its run (inline without REDIS_URL) after the commit."""
+    from jobs.queue import enqueue
+
+    report = AuditReport.objects.create(triggered_by=user, reason=reason[:500])
+
+    def failed(reason_text: str) -> None:
+        AuditReport.objects.filter(pk=report.pk).update(enqueue_error=reason_text[:500])
+
+    enqueue("default", "snapshots.tasks.audit_run_job", report.pk, job_id=f"backup-audit-{report.pk}",
+            on_failure=failed)
+    return report

@@ -8,42 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from jobs.models import JobRun
-from projects.models import Project
 from snapshots.models import Snapshot, SnapshotSource, SnapshotSyncRun
 from snapshots.services import snapshot_sync, with_backoff
-from tests.factories import container_factory, eks_environment_factory, project_factory
 from tests.snapshots.conftest import ebs_snapshot
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def world(ec2, kubeapi):
-    """An EKS environment with an active project (frontend + svc-db), a hibernated and a deleted one, their
-    snapshots in AWS and the cluster, and two orphans."""
-    env = eks_environment_factory(kube_context=kubeapi.context, eks_cluster_name="tesslate-test")
-    active = project_factory(env, containers=("frontend",))
-    container_factory(active, directory="db", role="database", image="postgres:16", port=5432)
-    hibernated = project_factory(env, state=Project.State.HIBERNATED)
-    deleted = project_factory(env, state=Project.State.DELETED)
-    ids = {
-        "active": ebs_snapshot(tags={"CSIVolumeSnapshotName": "snapcontent-a", "ebs.csi.aws.com/cluster": "true"}),
-        "hibernated": ebs_snapshot(tags={"tesslate.io/project-id": str(hibernated.pk),
-                                         "kubernetes.io/created-for/pvc/name": "project-storage"}, size=10),
-        "deleted": ebs_snapshot(tags={"tesslate.io/project-id": str(deleted.pk)}, size=4),
-        "unknown": ebs_snapshot(tags={"tesslate.io/project-id": "6f1b1c9e-0000-4000-8000-000000000001"}, size=2,
-                                encrypted=False),
-        "other_cluster": ebs_snapshot(tags={"ebs.csi.aws.com/cluster": "true",
-                                            "kubernetes.io/cluster/another": "owned"}),
-    }
-    kubeapi.volume_snapshot_pair(namespace=active.namespace, name="snap-a-1", pvc="project-storage",
-                                 handle=ids["active"], labels={"tesslate.io/project-id": str(active.pk),
-                                                               "snapshot-type": "hibernation"})
-    kubeapi.volume_snapshot_pair(namespace=active.namespace, name="snap-a-db", pvc="svc-db-data", handle="",
-                                 error="Failed to check and update snapshot content: AccessDenied")
-    kubeapi.volume_snapshot_pair(namespace="default", name="unrelated", pvc="data", handle="snap-elsewhere")
-    return {"env": env, "active": active, "hibernated": hibernated, "deleted": deleted, "ids": ids,
-            "ec2": ec2, "kubeapi": kubeapi}
 
 
 def _sync(env=None) -> SnapshotSyncRun:
