@@ -5,6 +5,8 @@ Every value comes from the environment (django-environ), with embedded defaults 
 refuses to start without the values production needs (see ``_require``).
 """
 
+from decimal import Decimal as _Decimal
+from decimal import InvalidOperation as _InvalidDecimal
 from pathlib import Path
 
 import environ
@@ -162,6 +164,11 @@ SECRETS_MANAGER_SYNC = env.bool("SECRETS_MANAGER_SYNC", default=False)
 # --- snapshots and backup audit (snapshots app) ------------------------------------------------------
 # EBS snapshot storage price (USD per GB-month, standard tier; us-east-1 list price) for the monthly cost column.
 SNAPSHOT_PRICE_PER_GB_MONTH = env.str("SNAPSHOT_PRICE_PER_GB_MONTH", default="0.05")
+try:
+    if _Decimal(SNAPSHOT_PRICE_PER_GB_MONTH) < 0:
+        raise _InvalidDecimal
+except _InvalidDecimal:
+    raise ImproperlyConfigured("SNAPSHOT_PRICE_PER_GB_MONTH must be a decimal number ≥ 0 (USD per GB-month).") from None
 # DescribeSnapshots keeps snapshots carrying any of these tag keys (EBS CSI driver tags + the platform's).
 SNAPSHOT_EBS_TAG_KEYS = env.list("SNAPSHOT_EBS_TAG_KEYS", default=[
     "ebs.csi.aws.com/cluster", "CSIVolumeSnapshotName", "tesslate.io/project-id"])

@@ -110,3 +110,13 @@ def test_audit_report_page_downloads_and_run_now(planted, admin_client, settings
     report.refresh_from_db()
     assert report.status == JobRun.Status.WARNINGS and report.total > 0
     assert report.triggered_by.username == "admin"
+
+
+def test_pages_need_permissions(planted, client, django_user_model):  # noqa: F811
+    user = django_user_model.objects.create_user("viewer", password="pw-123-not-real", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse("admin:snapshots_snapshot_timeline", args=[planted["active"].pk])).status_code == 403
+    assert client.get(reverse("admin:snapshots_snapshot_orphans")).status_code == 403
+    assert client.post(reverse("admin:snapshots_auditreport_run")).status_code == 403
+    assert client.post(reverse("admin:snapshots_snapshot_sync")).status_code == 403
+    assert not AuditReport.objects.exists() and not SnapshotSyncRun.objects.exists()

@@ -121,3 +121,35 @@ def test_backoff_waits_exponentially_and_does_not_retry_credentials(settings, mo
     with pytest.raises(AwsSourceError):
         with_backoff(expired, what="AWS")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(("fault", "kind", "attempts"), [("throttle", "throttled", 3), ("expired", "credentials", 2)])
+def test_throttling_is_retried_and_expired_credentials_are_not(world, fault, kind, attempts):
+    world["ec2"].fault = fault
+    run = _sync(world["env"])
+    assert run.status == JobRun.Status.FAILED and run.error_kind == JobRun.ErrorKind.SOURCE
+    assert run.attempts == attempts  # AWS tried twice when throttled (one retry), once with expired credentials
+    source = SnapshotSource.objects.get(environment=world["env"], kind="ebs")
+    assert source.last_error_kind == kind and source.last_success_at is None
+    # The cluster answered: its snapshots are stored even though AWS failed.
+    assert Snapshot.objects.filter(environment=world["env"], seen_in_cluster=True).count() == 2
+
+
+def test_snapshot_record_keeps_a_hibernation_set(db):
+    from datetime import UTC, datetime
+
+    from snapshots.services import snapshot_record
+    from tests.factories import eks_environment_factory, project_factory
+
+    project = project_factory(eks_environment_factory())
+    ready = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    for volume, ebs_id in (("project-storage", "snap-0123456789abcdef0"), ("svc-db-data", "snap-0123456789abcdef1")):
+        snapshot_record(project=project, volume_name=volume, volume_snapshot_name=f"snap-{str(project.pk)[:8]}-x",
+                        ebs_snapshot_id=ebs_id, ready_at=ready, size_gib=5)
+    snapshot_record(project=project, volume_name="project-storage", volume_snapshot_name="again",
+                    ebs_snapshot_id="snap-0123456789abcdef0", ready_at=ready)
+    rows = list(Snapshot.objects.filter(project=project).order_by("volume_name"))
+    assert [(r.volume_name, r.ebs_snapshot_id, r.state, r.ready_at) for r in rows] == [
+        ("project-storage", "snap-0123456789abcdef0", "completed", ready),
+        ("svc-db-data", "snap-0123456789abcdef1", "completed", ready)]
+    assert rows[0].volume_snapshot_name == "again" and rows[1].monthly_cost == Decimal("0.2500")
