@@ -20,14 +20,15 @@ class S3ObjectInfo:
 
 
 def newest_object(*, bucket: str, prefix: str, region: str | None = None) -> S3ObjectInfo | None:
-    """The most recently modified object under ``prefix`` in ``bucket`` (ListObjectsV2, every page); None when the
-    prefix is empty. Raises clients.ebs_snapshots.AwsSourceError."""
+    """The most recently modified object under ``prefix`` in ``bucket`` (ListObjectsV2, every page; equal times: the
+    greater key); None when the prefix is empty. Raises clients.ebs_snapshots.AwsSourceError."""
     newest = None
     try:
         paginator = aws_client("s3", region=region).get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []) or []:
-                if newest is None or item["LastModified"] > newest["LastModified"]:
+                # Ties (S3 times have one-second resolution) go to the greater key: backup names carry their time.
+                if newest is None or (item["LastModified"], item["Key"]) > (newest["LastModified"], newest["Key"]):
                     newest = item
     except Exception as exc:  # noqa: BLE001 - classified below
         raise aws_error("S3 ListObjectsV2", exc) from None

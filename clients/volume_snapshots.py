@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from clients.kubernetes import api_client, cluster_error
+from clients.kubernetes import REQUEST_TIMEOUT, api_client, cluster_error
 
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
 PAGE_SIZE = 500
@@ -134,7 +134,7 @@ def _list_all(api, plural: str) -> list[dict]:
     objects, token = [], None
     custom = CustomObjectsApi(api)
     while True:
-        kwargs = {"limit": PAGE_SIZE}
+        kwargs = {"limit": PAGE_SIZE, "_request_timeout": REQUEST_TIMEOUT}
         if token:
             kwargs["_continue"] = token
         page = custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)

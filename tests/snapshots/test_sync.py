@@ -153,3 +153,17 @@ def test_snapshot_record_keeps_a_hibernation_set(db):
         ("project-storage", "snap-0123456789abcdef0", "completed", ready),
         ("svc-db-data", "snap-0123456789abcdef1", "completed", ready)]
     assert rows[0].volume_snapshot_name == "again" and rows[1].monthly_cost == Decimal("0.2500")
+
+
+def test_scheduled_jobs_cover_every_eks_environment(world):
+    from snapshots.models import AuditReport
+    from snapshots.tasks import audit_scheduled_job, snapshot_sync_scheduled_job
+    from tests.factories import environment_factory
+
+    environment_factory()  # Minikube: no VolumeSnapshots, not synced
+    snapshot_sync_scheduled_job()
+    run = SnapshotSyncRun.objects.get()
+    assert run.environment is None and run.status == JobRun.Status.SUCCEEDED and run.snapshots_total == 5
+    audit_scheduled_job()
+    report = AuditReport.objects.get()
+    assert report.reason == "Scheduled daily audit" and report.findings.filter(result="NON_COMPLIANT").exists()
