@@ -1,14 +1,17 @@
-"""Fixtures of the snapshot tests: moto behind a paging proxy, the fake Kubernetes API, seeded EBS snapshots."""
+"""Fixtures of the snapshot tests: moto behind a paging proxy, seeded EBS snapshots, a planted world.
+
+Test modules that use them register the ``tests.aws`` and ``tests.kubeapi`` plugins (``pytest_plugins``).
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from projects.models import Project
 from tests.factories import container_factory, eks_environment_factory, project_factory
 from tests.snapshots.awsproxy import PagingProxy
-
-pytest_plugins = ["tests.aws", "tests.kubeapi"]
 
 
 @pytest.fixture
@@ -69,3 +72,24 @@ def world(ec2, kubeapi):
     kubeapi.volume_snapshot_pair(namespace="default", name="unrelated", pvc="data", handle="snap-elsewhere")
     return {"env": env, "active": active, "hibernated": hibernated, "deleted": deleted, "ids": ids,
             "ec2": ec2, "kubeapi": kubeapi}
+
+
+@pytest.fixture
+def planted(world):
+    """The world plus: a hibernated project without any snapshot, one whose svc-db-data was never snapshotted,
+    a project over its retention (a 40-day-old snapshot) and over its maximum count (3 snapshots, maximum 2)."""
+    env, kubeapi = world["env"], world["kubeapi"]
+    env.max_snapshots_per_project = 2
+    env.save()
+    bare = project_factory(env, state=Project.State.HIBERNATED)
+    partial = project_factory(env, state=Project.State.HIBERNATED)
+    container_factory(partial, directory="db", role="database", image="postgres:16", port=5432)
+    partial_id = ebs_snapshot(tags={"tesslate.io/project-id": str(partial.pk)})
+    kubeapi.volume_snapshot_pair(namespace=partial.namespace, name="snap-p-1", pvc="project-storage",
+                                 handle=partial_id)
+    hoarder = project_factory(env)
+    old = datetime.now(UTC) - timedelta(days=40)
+    for index in range(3):
+        kubeapi.volume_snapshot_pair(namespace=hoarder.namespace, name=f"snap-h-{index}", pvc="project-storage",
+                                     handle=f"snap-0aaaaaaaaaaaaaa{index:02d}", created=old + timedelta(days=index))
+    return dict(world, bare=bare, partial=partial, hoarder=hoarder)

@@ -11,7 +11,8 @@ from django.urls import reverse
 from jobs.models import JobRun
 from snapshots.models import AuditReport, SnapshotSyncRun
 from snapshots.services import audit_run, snapshot_sync
-from tests.snapshots.test_audit import planted  # noqa: F401 - fixture
+
+pytest_plugins = ["tests.aws", "tests.kubeapi"]
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def _sync(env):
     snapshot_sync(run=SnapshotSyncRun.objects.create(environment=env))
 
 
-def test_inventory_timeline_orphans_and_over_retention_pages(planted, admin_client):  # noqa: F811
+def test_inventory_timeline_orphans_and_over_retention_pages(planted, admin_client):
     _sync(planted["env"])
     page = admin_client.get(reverse("admin:snapshots_snapshot_changelist"))
     assert page.status_code == 200
@@ -61,7 +62,7 @@ def test_inventory_timeline_orphans_and_over_retention_pages(planted, admin_clie
     assert admin_client.get(reverse("admin:snapshots_snapshot_sync")).status_code == 405
 
 
-def test_pages_show_the_error_and_the_age_of_the_last_data(planted, admin_client, monkeypatch):  # noqa: F811
+def test_pages_show_the_error_and_the_age_of_the_last_data(planted, admin_client, monkeypatch):
     _sync(planted["env"])
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     planted["kubeapi"].fail_status = 403
@@ -75,7 +76,7 @@ def test_pages_show_the_error_and_the_age_of_the_last_data(planted, admin_client
     assert run.status == JobRun.Status.FAILED and "endpoint unreachable" in page
 
 
-def test_audit_report_page_downloads_and_run_now(planted, admin_client, settings,  # noqa: F811
+def test_audit_report_page_downloads_and_run_now(planted, admin_client, settings,
                                                  django_capture_on_commit_callbacks):
     first = audit_run(report=AuditReport.objects.create())
     second = audit_run(report=AuditReport.objects.create(), sync=False)
@@ -112,7 +113,7 @@ def test_audit_report_page_downloads_and_run_now(planted, admin_client, settings
     assert report.triggered_by.username == "admin"
 
 
-def test_pages_need_permissions(planted, client, django_user_model):  # noqa: F811
+def test_pages_need_permissions(planted, client, django_user_model):
     user = django_user_model.objects.create_user("viewer", password="pw-123-not-real", is_staff=True)
     client.force_login(user)
     assert client.get(reverse("admin:snapshots_snapshot_timeline", args=[planted["active"].pk])).status_code == 403

@@ -6,46 +6,23 @@ import csv
 import io
 import json
 import subprocess
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 
 from jobs.models import JobRun
 from jobs.scheduler import schedule_entries
-from projects.models import Project
 from snapshots.models import AuditFinding, AuditReport
 from snapshots.reports import report_csv, report_json
 from snapshots.services import audit_run
-from tests.factories import container_factory, project_factory
-from tests.snapshots.conftest import ebs_snapshot
+
+pytest_plugins = ["tests.aws", "tests.kubeapi"]
 
 pytestmark = pytest.mark.django_db
 
 
 def _results(report: AuditReport, control: str) -> dict[str, str]:
     return dict(report.findings.filter(control=control).values_list("resource", "result"))
-
-
-@pytest.fixture
-def planted(world):
-    """The world plus: a hibernated project without any snapshot, one whose svc-db-data was never snapshotted,
-    a project over its retention (a 40-day-old snapshot) and over its maximum count (3 snapshots, maximum 2)."""
-    env, kubeapi = world["env"], world["kubeapi"]
-    env.max_snapshots_per_project = 2
-    env.save()
-    bare = project_factory(env, state=Project.State.HIBERNATED)
-    partial = project_factory(env, state=Project.State.HIBERNATED)
-    container_factory(partial, directory="db", role="database", image="postgres:16", port=5432)
-    partial_id = ebs_snapshot(tags={"tesslate.io/project-id": str(partial.pk)})
-    kubeapi.volume_snapshot_pair(namespace=partial.namespace, name="snap-p-1", pvc="project-storage",
-                                 handle=partial_id)
-    hoarder = project_factory(env)
-    old = datetime.now(UTC) - timedelta(days=40)
-    for index in range(3):
-        kubeapi.volume_snapshot_pair(namespace=hoarder.namespace, name=f"snap-h-{index}", pvc="project-storage",
-                                     handle=f"snap-0aaaaaaaaaaaaaa{index:02d}", created=old + timedelta(days=index))
-    return dict(world, bare=bare, partial=partial, hoarder=hoarder)
 
 
 def test_audit_flags_orphans_over_retention_and_missing_snapshots(planted):

@@ -10,6 +10,8 @@ from clients.kubernetes import ClusterError
 from clients.volume_snapshots import list_volume_snapshots
 from tests.snapshots.conftest import ebs_snapshot
 
+pytest_plugins = ["tests.aws", "tests.kubeapi"]
+
 PROJECT = "0b6f1c3e-1111-4a2b-8c3d-123456789abc"
 KEYS = ["ebs.csi.aws.com/cluster", "CSIVolumeSnapshotName", "tesslate.io/project-id"]
 

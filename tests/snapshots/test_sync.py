@@ -12,6 +12,8 @@ from snapshots.models import Snapshot, SnapshotSource, SnapshotSyncRun
 from snapshots.services import snapshot_sync, with_backoff
 from tests.snapshots.conftest import ebs_snapshot
 
+pytest_plugins = ["tests.aws", "tests.kubeapi"]
+
 pytestmark = pytest.mark.django_db
 
 
