@@ -121,3 +121,17 @@ def test_pages_need_permissions(planted, client, django_user_model):
     assert client.post(reverse("admin:snapshots_auditreport_run")).status_code == 403
     assert client.post(reverse("admin:snapshots_snapshot_sync")).status_code == 403
     assert not AuditReport.objects.exists() and not SnapshotSyncRun.objects.exists()
+
+
+def test_commands_fill_the_admin_views(planted, admin_client, capsys):
+    from django.core.management import call_command
+
+    call_command("sync_snapshots")
+    assert "9 snapshots, 9 new, 0 gone, 2 orphans" in capsys.readouterr().out
+    call_command("audit_backups", "--format", "csv")
+    assert capsys.readouterr().out.startswith("control,result,scope")
+    report = AuditReport.objects.get()
+    inventory = admin_client.get(reverse("admin:snapshots_snapshot_changelist")).content.decode()
+    assert planted["ids"]["hibernated"] in inventory
+    page = admin_client.get(reverse("admin:snapshots_auditreport_change", args=[report.pk])).content.decode()
+    assert f"{planted['env'].name}/ebs" in page and planted["bare"].slug in page
