@@ -5,6 +5,8 @@ Every value comes from the environment (django-environ), with embedded defaults 
 refuses to start without the values production needs (see ``_require``).
 """
 
+from decimal import Decimal as _Decimal
+from decimal import InvalidOperation as _InvalidDecimal
 from pathlib import Path
 
 import environ
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "projects",
     "costs",
     "live",
+    "snapshots",
 ]
 
 MIDDLEWARE = [
@@ -128,6 +131,11 @@ PORTAL_SCHEDULE = [
     # The live view of every Kubernetes environment, so its diagnostics are current when nobody looks.
     {"name": "live-refresh", "func": "live.tasks.live_refresh_scheduled_job", "queue": "default",
      "interval": env.int("LIVE_REFRESH_INTERVAL", default=600)},
+    # Snapshot inventory (EBS + cluster VolumeSnapshots) and the daily backup audit (snapshots app).
+    {"name": "snapshots-sync", "func": "snapshots.tasks.snapshot_sync_scheduled_job", "queue": "default",
+     "interval": env.int("SNAPSHOT_SYNC_INTERVAL", default=3600)},
+    {"name": "backup-audit", "func": "snapshots.tasks.audit_scheduled_job", "queue": "default",
+     "cron": env.str("BACKUP_AUDIT_CRON", default="30 4 * * *")},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -179,6 +187,31 @@ LIVE_REFRESH_BACKOFF_SECONDS = env.float("LIVE_REFRESH_BACKOFF_SECONDS", default
 # EKS environments: also compare the EKS API's managed node groups with the model (needs eks:ListNodegroups and
 # eks:DescribeNodegroup).
 LIVE_READ_EKS = env.bool("LIVE_READ_EKS", default=True)
+# --- snapshots and backup audit (snapshots app) ------------------------------------------------------
+# EBS snapshot storage price (USD per GB-month, standard tier; us-east-1 list price) for the monthly cost column.
+SNAPSHOT_PRICE_PER_GB_MONTH = env.str("SNAPSHOT_PRICE_PER_GB_MONTH", default="0.05")
+try:
+    if _Decimal(SNAPSHOT_PRICE_PER_GB_MONTH) < 0:
+        raise _InvalidDecimal
+except _InvalidDecimal:
+    raise ImproperlyConfigured("SNAPSHOT_PRICE_PER_GB_MONTH must be a decimal number ≥ 0 (USD per GB-month).") from None
+# DescribeSnapshots keeps snapshots carrying any of these tag keys (EBS CSI driver tags + the platform's).
+SNAPSHOT_EBS_TAG_KEYS = env.list("SNAPSHOT_EBS_TAG_KEYS", default=[
+    "ebs.csi.aws.com/cluster", "CSIVolumeSnapshotName", "tesslate.io/project-id"])
+# A failing source is retried this many times, waiting BACKOFF × 2^attempt seconds, before the run fails.
+SNAPSHOT_SOURCE_RETRIES = env.int("SNAPSHOT_SOURCE_RETRIES", default=3)
+SNAPSHOT_SOURCE_BACKOFF_SECONDS = env.float("SNAPSHOT_SOURCE_BACKOFF_SECONDS", default=2.0)
+# Controls: an active EKS project needs a completed snapshot younger than this; inventory data older than
+# BACKUP_AUDIT_MAX_DATA_AGE_HOURS makes the controls that read it UNKNOWN.
+BACKUP_AUDIT_MAX_SNAPSHOT_AGE_HOURS = env.int("BACKUP_AUDIT_MAX_SNAPSHOT_AGE_HOURS", default=168)
+BACKUP_AUDIT_MAX_DATA_AGE_HOURS = env.int("BACKUP_AUDIT_MAX_DATA_AGE_HOURS", default=6)
+# The portal's own database backups (the guide's backup script uploads them): newest object must be this recent.
+BACKUP_AUDIT_DB_BUCKET = env.str("BACKUP_AUDIT_DB_BUCKET", default="")
+BACKUP_AUDIT_DB_PREFIX = env.str("BACKUP_AUDIT_DB_PREFIX", default="")
+BACKUP_AUDIT_DB_MAX_AGE_HOURS = env.int("BACKUP_AUDIT_DB_MAX_AGE_HOURS", default=24)
+# Reports are uploaded as CSV and JSON under s3://BUCKET/PREFIX when a bucket is set.
+BACKUP_AUDIT_REPORT_BUCKET = env.str("BACKUP_AUDIT_REPORT_BUCKET", default="")
+BACKUP_AUDIT_REPORT_PREFIX = env.str("BACKUP_AUDIT_REPORT_PREFIX", default="backup-audit/")
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

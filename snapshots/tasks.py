@@ -1,0 +1,33 @@
+"""RQ jobs of the snapshots app: ids in, one service call."""
+
+from __future__ import annotations
+
+
+def snapshot_sync_job(run_id: int) -> None:
+    from snapshots.models import SnapshotSyncRun
+    from snapshots.services import snapshot_sync
+
+    snapshot_sync(run=SnapshotSyncRun.objects.get(pk=run_id))
+
+
+def snapshot_sync_scheduled_job() -> None:
+    """Scheduled (PORTAL_SCHEDULE ``snapshots-sync``): one run over every EKS environment."""
+    from snapshots.models import SnapshotSyncRun
+    from snapshots.services import snapshot_sync
+
+    snapshot_sync(run=SnapshotSyncRun.objects.create(reason="Scheduled sync"))
+
+
+def audit_run_job(report_id: int) -> None:
+    from snapshots.models import AuditReport
+    from snapshots.services import audit_run
+
+    audit_run(report=AuditReport.objects.get(pk=report_id))
+
+
+def audit_scheduled_job() -> None:
+    """Scheduled daily (PORTAL_SCHEDULE ``backup-audit``, cron)."""
+    from snapshots.models import AuditReport
+    from snapshots.services import audit_run
+
+    audit_run(report=AuditReport.objects.create(reason="Scheduled daily audit"))
