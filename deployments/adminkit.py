@@ -107,5 +107,8 @@ class ServiceAdminMixin:
         self.service_delete(request, obj)
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.service_delete(request, obj)
+        objects = list(queryset)
+        names = ", ".join(str(obj) for obj in objects[:5]) + (" …" if len(objects) > 5 else "")
+        with changes.reason(f"Deleted {queryset.model._meta.verbose_name_plural} {names}"):
+            for obj in objects:
+                self.service_delete(request, obj)

@@ -60,6 +60,17 @@ def change_batch(*, user=None) -> Iterator[Batch]:
                              allow_deletions=batch.allow_deletions)
 
 
+@contextmanager
+def reason(text: str) -> Iterator[None]:
+    """Within this block every change records ``text`` as its reason (a bulk delete names all its objects once)."""
+    stack = _local.__dict__.setdefault("reasons", [])
+    stack.append(text)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
 def environments_changed(environment_ids: Iterable[int] | None, *, user=None, reason: str,
                          allow_deletions: bool = False) -> RunRequest | None:
     """Record that writes changed these environments (None: every environment, e.g. one was removed).
@@ -67,6 +78,9 @@ def environments_changed(environment_ids: Iterable[int] | None, *, user=None, re
     ``allow_deletions``: the change was confirmed as one that removes folders (a move or a removal), so its run
     may delete beyond the deletion budget and is never absorbed into an ordinary run.
     """
+    overrides = _local.__dict__.get("reasons")
+    if overrides:
+        reason = overrides[-1]
     ids = None if environment_ids is None else {int(pk) for pk in environment_ids if pk is not None}
     if ids is not None and not ids:
         return None
