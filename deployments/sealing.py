@@ -30,7 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import crypto
+from deployments import age_encryption, crypto
 from deployments.models import Environment, Secret
 
 # The renderer writes every SealedSecret into the platform namespace, named after the Kubernetes Secret.
@@ -212,6 +212,8 @@ def secret_reseal(*, secret: Secret) -> bool:
     locked = Secret.objects.select_for_update().get(pk=secret.pk)
     outcome = _reseal_one(locked, certificate, certificate_sha256)
     secret.sealed_value, secret.sealed_for = locked.sealed_value, locked.sealed_for
+    # Compose servers get the value encrypted to their age recipient instead (same rule: only what changed).
+    age_encryption.secret_age_encrypt(secret=secret)
     return outcome == "sealed"
 
 
@@ -227,4 +229,6 @@ def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
     counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
     for secret in Secret.objects.select_for_update().filter(environment_id=environment.pk).order_by("pk"):
         counts[_reseal_one(secret, certificate, certificate_sha256)] += 1
+    # Compose servers: age-encrypt for the server's recipient (a render calls this before its snapshot).
+    age_encryption.environment_secrets_age_encrypt(environment=environment)
     return ResealResult(**counts)

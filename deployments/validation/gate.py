@@ -4,7 +4,9 @@
 2. every built object of a built-in kind validates against kubernetes-validate's strict schemas;
 3. every custom resource validates against its CRD's served version (CRDs from ``crd_dir``, plus CRDs the tree
    itself ships); a kind nobody defines is a problem;
-4. each problem names the source file the object came from.
+4. each problem names the source file the object came from;
+5. Docker Compose environment folders get their own checks (compose.py: Compose schema, project networks,
+   Traefik configuration, secret references, shell scripts).
 YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
 the same way, without a build.
 """
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 from django.conf import settings
 
+from deployments.validation.compose import compose_tree_validate
 from deployments.validation.kustomize import (
     BuildResult,
     BuildUnit,
@@ -103,6 +106,11 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     for path in loose:
         gate.check_loose_file(tree, path)
     gate.check_deferred()
+    # --- Docker Compose environments (not Kubernetes objects; checked by deployments/validation/compose.py) ---
+    gate.problems += compose_tree_validate(
+        root=root, changed=changed if paths is not None else None,
+        schema_path=getattr(settings, "COMPOSE_SCHEMA_PATH", ""),
+        shellcheck=getattr(settings, "SHELLCHECK", "shellcheck"), report=report)
 
     problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
     skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""
