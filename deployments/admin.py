@@ -167,9 +167,9 @@ class EnvironmentAdmin(AutoRenderAdminMixin, SecretValueAdminMixin, admin.ModelA
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = list(super().get_fieldsets(request, obj))
-        if obj is not None and obj.kind != Environment.Kind.COMPOSE:
-            return fieldsets
-        # New environments and Compose environments: the server's settings after "Domain and TLS".
+        if obj is None or obj.kind != Environment.Kind.COMPOSE:
+            return fieldsets  # a new Compose environment gets the server's settings once saved (defaults meanwhile)
+        # The server's settings after "Domain and TLS".
         return fieldsets[:2] + self.compose_fieldsets + fieldsets[2:]
 
     @admin.display(description="DNS records and checks")
