@@ -82,3 +82,23 @@ def compose_checks(environment: Environment) -> list[Check]:
                             f"DNS-01 reads {CLOUDFLARE_TOKEN_KEY} from a secret"
                             + ("." if has_token else ": add it.")))
     return checks
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """Where a Compose server uploads its database backups (scripts/tesslate-backup.sh): objects
+    ``s3://{bucket}/{prefix}tesslate-{environment}-{YYYYmmdd-HHMMSS}.sql.gz`` (UTC), one per run."""
+
+    bucket: str
+    prefix: str          # ends with '/'
+    region: str          # "" when neither the backup region nor the environment's AWS region is set
+    object_pattern: str  # fnmatch pattern of the object keys under the prefix
+
+
+def compose_backup_target(environment: Environment) -> BackupTarget | None:
+    """The S3 location of the environment's backups, or None (not a Compose environment, or no bucket)."""
+    if environment.kind != Environment.Kind.COMPOSE or not environment.backup_s3_bucket:
+        return None
+    return BackupTarget(bucket=environment.backup_s3_bucket, prefix=environment.backup_s3_key_prefix,
+                        region=environment.backup_s3_region or environment.aws_region,
+                        object_pattern=f"tesslate-{environment.name}-*.sql.gz")

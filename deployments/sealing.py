@@ -203,7 +203,8 @@ def secret_reseal(*, secret: Secret) -> bool:
     """Seal one secret's current value for its environment's certificate if that is not done yet.
 
     Returns True when a new sealed value was written. Clears the sealed value where there is nothing to seal
-    for (EKS, or no certificate).
+    for (EKS, or no certificate). Compose environments get their age ciphertext brought up to date as well
+    (``deployments.age_encryption``), so every caller that stores a value delivers it on every kind of environment.
     """
     environment = Environment.objects.get(pk=secret.environment_id)
     certificate = environment_sealing_certificate(environment)
@@ -222,7 +223,8 @@ def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
     """Make every secret of a non-EKS environment sealed for its current certificate, name and version.
 
     Only values whose (certificate, name, version) changed are sealed again: sealing is randomized, and
-    resealing unchanged values would turn every render into a diff.
+    resealing unchanged values would turn every render into a diff. Compose environments: the same for their age
+    recipient (the counts returned are the Sealed Secrets ones).
     """
     certificate = environment_sealing_certificate(environment)
     certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""

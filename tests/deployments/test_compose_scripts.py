@@ -238,3 +238,19 @@ def test_a_value_encrypted_for_another_server_stops_the_deploy(server, tmp_path)
     assert calls(server.bin, "docker") == []
     assert not (server.root / "run").exists()
     assert "first-secret" not in result.stderr + result.stdout
+
+
+def test_the_backup_target_names_where_the_script_uploads(settings):
+    import fnmatch
+
+    from deployments.compose import compose_backup_target
+
+    settings.GITOPS_SOURCE_URL, settings.GITOPS_BRANCH = "https://git.example.com/g.git", "main"
+    demo_load()
+    target = compose_backup_target(Environment.objects.get(name="single-server"))
+    assert (target.bucket, target.prefix, target.region) == (
+        "example-tesslate-backups", "tesslate-backups/single-server/", "eu-central-1")
+    assert fnmatch.fnmatch("tesslate-single-server-20260101-030000.sql.gz", target.object_pattern)
+    script = render_tree(environments_snapshot())["environments/single-server/scripts/tesslate-backup.sh"].decode()
+    assert f"S3_BUCKET={target.bucket}\n" in script and f"S3_PREFIX={target.prefix}\n" in script
+    assert compose_backup_target(Environment.objects.get(name="minikube")) is None
