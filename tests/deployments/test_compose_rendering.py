@@ -2,6 +2,7 @@
 Compose schema, project networks, PostgreSQL tuning, Traefik, and the validation gate (validation/compose.py)."""
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,14 @@ def test_project_hosts_follow_the_app_domain(gitops_source):
     dynamic = yaml.safe_load(render_env(environment)[f"environments/{environment.name}/compose/traefik/dynamic.yaml"])
     router = dynamic["http"]["routers"][f"proj-{project.id}-dev-web"]
     assert router["rule"] == "Host(`shop-web.dev.example.net`)"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("schedule", ["*-*-* 03:00:00", "Mon..Fri 02:30", "daily", "Sun *-*-1..7 04:00",
+                                      "*-*-* 00/6:00:00"])
+def test_schedules_the_model_accepts_are_systemd_calendar_events(schedule):
+    from deployments.validators import validate_systemd_calendar
+
+    validate_systemd_calendar(schedule)
+    result = subprocess.run(["systemd-analyze", "calendar", schedule], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
