@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from deployments import changes, runs, selectors, services
+from deployments import changes, compose, runs, selectors, services
 from deployments.adminkit import ServiceAdminMixin, diff_html, run_link
 from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
@@ -52,8 +52,20 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     "node_group_count", "needs_render", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]
     search_fields = ["name", "app_domain", "eks_cluster_name", "aws_account_id"]
-    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs"]
+    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs", "compose_overview"]
     inlines = [NodeGroupInline, SecretInline]
+    compose_fieldsets = [
+        ("Docker Compose server", {
+            "fields": ["compose_overview", "server_ip", ("server_ram_gb", "server_disk_gb"), "server_monthly_price",
+                       "age_recipient", "acme_challenge", "deploy_interval_minutes"],
+            "description": "The guide's Path 1: one server runs Studio with Docker Compose and Traefik, and follows "
+                           "this environment's folder in the GitOps repository with a systemd timer."}),
+        ("Database backups", {
+            "fields": ["backup_schedule", "backup_retention_days", "backup_s3_bucket", "backup_s3_prefix",
+                       "backup_s3_region"],
+            "description": "pg_dump with gzip on the server, kept for the retention period, optionally uploaded "
+                           "to S3."}),
+    ]
     fieldsets = [
         (None, {"fields": ["name", "kind", "protected", "gitops_tool"]}),
         ("Domain and TLS", {"fields": ["app_domain", "ingress_class", "tls_mode", "acme_email",
@@ -74,6 +86,34 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ("Renders", {"fields": ["recent_runs"],
                      "description": "The runs that shipped this environment to git, newest first."}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None or obj.kind != Environment.Kind.COMPOSE:
+            return fieldsets  # a new Compose environment gets the server's settings once saved (defaults meanwhile)
+        # The server's settings after "Domain and TLS".
+        return fieldsets[:2] + self.compose_fieldsets + fieldsets[2:]
+
+    @admin.display(description="DNS records and checks")
+    def compose_overview(self, obj):
+        """The guide's DNS records, the server prerequisites checked against the model, and the SSL hints."""
+        if obj is None or not obj.pk or obj.kind != Environment.Kind.COMPOSE:
+            return "Shown for saved Docker Compose environments."
+        records = format_html_join("", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                                   ((r.type, r.name, r.value or "(set the server IP)", r.ttl)
+                                    for r in compose.compose_dns_records(obj)))
+        checks = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
+                                  (("check-ok" if c.ok else "check-fail", c.name, "OK" if c.ok else "Check", c.detail)
+                                   for c in compose.compose_checks(obj)))
+        hints = format_html_join("", "<li>{}</li>", ((hint,) for hint in compose.SSL_HINTS))
+        return format_html(
+            '<table class="compose-dns"><thead><tr><th>Type</th><th>Name</th><th>Value</th><th>TTL</th></tr>'
+            '</thead><tbody>{}</tbody></table>'
+            '<table class="compose-checks"><thead><tr><th>Prerequisite</th><th>Status</th><th>Detail</th></tr>'
+            '</thead><tbody>{}</tbody></table>'
+            "<p>SSL certificate not issued?</p><ul class=\"compose-ssl-hints\">{}</ul>",
+            records, checks, hints,
+        )
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(

@@ -25,6 +25,7 @@ class Batch:
     environment_ids: set[int] | None = field(default_factory=set)  # None: every environment
     reasons: list[str] = field(default_factory=list)
     allow_deletions: bool = False
+    request_render: bool = True  # False: mark the environments dirty only (bulk loads that render afterwards)
     request: RunRequest | None = None  # set when the batch ended and a run was requested
 
     def add(self, environment_ids: Iterable[int] | None, reason: str, allow_deletions: bool) -> None:
@@ -44,18 +45,26 @@ def _stack() -> list[Batch]:
 
 
 @contextmanager
-def change_batch(*, user=None) -> Iterator[Batch]:
-    """Collect the changes of many writes into one render request, made when the outermost batch ends."""
+def change_batch(*, user=None, request_render: bool = True) -> Iterator[Batch]:
+    """Collect the changes of many writes into one render request, made when the outermost batch ends.
+
+    ``request_render=False`` only marks the changed environments dirty (``load_demo``: ``make run`` renders right
+    after it, in the foreground)."""
     stack = _stack()
     if stack:  # nested: the outer batch requests
         yield stack[-1]
         return
-    batch = Batch(user=user)
+    batch = Batch(user=user, request_render=request_render)
     stack.append(batch)
     try:
         yield batch
     finally:
         stack.pop()
+    if not request_render:
+        ids = batch.environment_ids
+        if ids is None or ids:
+            environments_mark_dirty(environment_ids=ids)
+        return
     batch.request = _request(batch.environment_ids, user=batch.user, reason="; ".join(batch.reasons),
                              allow_deletions=batch.allow_deletions)
 

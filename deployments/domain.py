@@ -6,6 +6,9 @@ and capabilities from them. Sources: ``../shared/DOMAIN.md`` (Studio's source) a
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 # Environment.kind
 KIND_MINIKUBE = "minikube"
 KIND_EKS = "eks"
@@ -22,6 +25,10 @@ STORAGE_MINIKUBE_HOSTPATH = "minikube-hostpath"
 STORAGE_EBS_GP3 = "ebs-gp3"
 MINIKUBE_PROVISIONER = "k8s.io/minikube-hostpath"
 EBS_PROVISIONER = "ebs.csi.aws.com"
+
+# Environment.acme_challenge (Compose servers: how Traefik proves the domain to Let's Encrypt)
+ACME_HTTP01 = "http-01"
+ACME_DNS01 = "dns-01"
 
 # Environment.gitops_tool
 GITOPS_ARGOCD = "argocd"
@@ -103,3 +110,24 @@ def url_without_credentials(url: str) -> str:
     if "@" in authority:
         authority = authority.rsplit("@", 1)[1]
     return f"{scheme}://{authority}{slash}{path}"
+
+
+# Kubernetes resource.Quantity as the portal accepts it: unsigned, no exponent (500m, 1, 0.5, 256Mi, 2Gi, 1k).
+QUANTITY_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?",
+                         re.ASCII)
+QUANTITY_SUFFIXES = {
+    "": Decimal(1), "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_amount(value: str) -> Decimal:
+    """The amount of a quantity in base units (cores, bytes); ValueError when it is not one (validators.py turns
+    that into a field error)."""
+    match = QUANTITY_RE.fullmatch(value or "")
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    return Decimal(match["num"]) * QUANTITY_SUFFIXES[match["suffix"] or ""]

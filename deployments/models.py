@@ -1,5 +1,7 @@
 """Environments, their node groups and their secrets: what the portal renders into the GitOps repository."""
 
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -7,6 +9,7 @@ from django.db.models import F, Q
 
 from deployments import domain, names
 from deployments import validators as v
+from deployments.secrets.age_format import recipient_load
 from deployments.secrets.kubeseal import certificate_load
 from deployments.validation.canonical import NotCanonicalizable, canonical_quantity
 from deployments.validation.change_safety import storage_class_change_problem
@@ -36,6 +39,10 @@ class Environment(models.Model):
     class GitOpsTool(models.TextChoices):
         ARGOCD = "argocd", "Argo CD"
         FLUX = "flux", "Flux"
+
+    class AcmeChallenge(models.TextChoices):
+        HTTP01 = domain.ACME_HTTP01, "HTTP-01 (port 80 reachable from the internet; one certificate per host)"
+        DNS01 = domain.ACME_DNS01, "DNS-01 through Cloudflare (one wildcard certificate)"
 
     name = models.CharField(
         max_length=63, unique=True, validators=[v.validate_dns1123_label],
@@ -113,6 +120,56 @@ class Environment(models.Model):
                   "Empty: arn:aws:iam::{account}:role/tesslate-external-secrets-{environment}.",
     )
 
+    # --- Docker Compose (single server): the guide's Path 1 ---------------------------------------------------------
+    server_ip = models.GenericIPAddressField(
+        null=True, blank=True, unpack_ipv4=True,
+        help_text="Compose only: the server's public IP; the DNS A records studio and *.studio point here.",
+    )
+    server_ram_gb = models.PositiveIntegerField(
+        default=16, validators=[MinValueValidator(1), MaxValueValidator(4096)],
+        help_text="Compose only: the server's memory in GB (the guide recommends 16). PostgreSQL is tuned from it.",
+    )
+    server_disk_gb = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(10), MaxValueValidator(65536)],
+        help_text="Compose only: the server's disk in GB (the guide asks for 50 or more).",
+    )
+    server_monthly_price = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal("120"), validators=[MinValueValidator(Decimal("0"))],
+        help_text="Compose only: what the server costs per month in USD (the guide: about 120).",
+    )
+    age_recipient = models.CharField(
+        max_length=100, blank=True,
+        help_text="Compose only: the server's age recipient (age1…, `age-keygen -y /etc/tesslate/age.key`). "
+                  "Secret values reach git only encrypted to it.",
+    )
+    acme_challenge = models.CharField(
+        max_length=8, choices=AcmeChallenge.choices, default=AcmeChallenge.HTTP01,
+        help_text="Compose with TLS: how Traefik proves the domain to Let's Encrypt. DNS-01 needs the secret "
+                  "key CF_DNS_API_TOKEN (a Cloudflare API token).",
+    )
+    deploy_interval_minutes = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(1440)],
+        help_text="Compose only: how often the server fetches this repository and applies a new commit.",
+    )
+    backup_schedule = models.CharField(
+        max_length=64, default="*-*-* 03:00:00", validators=[v.validate_systemd_calendar],
+        help_text="Compose only: when the database backup runs (systemd OnCalendar=, server time).",
+    )
+    backup_retention_days = models.PositiveIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Compose only: local backups older than this are deleted after each backup.",
+    )
+    backup_s3_bucket = models.CharField(
+        max_length=63, blank=True, validators=[v.validate_s3_bucket_name],
+        help_text="Compose only, optional: S3 bucket every backup is uploaded to (aws CLI on the server).",
+    )
+    backup_s3_prefix = models.CharField(
+        max_length=200, blank=True, validators=[v.validate_s3_prefix],
+        help_text="Key prefix of the uploads. Empty: tesslate-backups/{environment}/.",
+    )
+    backup_s3_region = models.CharField(max_length=32, blank=True,
+                                        help_text="Region of the backup bucket, for example eu-central-1.")
+
     needs_render = models.BooleanField(default=True, editable=False,
                                        help_text="Changed since the last successful render.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -151,6 +208,16 @@ class Environment(models.Model):
         return self.storage_provisioner == self.StorageProvisioner.EBS_GP3
 
     @property
+    def is_compose(self) -> bool:
+        return self.kind == self.Kind.COMPOSE
+
+    @property
+    def backup_s3_key_prefix(self) -> str:
+        """Where backups are uploaded in the bucket, always ending in '/'."""
+        prefix = self.backup_s3_prefix.strip("/") or f"tesslate-backups/{self.name}"
+        return prefix + "/"
+
+    @property
     def scheme(self) -> str:
         return domain.scheme(self.tls_mode)
 
@@ -161,6 +228,7 @@ class Environment(models.Model):
                 if not getattr(self, field):
                     errors.setdefault(field, []).append("Required for an EKS environment.")
         for field, validate in (("aws_account_id", v.validate_aws_account_id), ("aws_region", v.validate_aws_region),
+                                ("backup_s3_region", v.validate_aws_region),
                                 ("eks_cluster_name", v.validate_eks_cluster_name)):
             if getattr(self, field):
                 try:
@@ -177,6 +245,8 @@ class Environment(models.Model):
             errors.setdefault("cloudflare_api_token_secret", []).append(
                 "DNS01 with Cloudflare needs the token's Secret.")
         canonicalize_quantities(self, QUANTITY_FIELDS)
+        if self.kind == self.Kind.COMPOSE:
+            self._clean_compose(errors)
         for low, high in (("backend_cpu_request", "backend_cpu_limit"),
                           ("backend_memory_request", "backend_memory_limit")):
             check_request_le_limit(self, low, high, errors)
@@ -189,6 +259,23 @@ class Environment(models.Model):
                 errors.setdefault("sealed_secrets_certificate", []).extend(exc.messages)
         if errors:
             raise ValidationError(errors)
+
+    def _clean_compose(self, errors: dict[str, list[str]]) -> None:
+        """Rules of a Docker Compose server (the guide's Path 1: Traefik + Let's Encrypt, age-encrypted secrets)."""
+        if self.tls_mode == self.TLSMode.CERT_MANAGER_DNS01:
+            errors.setdefault("tls_mode", []).append(
+                "cert-manager runs in Kubernetes; a Compose server gets certificates from Traefik. Choose "
+                "Let's Encrypt and pick the ACME challenge (HTTP-01 or DNS-01).")
+        if self.storage_provisioner != self.StorageProvisioner.MINIKUBE_HOSTPATH:
+            errors.setdefault("storage_provisioner", []).append(
+                "A Compose server keeps data in local Docker volumes; EBS needs an EKS environment.")
+        if (self.age_recipient or "").strip():
+            try:
+                recipient_load(self.age_recipient)
+            except ValidationError as exc:
+                errors.setdefault("age_recipient", []).extend(exc.messages)
+        if self.backup_s3_region and not self.backup_s3_bucket:
+            errors.setdefault("backup_s3_bucket", []).append("A backup region needs a bucket to upload to.")
 
 
     def _clean_storage_changes(self, errors: dict[str, list[str]]) -> None:
@@ -368,6 +455,14 @@ class Secret(models.Model):
     sealed_for = models.CharField(
         max_length=100, blank=True, editable=False,
         help_text="Fingerprint of the certificate and version sealed_value was made for; resealed when either changes.",
+    )
+    age_value = models.TextField(
+        blank=True, editable=False,
+        help_text="Compose environments: the value encrypted to the server's age recipient (ASCII-armored).",
+    )
+    age_for = models.CharField(
+        max_length=100, blank=True, editable=False,
+        help_text="Fingerprint of the recipient and version age_value was made for; re-encrypted when either changes.",
     )
     synced_version = models.PositiveIntegerField(
         default=0, editable=False, help_text="Last version written to AWS Secrets Manager (EKS environments).",

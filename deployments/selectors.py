@@ -39,6 +39,8 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
         environments = environments.filter(pk__in=list(environment_ids))
     environment_rows = sorted(environments.values(*ENVIRONMENT_FIELDS), key=lambda row: row["name"])
     ids = [row["id"] for row in environment_rows]
+    for row in environment_rows:
+        row["server_ip"] = row["server_ip"] or ""
 
     node_groups: dict[int, list[NodeGroupSnapshot]] = {pk: [] for pk in ids}
     for row in NodeGroup.objects.filter(environment_id__in=ids).values(
@@ -50,10 +52,11 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
         ))
 
     secrets: dict[int, list[SecretSnapshot]] = {pk: [] for pk in ids}
-    for environment_id, secret_name, key, version, sealed_value in Secret.objects.filter(
-            environment_id__in=ids).values_list("environment_id", "secret_name", "key", "version", "sealed_value"):
+    for environment_id, secret_name, key, version, sealed_value, age_value in Secret.objects.filter(
+            environment_id__in=ids).values_list("environment_id", "secret_name", "key", "version", "sealed_value",
+                                                 "age_value"):
         secrets[environment_id].append(SecretSnapshot(secret_name=secret_name, key=key, version=version,
-                                                      sealed_value=sealed_value))
+                                                      sealed_value=sealed_value, age_value=age_value))
 
     containers: dict[str, list[ContainerSnapshot]] = {}
     for row in Container.objects.filter(project__environment_id__in=ids, project__state=domain.STATE_ACTIVE).values(

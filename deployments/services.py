@@ -169,8 +169,11 @@ def environment_save(*, environment: Environment, user=None) -> Environment:
             "\"Move or rename environment\" on the environment's page, which shows what moves and asks you "
             "to confirm.") for field, (old, new) in guarded.items()})
     created = environment.pk is None
+    # Seal (or age-encrypt) at once when what the values are encrypted for changed, so a preview already shows
+    # the new ciphertext (a render would do it anyway).
     certificate_changed = not created and Environment.objects.filter(pk=environment.pk).exclude(
-        sealed_secrets_certificate=environment.sealed_secrets_certificate).exists()
+        sealed_secrets_certificate=environment.sealed_secrets_certificate, age_recipient=environment.age_recipient,
+        kind=environment.kind).exists()
     environment.full_clean()
     environment.save()
     if certificate_changed:

@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 
+from deployments import domain
+
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 # k8s IsDNS1123Label: at most 63 characters.
 DNS1123_LABEL_RE = re.compile(_LABEL, re.ASCII)
@@ -23,8 +25,7 @@ DNS1035_LABEL_RE = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?", re.ASCII)
 LABEL_NAME_RE = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?", re.ASCII)
 LABEL_VALUE_RE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?", re.ASCII)
 # A subset of resource.Quantity: unsigned, no exponent, binary SI or decimal SI (m, k, M, G, T, P, E) suffixes.
-QUANTITY_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?",
-                         re.ASCII)
+QUANTITY_RE = domain.QUANTITY_RE
 EC2_INSTANCE_TYPE_RE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+", re.ASCII)
 EBS_SNAPSHOT_ID_RE = re.compile(r"snap-[0-9a-f]{8}(?:[0-9a-f]{9})?", re.ASCII)
 # k8s IsConfigMapKey (Secret data keys too).
@@ -43,13 +44,7 @@ IMAGE_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
 IMAGE_NAME_MAX = 255  # distribution's NameTotalLengthMax
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
-_SUFFIX = {
-    "": Decimal(1), "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
+_SUFFIX = domain.QUANTITY_SUFFIXES
 
 
 def _show(value: str) -> str:
@@ -364,3 +359,57 @@ def validate_image(value: str) -> None:
     validate_image_reference(repo)
     if colon:
         validate_image_tag(tag)
+
+
+# --- Docker Compose servers (systemd timers, S3 backup targets) -------------------------------------------------
+
+# systemd.time(7) calendar events: weekdays, dates, times, '*', ranges, lists, repetitions, or a shorthand.
+SYSTEMD_CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./~ -]+$")
+SYSTEMD_CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually",
+                               "quarterly", "semiannually")
+# Amazon S3 general purpose bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules).
+S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+
+
+def validate_systemd_calendar(value: str) -> None:
+    """An OnCalendar= expression of a systemd timer (systemd.time(7)), e.g. ``*-*-* 03:00:00`` or ``daily``.
+
+    Only the characters and shapes systemd accepts are let through; the value is written into a unit file, so a
+    newline or a quote must never reach it.
+    """
+    text = value.strip()
+    if not text or len(text) > 64 or text != value or not SYSTEMD_CALENDAR_RE.match(text):
+        raise ValidationError(
+            "%(value)s is not a systemd calendar expression (systemd.time(7)): for example *-*-* 03:00:00, "
+            "Mon..Fri 02:30 or daily.", params={"value": value}, code="systemd_calendar",
+        )
+    if text.isalpha() and text.lower() not in SYSTEMD_CALENDAR_SHORTHANDS and text not in _WEEKDAYS:
+        raise ValidationError(
+            "%(value)s is not a systemd calendar shorthand; use one of %(names)s or a full expression.",
+            params={"value": value, "names": ", ".join(SYSTEMD_CALENDAR_SHORTHANDS)}, code="systemd_calendar",
+        )
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Monday", "Tuesday", "Wednesday", "Thursday",
+             "Friday", "Saturday", "Sunday")
+
+
+def validate_s3_bucket_name(value: str) -> None:
+    """Amazon S3 bucket naming rules: 3–63 characters, lowercase letters, digits, '.' and '-', no '..', not an
+    IP address, no ``xn--`` prefix or ``-s3alias`` suffix."""
+    if (not S3_BUCKET_RE.match(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value)
+            or value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3"))):
+        raise ValidationError(
+            "%(value)s is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', starting and "
+            "ending with a letter or digit.", params={"value": value}, code="s3_bucket",
+        )
+
+
+def validate_s3_prefix(value: str) -> None:
+    """A key prefix of S3's safe characters (letters, digits, ``!_.*'()/-``), without a leading '/' or '..'."""
+    if len(value) > 200 or not S3_PREFIX_RE.match(value) or value.startswith("/") or ".." in value:
+        raise ValidationError(
+            "%(value)s is not a usable S3 key prefix: letters, digits and !_.*'()/- only, no leading '/' and "
+            "no '..'.", params={"value": value}, code="s3_prefix",
+        )

@@ -162,6 +162,13 @@ CRD_SCHEMA_DIR = env.str("CRD_SCHEMA_DIR", default="")
 # Path to a kubeconfig for cluster reads; empty means in-cluster config or ~/.kube/config.
 KUBECONFIG = env.str("KUBECONFIG", default="")
 
+# --- Docker Compose environments ------------------------------------------------------------------
+# The Compose Specification JSON schema every rendered compose.yaml is validated against (read in place; when the
+# file is absent the check is skipped with a message).
+COMPOSE_SCHEMA_PATH = env.str("COMPOSE_SCHEMA_PATH",
+                              default=str(BASE_DIR.parent / "shared" / "schemas" / "compose-spec.json"))
+SHELLCHECK = env.str("SHELLCHECK", default="shellcheck")
+
 # --- secrets encryption ---------------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first. Values are encrypted with the first; all are tried to decrypt.
 PORTAL_ENCRYPTION_KEYS = env.list("PORTAL_ENCRYPTION_KEYS", default=[])

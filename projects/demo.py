@@ -1,4 +1,4 @@
-"""The operator guide's setup as portal data: a Minikube environment, an EKS production environment, projects.
+"""The operator guide's setup as portal data: Minikube, EKS production and a single Docker Compose server, projects.
 
 ``demo_load`` creates what is missing and never changes a row that exists: an environment that is already there is
 left as it is, with everything in it (node groups, secrets, projects, containers), so running it again (``make run``
@@ -9,12 +9,16 @@ import uuid
 
 from django.db import transaction
 
+from deployments import changes
 from deployments import services as deployment_services
 from deployments.models import Environment, NodeGroup, Secret
+from projects import services as project_services
 from projects.models import Container, Project
 
 DEMO_NAMESPACE = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
 ECR_REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+# A placeholder recipient (its identity was thrown away): replace it with the server's `age-keygen -y` output.
+DEMO_AGE_RECIPIENT = "age1kmn3l6kn50trdh6up4mkepur0mk3n4hcv2yactx40r0pdlry0f8qrf0ega"
 
 ENVIRONMENTS = {
     "minikube": dict(
@@ -32,6 +36,18 @@ ENVIRONMENTS = {
         backend_cpu_request="1", backend_cpu_limit="4", backend_memory_request="2Gi", backend_memory_limit="4Gi",
         aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="tesslate-production",
         gitops_tool=Environment.GitOpsTool.ARGOCD, protected=True,
+    ),
+    # The guide's Path 1: one server, Docker Compose, Traefik and Let's Encrypt; backups to S3.
+    "single-server": dict(
+        kind=Environment.Kind.COMPOSE, app_domain="studio.example.org",
+        tls_mode=Environment.TLSMode.LETSENCRYPT_HTTP01, acme_email="admin@example.org",
+        acme_challenge=Environment.AcmeChallenge.HTTP01,
+        storage_provisioner=Environment.StorageProvisioner.MINIKUBE_HOSTPATH, storage_encrypted=False,
+        image_registry="", image_tag="latest", backend_replicas=1,
+        backend_cpu_request="500m", backend_cpu_limit="2", backend_memory_request="1Gi", backend_memory_limit="2Gi",
+        server_ip="203.0.113.10", server_ram_gb=16, server_disk_gb=100, age_recipient=DEMO_AGE_RECIPIENT,
+        backup_schedule="*-*-* 03:00:00", backup_retention_days=7, backup_s3_bucket="example-tesslate-backups",
+        backup_s3_region="eu-central-1", protected=False,
     ),
 }
 
@@ -55,6 +71,14 @@ SECRETS = [
     ("LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
 ]
 
+# Compose servers run PostgreSQL next to the platform (DOMAIN.md's postgres-secret).
+COMPOSE_DATABASE, COMPOSE_DATABASE_USER = "studio_db", "studio_owner"
+COMPOSE_SECRETS = [
+    ("postgres-secret", "POSTGRES_DB", "Database of the platform."),
+    ("postgres-secret", "POSTGRES_USER", "Database user of the platform."),
+    ("postgres-secret", "POSTGRES_PASSWORD", "Password of that user; DATABASE_URL carries the same."),
+]
+
 FRONTEND = dict(role=Container.Role.FRONTEND, image="tesslate-devserver:latest", port=5173,
                 cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
 BACKEND = dict(role=Container.Role.BACKEND, image="tesslate-devserver:latest", port=8000,
@@ -75,6 +99,10 @@ PROJECTS = [
      {"frontend": FRONTEND}),
     ("aws-production", "blog", "Blog", "user-erin", Project.State.HIBERNATED, "",
      {"frontend": FRONTEND, "backend": BACKEND}),
+    ("single-server", "team-wiki", "Team wiki", "user-frank", Project.State.ACTIVE, "",
+     {"frontend": FRONTEND, "backend": BACKEND, "db": DATABASE}),
+    ("single-server", "status-page", "Status page", "user-grace", Project.State.ACTIVE, "",
+     {"frontend": FRONTEND}),
 ]
 
 
@@ -82,20 +110,34 @@ def demo_project_id(environment: str, slug: str) -> uuid.UUID:
     return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}")
 
 
-def _secret_value(key: str, environment: Environment) -> str:
+def _secret_value(key: str, environment: Environment, database_password: str) -> str:
     generated = deployment_services.secret_generate_value()
+    if key == "POSTGRES_DB":
+        return COMPOSE_DATABASE
+    if key == "POSTGRES_USER":
+        return COMPOSE_DATABASE_USER
+    if key == "POSTGRES_PASSWORD":
+        return database_password
     if key == "DATABASE_URL":
-        return f"postgresql+asyncpg://tesslate:{generated[:32]}@postgres.tesslate.svc:5432/tesslate"
+        if environment.kind == Environment.Kind.COMPOSE:
+            return (f"postgresql+asyncpg://{COMPOSE_DATABASE_USER}:{database_password}@postgres:5432/"
+                    f"{COMPOSE_DATABASE}")
+        return f"postgresql+asyncpg://tesslate:{database_password}@postgres.tesslate.svc:5432/tesslate"
     if key == "LITELLM_API_BASE":
         return f"http://litellm.{environment.name}.internal:4000"
     return generated
 
 
-@transaction.atomic
 def demo_load() -> dict[str, int]:
     """Create the demo environments that do not exist yet, each with its node groups, secrets (values generated
     once), projects and containers. Returns counts: ``environments`` created, ``environments_kept`` (existing ones,
-    left unchanged), and the node groups, secrets, projects and containers created."""
+    left unchanged), and the node groups, secrets, projects and containers created. Every write goes through the
+    services; the environments are marked for render (``make run`` renders them next), no run is requested."""
+    with changes.change_batch(request_render=False), transaction.atomic():
+        return _demo_load()
+
+
+def _demo_load() -> dict[str, int]:
     counts = {"environments": 0, "environments_kept": 0, "node_groups": 0, "secrets_created": 0, "projects": 0,
               "containers": 0}
     created: dict[str, Environment] = {}
@@ -103,34 +145,33 @@ def demo_load() -> dict[str, int]:
         if Environment.objects.filter(name=name).exists():
             counts["environments_kept"] += 1
             continue
-        environment = Environment(name=name, **fields)
-        environment.full_clean()
-        environment.save()
+        environment = deployment_services.environment_save(environment=Environment(name=name, **fields))
         created[name] = environment
         counts["environments"] += 1
         for group_name, group_fields in NODE_GROUPS.get(name, {}).items():
-            group = NodeGroup(environment=environment, name=group_name, **group_fields)
-            group.full_clean()
-            group.save()
+            deployment_services.node_group_save(
+                node_group=NodeGroup(environment=environment, name=group_name, **group_fields))
             counts["node_groups"] += 1
-        for key, description in SECRETS:
-            secret = Secret(environment=environment, secret_name="tesslate-app-secrets", key=key,
-                            description=description)
-            deployment_services.secret_store_value(secret=secret, value=_secret_value(key, environment))
+        secrets = [("tesslate-app-secrets", key, description) for key, description in SECRETS]
+        if environment.kind == Environment.Kind.COMPOSE:
+            secrets += COMPOSE_SECRETS
+        # One password for DATABASE_URL and POSTGRES_PASSWORD of the same environment.
+        database_password = deployment_services.secret_generate_value()[:32]
+        for secret_name, key, description in secrets:
+            secret = Secret(environment=environment, secret_name=secret_name, key=key, description=description)
+            deployment_services.secret_set_value(
+                secret=secret, value=_secret_value(key, environment, database_password))
             counts["secrets_created"] += 1
     for env_name, slug, name, owner, state, snapshot, containers in PROJECTS:
         environment = created.get(env_name)
         project_id = demo_project_id(env_name, slug)
         if environment is None or Project.objects.filter(id=project_id).exists():
             continue
-        project = Project(id=project_id, environment=environment, slug=slug, name=name, owner=owner, state=state,
-                          volume_size="5Gi", restore_snapshot_id=snapshot)
-        project.full_clean()
-        project.save()
+        project = project_services.project_save(project=Project(
+            id=project_id, environment=environment, slug=slug, name=name, owner=owner, state=state,
+            volume_size="5Gi", restore_snapshot_id=snapshot))
         counts["projects"] += 1
         for directory, fields in containers.items():
-            container = Container(project=project, directory=directory, **fields)
-            container.full_clean()
-            container.save()
+            project_services.container_save(container=Container(project=project, directory=directory, **fields))
             counts["containers"] += 1
     return counts

@@ -33,6 +33,11 @@ os.environ["PORTAL_ENCRYPTION_KEYS"] = "n1kJ2b6zqYxVhB7gVJ0p3m8Xq9sR4tU5wY6zA7bC
 os.environ["GITOPS_REPO_DIR"] = str(_TMP / "gitops-repo")
 os.environ["GITOPS_REMOTE_URL"] = ""
 os.environ.setdefault("KUBECTL", shutil.which("kubectl") or "kubectl")
+# The Compose Specification schema, read in place (settings.COMPOSE_SCHEMA_PATH); the tests that need it skip
+# with a message when it is absent.
+SHARED_COMPOSE_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+if SHARED_COMPOSE_SCHEMA.is_file():
+    os.environ.setdefault("COMPOSE_SCHEMA_PATH", str(SHARED_COMPOSE_SCHEMA))
 if SHARED_CRDS.is_dir():
     os.environ.setdefault("CRD_SCHEMA_DIR", str(SHARED_CRDS))
 else:

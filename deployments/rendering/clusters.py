@@ -57,7 +57,3 @@ def render_cluster_entry(entry: ClusterEntry) -> dict[str, bytes]:
         "resources": sorted(files)})
     return {prefix + name: text.encode() for name, text in sorted(files.items())}
 
-
-def render_compose_note(env_name: str) -> dict[str, bytes]:
-    text = render_template("compose/README.md.j2", {"env": env_name})
-    return {f"environments/{env_name}/README.md": text.encode()}

@@ -26,12 +26,13 @@ class NodeGroupSnapshot:
 
 @dataclass(frozen=True)
 class SecretSnapshot:
-    """One key of a Kubernetes Secret: names, the version and the sealed value, never the plaintext."""
+    """One key of a Kubernetes Secret: names, the version and the sealed / age-encrypted value, never the plaintext."""
 
     secret_name: str
     key: str
     version: int
     sealed_value: str
+    age_value: str = ""  # Compose environments: ASCII-armored age ciphertext for the server's recipient
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,17 @@ class EnvironmentSnapshot:
     node_groups: tuple[NodeGroupSnapshot, ...]  # sorted by name
     secrets: tuple[SecretSnapshot, ...]  # sorted by (secret_name, key)
     projects: tuple[ProjectSnapshot, ...]  # ACTIVE projects only, sorted by id
+    # Docker Compose servers (the guide's Path 1); defaults keep snapshots built by hand short.
+    server_ip: str = ""
+    server_ram_gb: int = 16
+    server_disk_gb: int = 50
+    acme_challenge: str = domain.ACME_HTTP01
+    deploy_interval_minutes: int = 5
+    backup_schedule: str = "*-*-* 03:00:00"
+    backup_retention_days: int = 7
+    backup_s3_bucket: str = ""
+    backup_s3_prefix: str = ""
+    backup_s3_region: str = ""
 
     @property
     def is_kubernetes(self) -> bool:
@@ -133,7 +145,9 @@ ENVIRONMENT_FIELDS = [
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
     "image_registry", "image_tag", "backend_replicas", "backend_cpu_request", "backend_cpu_limit",
     "backend_memory_request", "backend_memory_limit", "aws_account_id", "aws_region", "eks_cluster_name",
-    "secrets_manager_role_arn",
+    "secrets_manager_role_arn", "server_ip", "server_ram_gb", "server_disk_gb", "acme_challenge",
+    "deploy_interval_minutes", "backup_schedule", "backup_retention_days", "backup_s3_bucket", "backup_s3_prefix",
+    "backup_s3_region",
 ]
 CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
                      "memory_limit", "data_volume_size"]

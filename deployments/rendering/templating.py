@@ -7,6 +7,7 @@ and this package's code: it is part of every unit fingerprint, so a changed temp
 """
 
 import hashlib
+import shlex
 from pathlib import Path
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined
@@ -52,6 +53,8 @@ def _build_environment() -> SandboxedEnvironment:
     environment.filters["yaml_flow"] = yaml_flow
     # For the few non-YAML files (a README): the text as it is.
     environment.filters["text"] = lambda value: YamlText(str(value))
+    # For shell scripts: one word, quoted for POSIX shells (bash reads it back as the same string).
+    environment.filters["sh"] = lambda value: YamlText(shlex.quote(str(value)))
     return environment
 
 

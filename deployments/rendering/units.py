@@ -8,7 +8,8 @@ points for Argo CD or Flux):
     environments/<env>/projects/              kustomization listing every active project folder
     environments/<env>/projects/proj-<uuid>/  one kustomization root per active project
     clusters/<env>/                           Argo CD AppProject/Application/ApplicationSet or Flux objects
-    environments/<env>/README.md              Compose environments only: a note, nothing for a cluster
+    environments/<env>/{compose,secrets,scripts,systemd}/  Compose environments: one server that pulls this
+                                              repository itself (see rendering/compose.py); no clusters/<env>/
 
 Each unit's ``render`` reads nothing but the frozen data captured in its closure, and its fingerprint hashes
 exactly that data plus the renderer version, so equal fingerprints give equal bytes. ``tree_units`` only builds
@@ -19,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from deployments.rendering.clusters import ClusterEntry, render_cluster_entry, render_compose_note
+from deployments.rendering.clusters import ClusterEntry, render_cluster_entry
 from deployments.rendering.common import PLATFORM_BASE_DIR, fingerprint, sha256
+from deployments.rendering.compose import ComposeInput, render_compose_environment
 from deployments.rendering.platform import render_platform_base, render_platform_overlay
 from deployments.rendering.projects import ProjectEnvironment, render_project, render_projects_index
 from deployments.rendering.snapshot import EnvironmentSnapshot, TreeSnapshot
@@ -48,9 +50,10 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
         base_key = f"env:{env.name}"
         if not env.is_kubernetes:
             key = f"{base_key}:compose"
+            compose_input = ComposeInput(env=replace(env, id=0), repo_url=snapshot.repo_url, branch=snapshot.branch)
             units.append(RenderUnit(key=key, directory=f"environments/{env.name}/",
-                                    fingerprint=fingerprint(key, env.name),
-                                    render=partial(render_compose_note, env.name)))
+                                    fingerprint=fingerprint(key, compose_input),
+                                    render=partial(render_compose_environment, compose_input)))
             continue
         platform_input = _platform_input(env)
         key = f"{base_key}:platform"

@@ -30,9 +30,19 @@ def environment_secrets_deliver(*, environment: Environment) -> Iterator[tuple[s
             yield (f"{environment.name}: Secrets Manager sync is off (SECRETS_MANAGER_SYNC); the ExternalSecrets "
                    "reference the values already in AWS."), False
         return
-    # Also clears sealed values that no longer apply (certificate removed).
+    # Also clears sealed values that no longer apply (certificate removed); Compose servers get age ciphertext.
     result = environment_secrets_reseal(environment=environment)
     if not secret_count:
+        return
+    if environment.kind == Environment.Kind.COMPOSE:
+        missing = environment.secrets.filter(age_value="").count()
+        if not (environment.age_recipient or "").strip():
+            yield (f"{environment.name}: no age recipient; {secret_count} secret key(s) do not reach the server "
+                   "(paste the server's `age-keygen -y` output on the environment)."), True
+        elif missing:
+            yield f"{environment.name}: {missing} secret key(s) have no age ciphertext and are left out.", True
+        else:
+            yield f"{environment.name}: {secret_count} secret key(s) encrypted to the server's age recipient.", False
         return
     if not (environment.sealed_secrets_certificate or "").strip():
         yield (f"{environment.name}: no Sealed Secrets certificate; {secret_count} secret key(s) do not reach the "

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from deployments.models import Environment, Secret
-from deployments.secrets import crypto
+from deployments.secrets import age, crypto
 from deployments.secrets.crypto import SecretUnreadable
 from deployments.secrets.kubeseal import (
     SEALED_NAMESPACE,
@@ -90,7 +90,8 @@ def secret_reseal(*, secret: Secret) -> bool:
     """Seal one secret's current value for its environment's certificate if that is not done yet.
 
     Returns True when a new sealed value was written. Clears the sealed value where there is nothing to seal
-    for (EKS, or no certificate).
+    for (EKS, or no certificate). Compose environments get their age ciphertext brought up to date as well
+    (``deployments.secrets.age``), so every caller that stores a value delivers it on every kind of environment.
     """
     environment = Environment.objects.get(pk=secret.environment_id)
     certificate = environment_sealing_certificate(environment)
@@ -99,6 +100,8 @@ def secret_reseal(*, secret: Secret) -> bool:
     locked = Secret.objects.select_for_update().get(pk=secret.pk)
     outcome = _reseal_one(locked, certificate, certificate_sha256)
     secret.sealed_value, secret.sealed_for = locked.sealed_value, locked.sealed_for
+    # Compose servers get the value encrypted to their age recipient instead (same rule: only what changed).
+    age.secret_age_encrypt(secret=secret)
     return outcome == "sealed"
 
 
@@ -107,11 +110,14 @@ def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
     """Make every secret of a non-EKS environment sealed for its current certificate, name and version.
 
     Only values whose (certificate, name, version) changed are sealed again: sealing is randomized, and
-    resealing unchanged values would turn every render into a diff.
+    resealing unchanged values would turn every render into a diff. Compose environments: the same for their age
+    recipient (the counts returned are the Sealed Secrets ones).
     """
     certificate = environment_sealing_certificate(environment)
     certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
     counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
     for secret in Secret.objects.select_for_update().filter(environment_id=environment.pk).order_by("pk"):
         counts[_reseal_one(secret, certificate, certificate_sha256)] += 1
+    # Compose servers: age-encrypt for the server's recipient (a render calls this before its snapshot).
+    age.environment_secrets_age_encrypt(environment=environment)
     return ResealResult(**counts)

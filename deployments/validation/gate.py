@@ -7,7 +7,9 @@
 4. no two Ingresses of one environment claim the same host (``ingress-host-duplicate``, hosts.py);
 5. with ``read_base`` (the file at the repository's HEAD), no change an API server refuses after creation
    (change_safety.py: immutable fields, shrinking volumes, …);
-6. each problem names the source file the object came from.
+6. Docker Compose environment folders get their own checks (compose.py: Compose schema, project networks,
+   Traefik configuration, secret references, shell scripts);
+7. each problem names the source file the object came from.
 YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
 the same way, without a build.
 """
@@ -27,6 +29,7 @@ import yaml
 from django.conf import settings
 
 from deployments.validation.change_safety import ObjectId, change_safety_check
+from deployments.validation.compose import compose_tree_validate
 from deployments.validation.hosts import HostClaims
 from deployments.validation.kustomize import (
     BuildResult,
@@ -127,6 +130,11 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         gate.problems += change_safety_check(
             changed=changed_files, read_new=lambda path: _read(root, path), read_base=read_base,
             list_new=lambda folder: _yaml_files(root, folder), replacements=replacements)
+    # --- Docker Compose environments (not Kubernetes objects; checked by deployments/validation/compose.py) ---
+    gate.problems += compose_tree_validate(
+        root=root, changed=changed if paths is not None else None,
+        schema_path=getattr(settings, "COMPOSE_SCHEMA_PATH", ""),
+        shellcheck=getattr(settings, "SHELLCHECK", "shellcheck"), report=report)
 
     problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
     skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""

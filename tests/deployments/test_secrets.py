@@ -29,6 +29,7 @@ from django.views.debug import ExceptionReporter, get_default_exception_reporter
 
 from deployments import services
 from deployments.models import Environment, Secret
+from deployments.secrets import age as age_encryption
 from deployments.secrets import crypto, sealing
 from deployments.secrets.secrets_manager import environment_secrets_sync
 from projects.demo import demo_load
@@ -563,8 +564,11 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     data = _environment_data(production, **{"secrets-0-value": f"{marker}-admin-rotate"})
     response = client.post(reverse("admin:deployments_environment_change", args=[production.pk]), data)
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
-    # Delivered as a render would: sealed for minikube, written to Secrets Manager for aws-production.
+    # Delivered as a render would: sealed for minikube, written to Secrets Manager for aws-production,
+    # age-encrypted for the Compose server single-server (at once, by the service).
     assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 5
+    compose = Environment.objects.get(name="single-server")
+    assert age_encryption.environment_secrets_age_encrypt(environment=compose).unchanged == 7
     assert environment_secrets_sync(environment=production).created == 4
     assert all(crypto.decrypt(c).startswith(marker) for c in Secret.objects.values_list("ciphertext", flat=True))
 
@@ -572,7 +576,8 @@ def _plant_marker_everywhere(client, marker: str) -> None:
 def test_marker_never_reaches_the_database_the_logs_or_any_admin_page(aws, superuser_client, caplog, marker):
     caplog.set_level(logging.DEBUG)
     _plant_marker_everywhere(superuser_client, marker)
-    assert Secret.objects.count() == 9 and Secret.objects.exclude(sealed_value="").count() == 5
+    assert Secret.objects.count() == 16 and Secret.objects.exclude(sealed_value="").count() == 5
+    assert Secret.objects.exclude(age_value="").count() == 7  # the Compose server's keys, age-encrypted
 
     assert _database_hits(marker) == []
 
@@ -609,6 +614,7 @@ def test_marker_never_reaches_git_history_or_run_pages(aws, superuser_client, ca
     assert [run.status for run in committed] == [RenderRun.Status.SUCCEEDED] * 2, [run.error for run in committed]
     history = gitops.log_patch()
     assert "kind: SealedSecret" in history and "kind: ExternalSecret" in history  # there was something to leak
+    assert "-----BEGIN AGE ENCRYPTED FILE-----" in history  # the Compose server's secrets, age-encrypted
     rotated.refresh_from_db()
     assert rotated.sealed_value and rotated.sealed_value in history  # the rotation reached git, sealed
     assert _found(history, marker) == []

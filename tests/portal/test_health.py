@@ -94,8 +94,8 @@ def test_public_config_lists_modes_and_domains_and_nothing_secret(client):
     response = client.get("/api/config")
     assert response.status_code == 200
     body = response.json()
-    assert body["deployment_modes"] == ["kubernetes"]
-    assert sorted(body["app_domains"]) == ["localhost", "studio.example.com"]
+    assert body["deployment_modes"] == ["docker", "kubernetes"]  # the demo's single server runs Docker Compose
+    assert sorted(body["app_domains"]) == ["localhost", "studio.example.com", "studio.example.org"]
     assert body["version"]
     text = response.content.decode()
     from deployments.models import Secret

@@ -26,7 +26,7 @@ def test_load_demo_twice_gives_the_same_data():
     first = _snapshot()
     call_command("load_demo")
     assert _snapshot() == first
-    assert {name for name, *_ in first["environments"]} == {"minikube", "aws-production"}
+    assert {name for name, *_ in first["environments"]} == {"minikube", "aws-production", "single-server"}
 
 
 @pytest.mark.django_db
