@@ -432,7 +432,9 @@ class NodeGroup(models.Model):
 
 
 class Secret(models.Model):
-    """One key of a Kubernetes Secret of an environment. The value is stored only encrypted (deployments.crypto)."""
+    """One key of a Kubernetes Secret of an environment.
+
+    The value is stored only encrypted (deployments.secrets.crypto)."""
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="secrets")
     secret_name = models.CharField(

@@ -4,7 +4,8 @@ format, and the rendered demo tree checked against them."""
 import pytest
 import yaml
 
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from deployments.validation.canonical import (
     NotCanonicalizable,
     canonical_duration,

@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from deployments import crypto
 from deployments.models import Secret
+from deployments.secrets import crypto
 from tests.factories import environment_factory, secret_factory
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,11 @@ import yaml
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from deployments import crypto
 from deployments.models import Environment, Secret
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
 from deployments.rendering.compose import compose_cpus, compose_memory, postgres_tuning
+from deployments.secrets import crypto
+from deployments.selectors import environments_snapshot
 from deployments.validation import tree_validate
 from deployments.validation.compose import (
     compose_isolation_problems,

@@ -16,7 +16,8 @@ import pytest
 
 from deployments import services
 from deployments.models import Environment, Secret
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
 from tests.factories import environment_factory, secret_factory
 

@@ -12,9 +12,10 @@ from django.urls import reverse
 
 from deployments import services
 from deployments.models import Environment, Secret
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
 from deployments.secrets import age as age_encryption
 from deployments.secrets import age_format, sealing
+from deployments.selectors import environments_snapshot
 from tests.factories import environment_factory, secret_factory
 
 pytestmark = pytest.mark.django_db
