@@ -235,3 +235,65 @@ def validate_image(value: str) -> None:
     validate_image_reference(repo)
     if tag:
         validate_image_tag(tag)
+
+
+# Kubernetes accepts more in an EnvVar name (any printable ASCII but '=' since 1.30), but shells and dev servers
+# read only C identifiers; refusing the rest catches typos such as `API URL=…`.
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Plain environment values are written to git as they are: names that usually hold a credential are refused.
+SENSITIVE_ENV_NAME_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL)",
+                                   re.IGNORECASE)
+ENV_VALUE_MAX = 4096
+
+
+def parse_env_vars(text: str) -> list[tuple[str, str]]:
+    """Parse container environment variables written ``NAME=value``, one per line, into ``[(name, value)]`` in
+    the order given.
+
+    Blank lines and lines starting with ``#`` are skipped; the value is everything after the first ``=`` with
+    surrounding whitespace removed (quotes are kept as typed). Raises ``ValidationError`` for a line without
+    ``=``, a name that is not a C identifier, a name given twice, a value longer than 4096 characters, or a name
+    that usually holds a credential (these values would reach git in plaintext: use a secret instead).
+    """
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValidationError("%(line)s is not NAME=value.", params={"line": line[:80]}, code="env_format")
+        name, value = (part.strip() for part in line.split("=", 1))
+        if not ENV_NAME_RE.match(name):
+            raise ValidationError(
+                "%(name)s is not an environment variable name: letters, digits and '_', not starting with a digit.",
+                params={"name": name[:80]}, code="env_name")
+        if name in seen:
+            raise ValidationError("%(name)s is given twice.", params={"name": name}, code="env_duplicate")
+        if SENSITIVE_ENV_NAME_RE.search(name):
+            raise ValidationError(
+                "%(name)s looks like a credential; plain values are written to git. Keep credentials in secrets.",
+                params={"name": name}, code="env_sensitive")
+        if len(value) > ENV_VALUE_MAX:
+            raise ValidationError("The value of %(name)s is longer than %(max)s characters.",
+                                  params={"name": name, "max": ENV_VALUE_MAX}, code="env_value")
+        seen.add(name)
+        pairs.append((name, value))
+    return pairs
+
+
+def validate_env_vars_text(text: str) -> None:
+    parse_env_vars(text)
+
+
+def validate_command_line(value: str) -> None:
+    """One shell command line (no line breaks or control characters), as a container's start command."""
+    if any(ord(char) < 32 for char in value):
+        raise ValidationError("A start command is one line without control characters.", code="command_line")
+
+
+def validate_http_path(value: str) -> None:
+    """An HTTP request path for a probe (Kubernetes HTTPGetAction.path): starts with '/', no spaces."""
+    if not re.match(r"^/[\x21-\x7e]*$", value):
+        raise ValidationError("%(value)s is not an HTTP path: it starts with '/' and has no spaces.",
+                              params={"value": value[:80]}, code="http_path")

@@ -56,7 +56,8 @@ SECRETS = [
 FRONTEND = dict(role=Container.Role.FRONTEND, image="tesslate-devserver:latest", port=5173,
                 cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
 BACKEND = dict(role=Container.Role.BACKEND, image="tesslate-devserver:latest", port=8000,
-               cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
+               cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi",
+               probe=Container.Probe.HTTP, probe_path="/health", env_vars="LOG_LEVEL=debug")
 DATABASE = dict(role=Container.Role.DATABASE, image="postgres:16-alpine", port=5432,
                 cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi",
                 data_volume_size="2Gi")
@@ -78,6 +79,10 @@ PROJECTS = [
 
 def demo_project_id(environment: str, slug: str) -> uuid.UUID:
     return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}")
+
+
+def demo_container_id(environment: str, slug: str, directory: str) -> uuid.UUID:
+    return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}/{directory}")
 
 
 def _secret_value(key: str, environment: Environment) -> str:
@@ -117,6 +122,7 @@ def demo_load() -> dict[str, int]:
         )
         counts["projects"] += 1
         for directory, fields in containers.items():
-            Container.objects.update_or_create(project=project, directory=directory, defaults=fields)
+            Container.objects.update_or_create(project=project, directory=directory, defaults=dict(
+                fields, uuid=demo_container_id(env_name, slug, directory)))
             counts["containers"] += 1
     return counts

@@ -43,6 +43,20 @@ DEV_INGRESS_ANNOTATIONS = {
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
     "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
 }
+# The devserver image's process supervisor (DOMAIN.md "A user project"): Studio starts a dev server as
+# `tsinit serve --process main=<command>`; `tsinit serve` alone is the file-manager's file-serving process.
+TSINIT = "tsinit"
+# Start commands of dev containers on the devserver image, by role, when the admin gives none. They run in
+# /app/{dir}; `{port}` is the container's port. The environment also carries HOST and PORT, which Node backends
+# (Express, Fastify, Nest) read, so the backend default needs no flags.
+DEV_START_COMMANDS = {
+    "frontend": "npm install && npm run dev -- --host 0.0.0.0 --port {port}",
+    "backend": "npm install && npm run dev",
+}
+# Readiness every 5 s; the startup probe polls every 10 s for the container's startup budget (npm install and a
+# first build can take minutes; the readiness and liveness checks only start once it has passed).
+READINESS_PROBE = {"periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
+STARTUP_PROBE_PERIOD_SECONDS = 10
 # Where service containers keep their data, by image family; anything else gets /data.
 SERVICE_DATA_PATHS = (
     ("postgres", "/var/lib/postgresql/data"),

@@ -1,15 +1,20 @@
 """User projects: environments/<env>/projects/ (the index) and one proj-<uuid>/ kustomization root each."""
 
+import math
 from dataclasses import dataclass
 
 from deployments.models import Environment
 from deployments.rendering.common import (
     DEV_INGRESS_ANNOTATIONS,
+    DEV_START_COMMANDS,
     DEVSERVER_IMAGE,
     EBS_DRIVER,
     HTTP01_ISSUER,
     MANAGED_BY,
+    READINESS_PROBE,
     SERVICE_DATA_PATHS,
+    STARTUP_PROBE_PERIOD_SECONDS,
+    TSINIT,
     WILDCARD_TLS_SECRET,
     image_overrides,
     image_pull_policy,
@@ -35,19 +40,19 @@ class ProjectEnvironment:
     supports_snapshots: bool
     image_registry: str
     image_tag: str
-    node_selector: tuple[tuple[str, str], ...]
+    spot_node_labels: tuple[tuple[str, str], ...]
     tolerations: tuple[tuple[str, str, str], ...]
 
     @classmethod
     def of(cls, env: EnvironmentSnapshot) -> "ProjectEnvironment":
-        # The first SPOT group (by name) that hosts user projects places the project pods.
+        # The first SPOT group (by name) that hosts user projects is where project pods prefer to run.
         spot = next((group for group in env.node_groups if group.is_spot_for_projects), None)
         return cls(
             name=env.name, kind=env.kind, app_domain=env.app_domain, ingress_class=env.ingress_class,
             tls_mode=env.tls_mode, storage_class_name=env.storage_class_name,
             volume_snapshot_class=env.volume_snapshot_class, supports_snapshots=env.supports_snapshots,
             image_registry=env.image_registry, image_tag=env.image_tag,
-            node_selector=spot.labels if spot else (), tolerations=spot.taints if spot else (),
+            spot_node_labels=spot.labels if spot else (), tolerations=spot.taints if spot else (),
         )
 
 
@@ -61,6 +66,34 @@ def _tolerations(taints: tuple[tuple[str, str, str], ...]) -> list[dict]:
     return result
 
 
+def project_placement(penv: ProjectEnvironment, project_id: str) -> dict:
+    """Scheduling of every project pod, as preferences only (DOMAIN.md "Nodes and cost"):
+
+    - pod affinity preferred (weight 100) towards the project's other pods on one node (topology
+      kubernetes.io/hostname), because the project volume is ReadWriteOnce; a *required* affinity deadlocked
+      scheduling in Studio when that node was full;
+    - node affinity preferred (weight 50) for the environment's SPOT node group that hosts user projects (its
+      labels), with tolerations of its taints; never a nodeSelector, so pods still start when spot capacity is gone.
+
+    Returns ``{"affinity": {...}, "tolerations": [...]}`` for the pod spec.
+    """
+    affinity: dict = {}
+    if penv.spot_node_labels:
+        affinity["nodeAffinity"] = {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 50,
+            "preference": {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}
+                                                for key, value in penv.spot_node_labels]},
+        }]}
+    affinity["podAffinity"] = {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {"tesslate.io/project-id": project_id}},
+            "topologyKey": "kubernetes.io/hostname",
+        },
+    }]}
+    return {"affinity": affinity, "tolerations": _tolerations(penv.tolerations)}
+
+
 def _service_data_path(image: str) -> str:
     family = image_repository(image).rsplit("/", 1)[-1]
     for prefix, path in SERVICE_DATA_PATHS:
@@ -69,14 +102,60 @@ def _service_data_path(image: str) -> str:
     return "/data"
 
 
+def _is_postgres(image: str) -> bool:
+    return image_repository(image).rsplit("/", 1)[-1].startswith("postgres")
+
+
+def _command(container: ContainerSnapshot, is_devserver: bool) -> list[str] | None:
+    """The container's `command`: the devserver image runs the start command under tsinit (its default command
+    only sleeps); other images run a given command through a shell, or keep their own entrypoint."""
+    command = container.start_command
+    if is_devserver:
+        if not command:
+            default = DEV_START_COMMANDS.get(container.role, DEV_START_COMMANDS["frontend"])
+            command = default.replace("{port}", str(container.port))
+        # No workingDir on devserver containers (a root-created working directory breaks uid 1000): the process
+        # changes into the container's directory itself.
+        return [TSINIT, "serve", "--process", f"main=cd /app/{container.directory} && {command}"]
+    return ["/bin/sh", "-c", command] if command else None
+
+
+def _probes(container: ContainerSnapshot, port_name: str) -> tuple[dict, dict]:
+    """(readinessProbe, startupProbe) with the same check: the container's choice, or HTTP GET for dev
+    containers, pg_isready for PostgreSQL and a TCP connect for other services (DOMAIN.md "A user project")."""
+    kind = container.probe or ("tcp" if container.is_service else "http")
+    if not container.probe and container.is_service and _is_postgres(container.image):
+        # pg_isready needs no credentials: it asks the server whether it accepts connections.
+        handler = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(container.port)]}}
+    elif kind == "http":
+        handler = {"httpGet": {"path": container.probe_path, "port": port_name}}
+    else:
+        handler = {"tcpSocket": {"port": port_name}}
+    readiness = {**handler, **READINESS_PROBE}
+    startup = {**handler, "periodSeconds": STARTUP_PROBE_PERIOD_SECONDS, "timeoutSeconds": 3,
+               "failureThreshold": math.ceil(container.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS)}
+    return readiness, startup
+
+
+def _env(defaults: list[tuple[str, str]], container: ContainerSnapshot) -> list[dict]:
+    """The portal's variables first, then the admin's (which replace a portal variable of the same name)."""
+    values = dict(defaults)
+    values.update(container.env_vars)
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
 def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, container: ContainerSnapshot,
                        base_labels: dict, pull_policy: str) -> dict:
     service = container.is_service
     workload = f"{'svc' if service else 'dev'}-{container.directory}"
     component = "service-container" if service else "dev-container"
-    labels = {**base_labels, "tesslate.io/component": component,
-              "tesslate.io/container-directory": container.directory}
+    # The Studio backend finds pods by `app` and `tesslate.io/container-id` (exec, logs, files). The selector keeps
+    # its original labels: a Deployment's selector is immutable, so changing it would break every existing one.
+    labels = {**base_labels, "app": workload if service else "dev-container", "tesslate.io/component": component,
+              "tesslate.io/container-directory": container.directory, "tesslate.io/container-id": container.uuid}
     is_devserver = image_repository(container.image) == DEVSERVER_IMAGE
+    port_name = "tcp" if service else "http"
+    readiness, startup = _probes(container, port_name)
     context = {
         "name": workload,
         "namespace": project.namespace,
@@ -85,20 +164,25 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         "image": container.image,
         "pull_policy": pull_policy if is_devserver else "IfNotPresent",
         "port": container.port,
+        "port_name": port_name,
+        "command": _command(container, is_devserver),
+        "readiness_probe": readiness,
+        "startup_probe": startup,
         "resources": {
             "limits": {"cpu": container.cpu_limit, "memory": container.memory_limit},
             "requests": {"cpu": container.cpu_request, "memory": container.memory_request},
         },
         "service": service,
+        "working_dir": None if is_devserver or service else f"/app/{container.directory}",
     }
     if service:
         data_path = _service_data_path(container.image)
-        env = []
+        defaults = []
         if data_path == "/var/lib/postgresql/data":
             # initdb refuses a non-empty mount point (ext4 puts lost+found there); use a subdirectory.
-            env.append({"name": "PGDATA", "value": data_path + "/pgdata"})
+            defaults.append(("PGDATA", data_path + "/pgdata"))
         context.update({"data_claim": f"{workload}-data", "data_size": container.data_volume_size,
-                        "data_path": data_path, "env": env})
+                        "data_path": data_path, "env": _env(defaults, container)})
     else:
         host = f"{project.slug}-{container.directory}.{penv.app_domain}"
         annotations = dict(DEV_INGRESS_ANNOTATIONS)
@@ -108,10 +192,10 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         elif penv.tls_mode == Environment.TLSMode.LETSENCRYPT_HTTP01:
             annotations["cert-manager.io/cluster-issuer"] = HTTP01_ISSUER
             tls = [{"hosts": [host], "secretName": f"{workload}-tls"}]
+        defaults = [("HOST", "0.0.0.0"), ("PORT", str(container.port)), ("NODE_ENV", "development")]
         context.update({
             "host": host, "ingress_class": penv.ingress_class, "ingress_annotations": dict(sorted(annotations.items())),
-            "tls": tls, "working_dir": f"/app/{container.directory}",
-            "env": [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": str(container.port)}],
+            "tls": tls, "env": _env(defaults, container),
         })
     return context
 
@@ -122,16 +206,7 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     base_labels = {"app.kubernetes.io/managed-by": MANAGED_BY, "tesslate.io/project-id": project.id,
                    "tesslate.io/user-id": project.owner}
     pull_policy = image_pull_policy(penv.kind)
-    placement = {
-        # The project volume is ReadWriteOnce: every pod that mounts it must run on the same node.
-        "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {"tesslate.io/project-id": project.id}},
-            "topologyKey": "kubernetes.io/hostname",
-        }]}},
-        "node_selector": dict(penv.node_selector),
-        "tolerations": _tolerations(penv.tolerations),
-    }
-    common = {"namespace": namespace, "placement": placement}
+    common = {"namespace": namespace, "placement": project_placement(penv, project.id)}
 
     restore = None
     if project.restore_snapshot_id and penv.supports_snapshots:
@@ -160,8 +235,9 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     files["storage.yaml"] = yaml_documents(*storage).decode()
     files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
         **common,
-        "labels": dict(sorted({**base_labels, "tesslate.io/component": "file-manager"}.items())),
+        "labels": dict(sorted({**base_labels, "app": "file-manager", "tesslate.io/component": "file-manager"}.items())),
         "image": f"{DEVSERVER_IMAGE}:{penv.image_tag}", "pull_policy": pull_policy,
+        "command": [TSINIT, "serve"],
     })
     resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml"]
     for container in project.containers:

@@ -52,6 +52,12 @@ class ContainerSnapshot:
     memory_request: str
     memory_limit: str
     data_volume_size: str
+    uuid: str  # Studio's container id (tesslate.io/container-id)
+    start_command: str  # empty: the role's default (devserver image) or the image's own command
+    env_vars: tuple[tuple[str, str], ...]  # (name, value) in the admin's order
+    probe: str  # "http", "tcp" or empty (the role's default)
+    probe_path: str
+    startup_timeout_seconds: int
 
     @property
     def is_service(self) -> bool:
@@ -144,7 +150,8 @@ _ENVIRONMENT_FIELDS = [
     "secrets_manager_role_arn",
 ]
 _CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
-                     "memory_limit", "data_volume_size"]
+                     "memory_limit", "data_volume_size", "uuid", "start_command", "env_vars", "probe", "probe_path",
+                     "startup_timeout_seconds"]
 
 
 def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> TreeSnapshot:
@@ -179,6 +186,8 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
     for row in Container.objects.filter(project__environment_id__in=ids, project__state=Project.State.ACTIVE).values(
             "project_id", *_CONTAINER_FIELDS):
         project_id = str(row.pop("project_id"))
+        row["uuid"] = str(row["uuid"])
+        row["env_vars"] = tuple(validators.parse_env_vars(row["env_vars"]))
         containers.setdefault(project_id, []).append(ContainerSnapshot(**row))
 
     projects: dict[int, list[ProjectSnapshot]] = {pk: [] for pk in ids}

@@ -39,7 +39,7 @@ from deployments.rendering import (
     tree_units,
 )
 from deployments.rendering.yamltext import yaml_block, yaml_flow, yaml_scalar
-from projects.demo import demo_load, demo_project_id
+from projects.demo import demo_container_id, demo_load, demo_project_id
 from projects.models import Container, Project
 from tests.factories import (
     container_factory,
@@ -675,6 +675,7 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
 
     manager = find(objects, "Deployment", "file-manager")["spec"]["template"]
     assert manager["metadata"]["labels"]["tesslate.io/component"] == "file-manager"
+    assert manager["metadata"]["labels"]["app"] == "file-manager"
     files = container(manager["spec"], "file-manager")
     assert files["image"] == "tesslate-devserver:latest" and files["imagePullPolicy"] == "Never"
     assert files["volumeMounts"] == [{"name": "project-storage", "mountPath": "/app"}]
@@ -684,14 +685,15 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
         1000, 1000)
     assert manager["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "project-storage"
 
-    affinity = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+    affinity = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
         "labelSelector": {"matchLabels": {"tesslate.io/project-id": project_id}},
-        "topologyKey": "kubernetes.io/hostname"}]}}
+        "topologyKey": "kubernetes.io/hostname"}}]}}
     for directory, port in (("frontend", 5173), ("backend", 8000)):
         deployment = find(objects, "Deployment", f"dev-{directory}")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert labels == {**standard, "tesslate.io/component": "dev-container",
-                          "tesslate.io/container-directory": directory}
+        assert labels == {**standard, "app": "dev-container", "tesslate.io/component": "dev-container",
+                          "tesslate.io/container-directory": directory,
+                          "tesslate.io/container-id": str(demo_container_id("minikube", "todo-app", directory))}
         pod = deployment["spec"]["template"]["spec"]
         assert pod["affinity"] == affinity
         assert "nodeSelector" not in pod and "tolerations" not in pod, "minikube has no spot node group"
@@ -729,7 +731,10 @@ def test_projects_on_eks_go_to_spot_nodes_with_tls(demo_tree, tmp_path):
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     for name in ("dev-frontend", "dev-backend", "file-manager", "svc-db"):
         pod = find(objects, "Deployment", name)["spec"]["template"]["spec"]
-        assert pod["nodeSelector"] == {"tesslate.io/workload-type": "user-project"}, name
+        assert "nodeSelector" not in pod, "spot nodes are a preference, never a requirement"
+        assert pod["affinity"]["nodeAffinity"] == {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 50, "preference": {"matchExpressions": [
+                {"key": "tesslate.io/workload-type", "operator": "In", "values": ["user-project"]}]}}]}, name
         assert pod["tolerations"] == [{"key": "tesslate.io/spot", "operator": "Equal", "value": "true",
                                        "effect": "PreferNoSchedule"}], name
     dev = container(find(objects, "Deployment", "dev-frontend")["spec"]["template"]["spec"], "dev-server")
@@ -1011,7 +1016,9 @@ def test_snapshot_is_plain_immutable_data(demo):
 def _synthetic_snapshot(projects: int) -> TreeSnapshot:
     def make(directory: str, role: str, image: str, port: int) -> ContainerSnapshot:
         return ContainerSnapshot(directory=directory, role=role, image=image, port=port, cpu_request="100m",
-                                 cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi")
+                                 cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi",
+                                 uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, directory)), start_command="", env_vars=(),
+                                 probe="", probe_path="/", startup_timeout_seconds=600)
 
     containers = (make("backend", "backend", "tesslate-devserver:latest", 8000),
                   make("db", "database", "postgres:16-alpine", 5432),
