@@ -44,6 +44,11 @@ class Environment(models.Model):
         help_text="Projects get one-label subdomains of it: {slug}-{dir}.{app domain}.",
     )
     ingress_class = models.CharField(max_length=63, default="nginx", validators=[v.validate_dns1123_subdomain])
+    ingress_controller_namespace = models.CharField(
+        max_length=63, default="ingress-nginx", validators=[v.validate_dns1123_label],
+        help_text="Namespace of the ingress controller pods: the only namespace besides tesslate whose pods may "
+                  "open connections to project pods (NetworkPolicy project-isolation).",
+    )
     tls_mode = models.CharField(max_length=24, choices=TLSMode.choices, default=TLSMode.NONE)
     acme_email = models.EmailField(blank=True, help_text="Contact address for the ACME account (TLS modes only).")
     cloudflare_api_token_secret = models.CharField(

@@ -57,6 +57,16 @@ DEV_START_COMMANDS = {
 # first build can take minutes; the readiness and liveness checks only start once it has passed).
 READINESS_PROBE = {"periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
 STARTUP_PROBE_PERIOD_SECONDS = 10
+# The cluster DNS (CoreDNS on EKS, Minikube and kubeadm clusters keeps the kube-dns label for compatibility):
+# pods may send DNS queries over UDP and TCP 53 to it and to no other resolver.
+CLUSTER_DNS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+# Anywhere outside the cluster except the cloud metadata endpoint (instance credentials).
+METADATA_ENDPOINT = "169.254.169.254/32"
+INTERNET_PEER = {"ipBlock": {"cidr": "0.0.0.0/0", "except": [METADATA_ENDPOINT]}}
 # Where service containers keep their data, by image family; anything else gets /data.
 SERVICE_DATA_PATHS = (
     ("postgres", "/var/lib/postgresql/data"),

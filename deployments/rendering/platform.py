@@ -6,13 +6,16 @@ import json
 from deployments.models import Environment
 from deployments.rendering.common import (
     BASE_CONFIG,
+    CLUSTER_DNS_PEER,
     CONFIG_CHECKSUM_ANNOTATION,
     DEVSERVER_IMAGE,
     DNS01_ISSUER,
+    DNS_PORTS,
     EBS_DRIVER,
     EXTERNAL_SECRETS_SERVICE_ACCOUNT,
     HTTP01_ISSUER,
     IMAGE_NAMES,
+    INTERNET_PEER,
     LETSENCRYPT_SERVER,
     PLATFORM_BASE_DIR,
     PLATFORM_NAME_LABEL,
@@ -34,6 +37,9 @@ from deployments.rendering.snapshot import EnvironmentSnapshot
 from deployments.rendering.templating import render_template
 
 DNS01 = Environment.TLSMode.CERT_MANAGER_DNS01
+# Ports the platform opens outside the cluster: HTTP(S), the Kubernetes API server (6443 kubeadm, 8443 Minikube),
+# PostgreSQL and Redis (external datastores).
+PLATFORM_EGRESS_PORTS = (80, 443, 5432, 6379, 6443, 8443)
 
 # --- the shared platform base -----------------------------------------------------------------------------------
 
@@ -196,6 +202,12 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
         resources.append("volume-snapshot-class.yaml")
         files["volume-snapshot-class.yaml"] = render_template("overlay/volume-snapshot-class.yaml.j2", {
             "name": env.volume_snapshot_class, "driver": EBS_DRIVER})
+    resources.append("network-policies.yaml")
+    files["network-policies.yaml"] = render_template("overlay/network-policies.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "ingress_namespace": env.ingress_controller_namespace,
+        "dns_peer": CLUSTER_DNS_PEER, "dns_ports": DNS_PORTS, "internet_peer": INTERNET_PEER,
+        "internet_ports": [{"protocol": "TCP", "port": port} for port in PLATFORM_EGRESS_PORTS],
+    })
     tls_file, ingress_annotations, ingress_tls = _tls(env)
     if tls_file:
         resources.append("tls.yaml")

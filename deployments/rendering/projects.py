@@ -5,11 +5,14 @@ from dataclasses import dataclass
 
 from deployments.models import Environment
 from deployments.rendering.common import (
+    CLUSTER_DNS_PEER,
     DEV_INGRESS_ANNOTATIONS,
     DEV_START_COMMANDS,
     DEVSERVER_IMAGE,
+    DNS_PORTS,
     EBS_DRIVER,
     HTTP01_ISSUER,
+    INTERNET_PEER,
     MANAGED_BY,
     READINESS_PROBE,
     SERVICE_DATA_PATHS,
@@ -34,6 +37,7 @@ class ProjectEnvironment:
     kind: str
     app_domain: str
     ingress_class: str
+    ingress_controller_namespace: str
     tls_mode: str
     storage_class_name: str
     volume_snapshot_class: str
@@ -49,6 +53,7 @@ class ProjectEnvironment:
         spot = next((group for group in env.node_groups if group.is_spot_for_projects), None)
         return cls(
             name=env.name, kind=env.kind, app_domain=env.app_domain, ingress_class=env.ingress_class,
+            ingress_controller_namespace=env.ingress_controller_namespace,
             tls_mode=env.tls_mode, storage_class_name=env.storage_class_name,
             volume_snapshot_class=env.volume_snapshot_class, supports_snapshots=env.supports_snapshots,
             image_registry=env.image_registry, image_tag=env.image_tag,
@@ -222,7 +227,9 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     files["namespace.yaml"] = render_template("project/namespace.yaml.j2", {
         "name": namespace, "labels": dict(sorted(base_labels.items()))})
     files["network-policy.yaml"] = render_template("project/network-policy.yaml.j2", {
-        "namespace": namespace, "labels": dict(sorted(base_labels.items()))})
+        "namespace": namespace, "labels": dict(sorted(base_labels.items())),
+        "ingress_namespace": penv.ingress_controller_namespace, "dns_peer": CLUSTER_DNS_PEER, "dns_ports": DNS_PORTS,
+        "internet_peer": INTERNET_PEER})
     storage = [render_template("project/pvc.yaml.j2", {
         "name": "project-storage", "namespace": namespace,
         "labels": dict(sorted({**base_labels, "tesslate.io/component": "storage"}.items())),

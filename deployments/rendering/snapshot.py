@@ -86,6 +86,7 @@ class EnvironmentSnapshot:
     gitops_tool: str
     app_domain: str
     ingress_class: str
+    ingress_controller_namespace: str
     tls_mode: str
     acme_email: str
     cloudflare_api_token_secret: str
@@ -142,8 +143,8 @@ class TreeSnapshot:
 
 
 _ENVIRONMENT_FIELDS = [
-    "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "tls_mode", "acme_email",
-    "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
+    "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "ingress_controller_namespace", "tls_mode",
+    "acme_email", "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
     "image_registry", "image_tag", "backend_replicas", "backend_cpu_request", "backend_cpu_limit",
     "backend_memory_request", "backend_memory_limit", "aws_account_id", "aws_region", "eks_cluster_name",

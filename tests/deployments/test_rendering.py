@@ -399,7 +399,7 @@ def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_n
     monkeypatch.setattr("io.open", no_io)
     with django_assert_num_queries(0):
         rendered = [unit.render() for unit in units]
-    assert sum(len(files) for files in rendered) == 70
+    assert sum(len(files) for files in rendered) == 72
 
 
 def test_unit_folders_nest_only_projects_under_their_index(demo):
@@ -644,7 +644,10 @@ PROJECT_ISOLATION = {
         {"podSelector": {}},
     ]}],
     "egress": [
-        {"ports": [{"protocol": "UDP", "port": 53}]},
+        {"to": [{"podSelector": {}}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}],
          "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}]},
     ],
@@ -1025,6 +1028,7 @@ def _synthetic_snapshot(projects: int) -> TreeSnapshot:
                   make("frontend", "frontend", "tesslate-devserver:latest", 5173))
     environment = EnvironmentSnapshot(
         id=1, name="scale", kind="eks", gitops_tool="argocd", app_domain="scale.example.com", ingress_class="nginx",
+        ingress_controller_namespace="ingress-nginx",
         tls_mode="cert-manager-dns01", acme_email="ops@example.com", cloudflare_api_token_secret="cloudflare",
         storage_class_name="tesslate-block-storage", storage_provisioner="ebs-gp3", storage_encrypted=True,
         volume_snapshot_class="tesslate-ebs-snapshots", hibernation_idle_minutes=10, snapshot_retention_days=30,
@@ -1052,8 +1056,8 @@ def test_thousands_of_projects_render_in_seconds():
     seconds = time.perf_counter() - started
     print(f"\n2,000 projects x 3 containers: tree_units {units_seconds:.3f}s, render_tree {seconds:.2f}s, "
           f"{len(tree)} files")
-    # Per project 8 files; the base 10, the overlay 11, clusters/ 4, the projects index 1.
-    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 11 + 4 + 1
+    # Per project 8 files; the base 10, the overlay 12, clusters/ 4, the projects index 1.
+    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 12 + 4 + 1
     assert units_seconds < 2, "tree_units must stay cheap (hashing, no rendering)"
     # About 1.2 s on the 2-core CI machine; the bound leaves room for a busy machine, not for a slow renderer.
     assert seconds < 15
