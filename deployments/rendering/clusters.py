@@ -6,6 +6,7 @@ from deployments.models import Environment
 from deployments.rendering.common import (
     ARGOCD_FINALIZER,
     ARGOCD_NAMESPACE,
+    ARGOCD_RETRY,
     FLUX_NAMESPACE,
     FLUX_SOURCE_NAME,
     IN_CLUSTER_SERVER,
@@ -42,7 +43,7 @@ def render_cluster_entry(entry: ClusterEntry) -> dict[str, bytes]:
     else:
         context.update({
             "namespace": ARGOCD_NAMESPACE, "project": f"tesslate-{entry.env_name}", "server": IN_CLUSTER_SERVER,
-            "finalizer": ARGOCD_FINALIZER,
+            "finalizer": ARGOCD_FINALIZER, "retry": ARGOCD_RETRY,
             # Argo CD's Go template syntax, passed as data so jinja leaves the braces alone.
             "app_name_template": f"{entry.env_name}-{{{{ .path.basename }}}}",
             "path_template": "{{ .path.path }}",

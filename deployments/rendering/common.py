@@ -28,6 +28,8 @@ LETSENCRYPT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 ARGOCD_NAMESPACE = "argocd"
 ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+# Argo CD retries a failed sync 10 s, 20 s, 40 s, ... up to every 5 minutes; a negative limit retries forever.
+ARGOCD_RETRY = {"limit": -1, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
 FLUX_NAMESPACE = "flux-system"
 FLUX_SOURCE_NAME = "tesslate-gitops"
 REFLECTOR_ANNOTATIONS = {

@@ -799,10 +799,11 @@ def test_argocd_entry_point(demo_tree, tmp_path):
                               ("Application", "tesslate-platform-aws-production"),
                               ("ApplicationSet", "tesslate-projects-aws-production")]
     assert all(o["metadata"]["namespace"] == "argocd" for o in objects)
-    sync = {"automated": {"prune": True, "selfHeal": True}, "syncOptions": ["CreateNamespace=true"]}
+    retry = {"limit": -1, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
+    sync = {"automated": {"prune": True, "selfHeal": True}, "syncOptions": ["CreateNamespace=true"], "retry": retry}
     platform = find(objects, "Application", "tesslate-platform-aws-production")
     assert platform["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
-    assert platform["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0"
+    assert "annotations" not in platform["metadata"], "no sync waves: nothing would enforce them"
     assert platform["spec"]["source"] == {"repoURL": SOURCE_URL, "targetRevision": BRANCH,
                                           "path": "environments/aws-production/platform"}
     assert platform["spec"]["syncPolicy"] == sync
@@ -812,8 +813,9 @@ def test_argocd_entry_point(demo_tree, tmp_path):
         {"path": "environments/aws-production/projects/*"}]}}]
     template = appset["template"]
     assert template["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
-    assert template["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
-    assert template["spec"]["syncPolicy"] == sync
+    assert "annotations" not in template["metadata"]
+    assert template["spec"]["syncPolicy"] == {**sync, "syncOptions": ["CreateNamespace=true",
+                                                                      "RespectIgnoreDifferences=true"]}
     assert template["spec"]["source"]["path"] == "{{ .path.path }}"
     assert template["spec"]["destination"]["namespace"] == "{{ .path.basename }}"
     project = find(objects, "AppProject", "tesslate-aws-production")["spec"]
