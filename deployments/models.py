@@ -34,6 +34,10 @@ class Environment(models.Model):
         ARGOCD = "argocd", "Argo CD"
         FLUX = "flux", "Flux"
 
+    class DatastoreMode(models.TextChoices):
+        IN_CLUSTER = "in-cluster", "In cluster (PostgreSQL and Redis StatefulSets)"
+        EXTERNAL = "external", "External (RDS / ElastiCache URLs in secrets)"
+
     name = models.CharField(
         max_length=63, unique=True, validators=[v.validate_dns1123_label],
         help_text="DNS-1123 label, for example aws-production. Names the overlay directory in git.",
@@ -87,6 +91,17 @@ class Environment(models.Model):
     backend_cpu_limit = models.CharField(max_length=16, default="2", validators=[v.validate_cpu_quantity])
     backend_memory_request = models.CharField(max_length=16, default="1Gi", validators=[v.validate_memory_quantity])
     backend_memory_limit = models.CharField(max_length=16, default="2Gi", validators=[v.validate_memory_quantity])
+    backend_readiness_path = models.CharField(
+        max_length=255, default="/health", validators=[v.validate_http_path],
+        help_text="The backend's readiness check: the guide's /health, or /ready on Studio releases that serve it "
+                  "(it also checks the database).",
+    )
+    datastore_mode = models.CharField(
+        max_length=10, choices=DatastoreMode.choices, default=DatastoreMode.IN_CLUSTER,
+        help_text="In cluster: StatefulSets postgres and redis read the Secrets postgres-secret (POSTGRES_DB, "
+                  "POSTGRES_USER, POSTGRES_PASSWORD) and redis-secret (REDIS_PASSWORD). External: DATABASE_URL and "
+                  "REDIS_URL of tesslate-app-secrets point at RDS / ElastiCache. Either way both URLs are secrets.",
+    )
 
     aws_account_id = models.CharField(
         max_length=12, blank=True,

@@ -21,6 +21,7 @@ ENVIRONMENTS = {
         image_registry="", image_tag="latest", backend_replicas=1,
         backend_cpu_request="250m", backend_cpu_limit="1", backend_memory_request="512Mi",
         backend_memory_limit="1Gi", gitops_tool=Environment.GitOpsTool.FLUX, protected=False,
+        datastore_mode=Environment.DatastoreMode.IN_CLUSTER, backend_readiness_path="/health",
     ),
     "aws-production": dict(
         kind=Environment.Kind.EKS, app_domain="studio.example.com",
@@ -30,6 +31,7 @@ ENVIRONMENTS = {
         backend_cpu_request="1", backend_cpu_limit="4", backend_memory_request="2Gi", backend_memory_limit="4Gi",
         aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="tesslate-production",
         gitops_tool=Environment.GitOpsTool.ARGOCD, protected=True,
+        datastore_mode=Environment.DatastoreMode.EXTERNAL, backend_readiness_path="/ready",
     ),
 }
 
@@ -46,11 +48,20 @@ NODE_GROUPS = {
     },
 }
 
+APP_SECRETS = "tesslate-app-secrets"
 SECRETS = [
-    ("SECRET_KEY", "Signs the backend's JWTs."),
-    ("DATABASE_URL", "Backend database connection string."),
-    ("LITELLM_API_BASE", "Base URL of the LiteLLM proxy."),
-    ("LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
+    (APP_SECRETS, "SECRET_KEY", "Signs the backend's JWTs."),
+    (APP_SECRETS, "DATABASE_URL", "Backend database connection string."),
+    (APP_SECRETS, "REDIS_URL", "Redis for the worker queue and sessions."),
+    (APP_SECRETS, "LITELLM_API_BASE", "Base URL of the LiteLLM proxy."),
+    (APP_SECRETS, "LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
+]
+# The in-cluster PostgreSQL and Redis read their own Secrets (Environment.datastore_mode).
+DATASTORE_SECRETS = [
+    ("postgres-secret", "POSTGRES_DB", "Database of the in-cluster PostgreSQL."),
+    ("postgres-secret", "POSTGRES_USER", "Owner of that database."),
+    ("postgres-secret", "POSTGRES_PASSWORD", "Its password (DATABASE_URL holds the same)."),
+    ("redis-secret", "REDIS_PASSWORD", "Password of the in-cluster Redis (REDIS_URL holds the same)."),
 ]
 
 FRONTEND = dict(role=Container.Role.FRONTEND, image="tesslate-devserver:latest", port=5173,
@@ -85,13 +96,28 @@ def demo_container_id(environment: str, slug: str, directory: str) -> uuid.UUID:
     return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}/{directory}")
 
 
-def _secret_value(key: str, environment: Environment) -> str:
-    generated = deployment_services.secret_generate_value()
-    if key == "DATABASE_URL":
-        return f"postgresql+asyncpg://tesslate:{generated[:32]}@postgres.tesslate.svc:5432/tesslate"
-    if key == "LITELLM_API_BASE":
-        return f"http://litellm.{environment.name}.internal:4000"
-    return generated
+def _secret_values(environment: Environment) -> dict[str, str]:
+    """Fresh values for every demo secret of an environment; only keys without a value take theirs, so the
+    URLs and the datastores' passwords agree when they are created together."""
+    postgres, redis = deployment_services.secret_generate_value()[:32], deployment_services.secret_generate_value()[:32]
+    if environment.datastore_mode == Environment.DatastoreMode.IN_CLUSTER:
+        database_url = f"postgresql+asyncpg://studio_owner:{postgres}@postgres.tesslate.svc:5432/studio_main"
+        redis_url = f"redis://:{redis}@redis.tesslate.svc:6379/0"
+    else:
+        database_url = (f"postgresql+asyncpg://studio_owner:{postgres}@tesslate-{environment.name}"
+                        ".cluster-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com:5432/studio_main")
+        redis_url = f"rediss://:{redis}@master.tesslate-{environment.name}.abc123.use1.cache.amazonaws.com:6379/0"
+    return {
+        "SECRET_KEY": deployment_services.secret_generate_value(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LITELLM_API_BASE": f"http://litellm.{environment.name}.internal:4000",
+        "LITELLM_MASTER_KEY": deployment_services.secret_generate_value(),
+        "POSTGRES_DB": "studio_main",
+        "POSTGRES_USER": "studio_owner",
+        "POSTGRES_PASSWORD": postgres,
+        "REDIS_PASSWORD": redis,
+    }
 
 
 @transaction.atomic
@@ -106,13 +132,15 @@ def demo_load() -> dict[str, int]:
         for group_name, group_fields in NODE_GROUPS.get(name, {}).items():
             NodeGroup.objects.update_or_create(environment=environment, name=group_name, defaults=group_fields)
             counts["node_groups"] += 1
-        for key, description in SECRETS:
+        values = _secret_values(environment)
+        in_cluster = environment.datastore_mode == Environment.DatastoreMode.IN_CLUSTER
+        for secret_name, key, description in SECRETS + (DATASTORE_SECRETS if in_cluster else []):
             secret, created = Secret.objects.get_or_create(
-                environment=environment, secret_name="tesslate-app-secrets", key=key,
+                environment=environment, secret_name=secret_name, key=key,
                 defaults={"description": description},
             )
             if created or not secret.ciphertext:
-                deployment_services.secret_store_value(secret=secret, value=_secret_value(key, environment))
+                deployment_services.secret_store_value(secret=secret, value=values[key])
                 counts["secrets_created"] += 1
     for env_name, slug, name, owner, state, snapshot, containers in PROJECTS:
         project, _ = Project.objects.update_or_create(

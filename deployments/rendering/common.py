@@ -69,6 +69,23 @@ DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 # Anywhere outside the cluster except the cloud metadata endpoint (instance credentials).
 METADATA_ENDPOINT = "169.254.169.254/32"
 INTERNET_PEER = {"ipBlock": {"cidr": "0.0.0.0/0", "except": [METADATA_ENDPOINT]}}
+# In-cluster platform datastores (Environment.datastore_mode): images pinned to a major version, the Secrets
+# they read (DOMAIN.md: postgres-secret with POSTGRES_DB/USER/PASSWORD), their volume sizes.
+POSTGRES_IMAGE = "postgres:16-alpine"
+REDIS_IMAGE = "redis:7-alpine"
+POSTGRES_SECRET = "postgres-secret"
+REDIS_SECRET = "redis-secret"
+DATASTORE_SECRETS = (POSTGRES_SECRET, REDIS_SECRET)
+POSTGRES_VOLUME_SIZE = "10Gi"
+REDIS_VOLUME_SIZE = "2Gi"
+# The main Ingress with more than one backend replica: a WebSocket or terminal session must stay on the replica
+# that holds it (DOMAIN.md "Platform": cookie TESS_AFFINITY).
+BACKEND_AFFINITY_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/affinity": "cookie",
+    "nginx.ingress.kubernetes.io/affinity-mode": "persistent",
+    "nginx.ingress.kubernetes.io/session-cookie-name": "TESS_AFFINITY",
+    "nginx.ingress.kubernetes.io/session-cookie-max-age": "86400",
+}
 # Where service containers keep their data, by image family; anything else gets /data.
 SERVICE_DATA_PATHS = (
     ("postgres", "/var/lib/postgresql/data"),

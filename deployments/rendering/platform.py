@@ -5,9 +5,11 @@ import json
 
 from deployments.models import Environment
 from deployments.rendering.common import (
+    BACKEND_AFFINITY_ANNOTATIONS,
     BASE_CONFIG,
     CLUSTER_DNS_PEER,
     CONFIG_CHECKSUM_ANNOTATION,
+    DATASTORE_SECRETS,
     DEVSERVER_IMAGE,
     DNS01_ISSUER,
     DNS_PORTS,
@@ -20,6 +22,12 @@ from deployments.rendering.common import (
     PLATFORM_BASE_DIR,
     PLATFORM_NAME_LABEL,
     PLATFORM_NAMESPACE,
+    POSTGRES_IMAGE,
+    POSTGRES_SECRET,
+    POSTGRES_VOLUME_SIZE,
+    REDIS_IMAGE,
+    REDIS_SECRET,
+    REDIS_VOLUME_SIZE,
     REFLECTOR_ANNOTATIONS,
     SECRET_STORE_NAME,
     SECRET_VERSIONS_ANNOTATION,
@@ -149,6 +157,36 @@ def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[
     return yaml_documents(*documents).decode()
 
 
+def _datastores(env: EnvironmentSnapshot, versions: dict[str, str]) -> str:
+    """datastores.yaml: StatefulSets and Services `postgres` and `redis` for an in-cluster datastore_mode."""
+
+    def annotations(secret: str) -> dict:
+        return {secret_checksum_annotation(secret): versions[secret]} if secret in versions else {}
+
+    def probe(command: str, period: int, failures: int) -> dict:
+        return {"exec": {"command": ["sh", "-c", command]}, "periodSeconds": period, "timeoutSeconds": 5,
+                "failureThreshold": failures}
+
+    pg_ready = 'pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+    redis_ping = 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'
+    return render_template("overlay/datastores.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "storage_class": env.storage_class_name,
+        "postgres": {
+            "image": POSTGRES_IMAGE, "secret": POSTGRES_SECRET, "size": POSTGRES_VOLUME_SIZE,
+            "annotations": annotations(POSTGRES_SECRET),
+            "readiness": probe(pg_ready, 5, 3), "liveness": probe(pg_ready, 10, 6),
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}},
+        },
+        "redis": {
+            "image": REDIS_IMAGE, "secret": REDIS_SECRET, "size": REDIS_VOLUME_SIZE,
+            "annotations": annotations(REDIS_SECRET),
+            "command": ["redis-server", "--appendonly", "yes", "--requirepass", "$(REDIS_PASSWORD)"],
+            "readiness": probe(redis_ping, 5, 3), "liveness": probe(redis_ping, 10, 6),
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+        },
+    })
+
+
 def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_names: list[str],
                       versions: dict[str, str]) -> dict[str, str]:
     """patches/<name>.yaml for the ConfigMap, the Deployments and the CronJobs (strategic merge)."""
@@ -173,6 +211,7 @@ def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_n
         patches[name] = render_template("overlay/deployment-patch.yaml.j2", {
             "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "replicas": replicas,
             "resources": resources, "env_from": env_from_, "annotations": annotations, "pull_policy": pull_policy,
+            "readiness_path": env.backend_readiness_path if name == "tesslate-backend" else None,
         })
     for name, container, suspend in (
             ("namespace-reaper", "reaper", None),
@@ -216,9 +255,14 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
     if secrets_file:
         resources.append("secrets.yaml")
         files["secrets.yaml"] = secrets_file
+    if env.datastore_mode == Environment.DatastoreMode.IN_CLUSTER:
+        resources.append("datastores.yaml")
+        files["datastores.yaml"] = _datastores(env, versions)
 
     patches = []
-    for name, text in _workload_patches(env, config, sorted(secrets), versions).items():
+    # The datastores' own credentials stay with the datastores; the platform reads DATABASE_URL and REDIS_URL.
+    workload_secrets = [name for name in sorted(secrets) if name not in DATASTORE_SECRETS]
+    for name, text in _workload_patches(env, config, workload_secrets, versions).items():
         files[f"patches/{name}.yaml"] = text
         patches.append({"path": f"patches/{name}.yaml"})
     # The main Ingress: a JSON patch, because its rules list has no merge key to patch the host into.
@@ -226,7 +270,9 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
         {"op": "replace", "path": "/spec/ingressClassName", "value": env.ingress_class},
         {"op": "add", "path": "/spec/rules/0/host", "value": env.app_domain},
     ]
-    for key, value in ingress_annotations.items():
+    if env.backend_replicas > 1:
+        ingress_annotations = {**ingress_annotations, **BACKEND_AFFINITY_ANNOTATIONS}
+    for key, value in sorted(ingress_annotations.items()):
         operations.append({"op": "add", "path": "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1"),
                            "value": value})
     if ingress_tls:

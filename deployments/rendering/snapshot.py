@@ -104,6 +104,8 @@ class EnvironmentSnapshot:
     backend_cpu_limit: str
     backend_memory_request: str
     backend_memory_limit: str
+    backend_readiness_path: str
+    datastore_mode: str
     aws_account_id: str
     aws_region: str
     eks_cluster_name: str
@@ -147,8 +149,8 @@ _ENVIRONMENT_FIELDS = [
     "acme_email", "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
     "image_registry", "image_tag", "backend_replicas", "backend_cpu_request", "backend_cpu_limit",
-    "backend_memory_request", "backend_memory_limit", "aws_account_id", "aws_region", "eks_cluster_name",
-    "secrets_manager_role_arn",
+    "backend_memory_request", "backend_memory_limit", "backend_readiness_path", "datastore_mode", "aws_account_id",
+    "aws_region", "eks_cluster_name", "secrets_manager_role_arn",
 ]
 _CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
                      "memory_limit", "data_volume_size", "uuid", "start_command", "env_vars", "probe", "probe_path",

@@ -399,7 +399,7 @@ def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_n
     monkeypatch.setattr("io.open", no_io)
     with django_assert_num_queries(0):
         rendered = [unit.render() for unit in units]
-    assert sum(len(files) for files in rendered) == 72
+    assert sum(len(files) for files in rendered) == 73
 
 
 def test_unit_folders_nest_only_projects_under_their_index(demo):
@@ -606,7 +606,7 @@ def test_eks_overlay(demo_tree, tmp_path):
     assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": "aws-secrets-manager"}
     assert {(d["secretKey"], d["remoteRef"]["key"]) for d in external["spec"]["data"]} == {
         (key, f"tesslate/aws-production/tesslate-app-secrets/{key}")
-        for key in ("SECRET_KEY", "DATABASE_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY")}
+        for key in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY")}
     assert not [o for o in objects if o["kind"] == "SealedSecret"]
 
     # Rotation rolls the pods: the versions hash sits on the pod templates and on the ExternalSecret.
@@ -1036,7 +1036,8 @@ def _synthetic_snapshot(projects: int) -> TreeSnapshot:
         volume_snapshot_class="tesslate-ebs-snapshots", hibernation_idle_minutes=10, snapshot_retention_days=30,
         max_snapshots_per_project=5, image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
         image_tag="production", backend_replicas=2, backend_cpu_request="1", backend_cpu_limit="4",
-        backend_memory_request="2Gi", backend_memory_limit="4Gi", aws_account_id="123456789012",
+        backend_memory_request="2Gi", backend_memory_limit="4Gi", backend_readiness_path="/health",
+        datastore_mode="external", aws_account_id="123456789012",
         aws_region="us-east-1", eks_cluster_name="scale", secrets_manager_role_arn="",
         node_groups=(NodeGroupSnapshot(name="spot", capacity_type="SPOT", hosts="user-projects",
                                        labels=(("tesslate.io/workload-type", "user-project"),),

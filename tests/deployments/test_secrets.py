@@ -563,21 +563,22 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     response = client.post(reverse("admin:deployments_environment_change", args=[production.pk]), data)
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     # Delivered as a render would: sealed for minikube, written to Secrets Manager for aws-production.
-    assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 5
-    assert environment_secrets_sync(environment=production).created == 4
+    # minikube: 5 app keys + 4 keys of the in-cluster PostgreSQL / Redis + 1 added; aws-production: 5 app keys.
+    assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 10
+    assert environment_secrets_sync(environment=production).created == 5
     assert all(crypto.decrypt(c).startswith(marker) for c in Secret.objects.values_list("ciphertext", flat=True))
 
 
 def test_marker_never_reaches_the_database_the_logs_or_any_admin_page(aws, superuser_client, caplog, marker):
     caplog.set_level(logging.DEBUG)
     _plant_marker_everywhere(superuser_client, marker)
-    assert Secret.objects.count() == 9 and Secret.objects.exclude(sealed_value="").count() == 5
+    assert Secret.objects.count() == 15 and Secret.objects.exclude(sealed_value="").count() == 10
 
     assert _database_hits(marker) == []
 
     hits, rendered = _admin_hits(superuser_client, marker)
     assert hits == []
-    assert rendered >= 2 * len(admin.site._registry) + 2 * 9  # lists, add pages, every secret's change + history
+    assert rendered >= 2 * len(admin.site._registry) + 2 * 15  # lists, add pages, every secret's change + history
     assert _found(caplog.text, marker) == []
     assert any(record.levelno == logging.DEBUG for record in caplog.records)  # the log really was captured
 
