@@ -110,6 +110,12 @@ class Environment(models.Model):
     aws_region = models.CharField(max_length=32, blank=True, help_text="EKS only, for example us-east-1.")
     eks_cluster_name = models.CharField(max_length=100, blank=True, help_text="EKS only.")
 
+    disabled_addons = models.CharField(
+        max_length=255, blank=True, validators=[v.validate_addon_names],
+        help_text="Cluster add-ons the cluster already runs, so git does not install them (comma-separated): "
+                  + ", ".join(v.ADDON_NAMES) + ". Each is installed only where the environment needs it.",
+    )
+
     protected = models.BooleanField(default=False, help_text="Production: changes need a second person's approval.")
     gitops_tool = models.CharField(max_length=8, choices=GitOpsTool.choices, default=GitOpsTool.ARGOCD)
 

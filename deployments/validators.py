@@ -297,3 +297,25 @@ def validate_http_path(value: str) -> None:
     if not re.match(r"^/[\x21-\x7e]*$", value):
         raise ValidationError("%(value)s is not an HTTP path: it starts with '/' and has no spaces.",
                               params={"value": value[:80]}, code="http_path")
+
+
+# Cluster add-ons the portal can install from git (Environment.disabled_addons turns each one off).
+ADDON_NAMES = ("cert-manager", "ingress-nginx", "external-secrets", "sealed-secrets", "snapshot-controller",
+               "aws-ebs-csi-driver", "reflector")
+
+
+def parse_addon_names(text: str) -> list[str]:
+    """Add-on names separated by commas, spaces or lines, as a sorted list without duplicates.
+
+    Raises ``ValidationError`` naming an unknown add-on (the known ones are ``ADDON_NAMES``).
+    """
+    names = sorted({item for item in re.split(r"[\s,]+", text or "") if item})
+    unknown = [name for name in names if name not in ADDON_NAMES]
+    if unknown:
+        raise ValidationError("Unknown add-on %(names)s; known add-ons: %(known)s.",
+                              params={"names": ", ".join(unknown), "known": ", ".join(ADDON_NAMES)}, code="addon")
+    return names
+
+
+def validate_addon_names(text: str) -> None:
+    parse_addon_names(text)

@@ -110,6 +110,7 @@ class EnvironmentSnapshot:
     aws_region: str
     eks_cluster_name: str
     secrets_manager_role_arn: str
+    disabled_addons: tuple[str, ...]  # sorted add-on names the cluster already runs
     node_groups: tuple[NodeGroupSnapshot, ...]  # sorted by name
     secrets: tuple[SecretSnapshot, ...]  # sorted by (secret_name, key)
     projects: tuple[ProjectSnapshot, ...]  # ACTIVE projects only, sorted by id
@@ -150,7 +151,7 @@ _ENVIRONMENT_FIELDS = [
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
     "image_registry", "image_tag", "backend_replicas", "backend_cpu_request", "backend_cpu_limit",
     "backend_memory_request", "backend_memory_limit", "backend_readiness_path", "datastore_mode", "aws_account_id",
-    "aws_region", "eks_cluster_name", "secrets_manager_role_arn",
+    "aws_region", "eks_cluster_name", "secrets_manager_role_arn", "disabled_addons",
 ]
 _CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
                      "memory_limit", "data_volume_size", "uuid", "start_command", "env_vars", "probe", "probe_path",
@@ -168,6 +169,8 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
     if environment_ids is not None:
         environments = environments.filter(pk__in=list(environment_ids))
     environment_rows = sorted(environments.values(*_ENVIRONMENT_FIELDS), key=lambda row: row["name"])
+    for row in environment_rows:
+        row["disabled_addons"] = tuple(validators.parse_addon_names(row["disabled_addons"]))
     ids = [row["id"] for row in environment_rows]
 
     node_groups: dict[int, list[NodeGroupSnapshot]] = {pk: [] for pk in ids}

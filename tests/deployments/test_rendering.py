@@ -399,7 +399,7 @@ def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_n
     monkeypatch.setattr("io.open", no_io)
     with django_assert_num_queries(0):
         rendered = [unit.render() for unit in units]
-    assert sum(len(files) for files in rendered) == 73
+    assert sum(len(files) for files in rendered) == 75
 
 
 def test_unit_folders_nest_only_projects_under_their_index(demo):
@@ -794,7 +794,8 @@ def test_only_active_projects_have_a_folder(demo, demo_tree):
 # --- DOMAIN.md facts: GitOps consumers ----------------------------------------------------------------------------
 
 def test_argocd_entry_point(demo_tree, tmp_path):
-    objects = build_all(demo_tree, tmp_path)["clusters/aws-production"]
+    objects = [o for o in build_all(demo_tree, tmp_path)["clusters/aws-production"]
+               if not o["metadata"]["name"].startswith(("addon-", "tesslate-addons-"))]  # test_workloads_addons.py
     assert kinds(objects) == [("AppProject", "tesslate-aws-production"),
                               ("Application", "tesslate-platform-aws-production"),
                               ("ApplicationSet", "tesslate-projects-aws-production")]
@@ -826,7 +827,8 @@ def test_argocd_entry_point(demo_tree, tmp_path):
 
 
 def test_flux_entry_point(demo_tree, tmp_path):
-    objects = build_all(demo_tree, tmp_path)["clusters/minikube"]
+    objects = [o for o in build_all(demo_tree, tmp_path)["clusters/minikube"]
+               if o["kind"] not in ("HelmRepository", "HelmRelease")]  # the add-ons: test_workloads_addons.py
     assert kinds(objects) == [("GitRepository", "tesslate-gitops"), ("Kustomization", "tesslate-platform-minikube"),
                               ("Kustomization", "tesslate-projects-minikube")]
     assert all(o["metadata"]["namespace"] == "flux-system" for o in objects)
@@ -1038,7 +1040,7 @@ def _synthetic_snapshot(projects: int) -> TreeSnapshot:
         image_tag="production", backend_replicas=2, backend_cpu_request="1", backend_cpu_limit="4",
         backend_memory_request="2Gi", backend_memory_limit="4Gi", backend_readiness_path="/health",
         datastore_mode="external", aws_account_id="123456789012",
-        aws_region="us-east-1", eks_cluster_name="scale", secrets_manager_role_arn="",
+        aws_region="us-east-1", eks_cluster_name="scale", secrets_manager_role_arn="", disabled_addons=(),
         node_groups=(NodeGroupSnapshot(name="spot", capacity_type="SPOT", hosts="user-projects",
                                        labels=(("tesslate.io/workload-type", "user-project"),),
                                        taints=(("tesslate.io/spot", "true", "PreferNoSchedule"),)),),
@@ -1059,8 +1061,8 @@ def test_thousands_of_projects_render_in_seconds():
     seconds = time.perf_counter() - started
     print(f"\n2,000 projects x 3 containers: tree_units {units_seconds:.3f}s, render_tree {seconds:.2f}s, "
           f"{len(tree)} files")
-    # Per project 8 files; the base 10, the overlay 12, clusters/ 4, the projects index 1.
-    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 12 + 4 + 1
+    # Per project 8 files; the base 10, the overlay 12, clusters/ 5, the projects index 1.
+    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 12 + 5 + 1
     assert units_seconds < 2, "tree_units must stay cheap (hashing, no rendering)"
     # About 1.2 s on the 2-core CI machine; the bound leaves room for a busy machine, not for a slow renderer.
     assert seconds < 15
