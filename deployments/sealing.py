@@ -227,4 +227,44 @@ def environment_secrets_reseal(*, environment: Environment) -> ResealResult:
     counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
     for secret in Secret.objects.select_for_update().filter(environment_id=environment.pk).order_by("pk"):
         counts[_reseal_one(secret, certificate, certificate_sha256)] += 1
+    # The projects' generated credentials travel the same way (counted apart: these counts are the platform's).
+    project_credentials_reseal(environment=environment)
+    return ResealResult(**counts)
+
+
+@transaction.atomic
+def project_credentials_reseal(*, environment: Environment) -> ResealResult:
+    """Generate missing service-container credentials of the environment's active projects and seal every one for
+    its own namespace and Secret (strict scope ``proj-{id}/svc-{dir}-credentials``), like environment secrets.
+
+    Called by ``environment_secrets_reseal``, so every render of a non-EKS environment delivers them.
+    """
+    from projects.credentials import environment_credentials_ensure  # projects imports this app's models
+    from projects.models import Project, ServiceCredential
+
+    environment_credentials_ensure(environment_id=environment.pk)
+    certificate = environment_sealing_certificate(environment)
+    certificate_sha256 = certificate_fingerprint(certificate) if certificate is not None else ""
+    counts = {"sealed": 0, "unchanged": 0, "cleared": 0}
+    credentials = (ServiceCredential.objects.select_for_update(of=("self",)).select_related("container__project")
+                   .filter(container__project__environment_id=environment.pk,
+                           container__project__state=Project.State.ACTIVE).order_by("pk"))
+    for credential in credentials:
+        namespace = credential.container.project.namespace
+        label = seal_label(namespace=namespace, name=credential.secret_name)
+        if certificate is None:
+            outcome = "cleared" if credential.sealed_value or credential.sealed_for else "unchanged"
+            credential.sealed_value, credential.sealed_for = "", ""
+        else:
+            wanted = (f"cert:{certificate_sha256[:24]};scope:{hashlib.sha256(label).hexdigest()[:12]};"
+                      f"v{credential.version}")
+            if credential.sealed_value and credential.sealed_for == wanted:
+                outcome = "unchanged"
+            else:
+                credential.sealed_value = _seal(certificate.public_key(), label=label,
+                                                value=crypto.decrypt(credential.ciphertext).encode())
+                credential.sealed_for, outcome = wanted, "sealed"
+        if outcome != "unchanged":
+            credential.save(update_fields=["sealed_value", "sealed_for"])
+        counts[outcome] += 1
     return ResealResult(**counts)

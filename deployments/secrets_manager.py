@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from deployments import crypto
 from deployments.models import Environment, Secret
+from deployments.rendering.common import project_credential_path
 from portal.aws import aws_client
 
 PATH_PREFIX = "tesslate"
@@ -149,6 +150,34 @@ def environment_secrets_sync(*, environment: Environment) -> SyncResult:
             counts[_write(client, environment=environment, secret=secret, name=name, current=current)] += 1
             # Only if no newer value was stored meanwhile; otherwise the next run writes that one.
             Secret.objects.filter(pk=secret.pk, version=secret.version).update(synced_version=secret.version)
+        # The projects' generated credentials travel the same way (counted apart: these counts are the platform's).
+        _project_credentials_sync(client, environment=environment)
     finally:
         client.close()
+    return SyncResult(**counts)
+
+
+def _project_credentials_sync(client, *, environment: Environment) -> SyncResult:
+    """Generate missing service-container credentials of the environment's active projects and write every new
+    version to AWS Secrets Manager (same rules as environment secrets; the ClusterSecretStore reads them)."""
+    from projects.credentials import environment_credentials_ensure  # projects imports this app's models
+    from projects.models import Project, ServiceCredential
+
+    environment_credentials_ensure(environment_id=environment.pk)
+    existing = _existing(client, f"{PATH_PREFIX}/{environment.name}/projects/")
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    credentials = (ServiceCredential.objects.select_related("container__project")
+                   .filter(container__project__environment_id=environment.pk,
+                           container__project__state=Project.State.ACTIVE).order_by("pk"))
+    for credential in credentials:
+        name = project_credential_path(environment_name=environment.name,
+                                       project_id=str(credential.container.project_id),
+                                       secret_name=credential.secret_name, key=credential.key)
+        current = existing.get(name)
+        if current is not None and not current["deleted"] and credential.synced_version == credential.version:
+            counts["unchanged"] += 1
+            continue
+        counts[_write(client, environment=environment, secret=credential, name=name, current=current)] += 1
+        ServiceCredential.objects.filter(pk=credential.pk, version=credential.version).update(
+            synced_version=credential.version)
     return SyncResult(**counts)

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from deployments import services as deployment_services
 from deployments.models import Environment, NodeGroup, Secret
+from projects.credentials import environment_credentials_ensure
 from projects.models import Container, Project
 
 DEMO_NAMESPACE = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
@@ -153,4 +154,7 @@ def demo_load() -> dict[str, int]:
             Container.objects.update_or_create(project=project, directory=directory, defaults=dict(
                 fields, uuid=demo_container_id(env_name, slug, directory)))
             counts["containers"] += 1
+    for environment in environments.values():
+        # The databases' generated passwords (kept when they exist).
+        environment_credentials_ensure(environment_id=environment.pk)
     return counts

@@ -159,3 +159,38 @@ class Container(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+
+class ServiceCredential(models.Model):
+    """One key of a service container's generated credentials: the Kubernetes Secret svc-{dir}-credentials in
+    the project's namespace (projects.credentials says which keys a database gets).
+
+    Stored like every portal secret: encrypted (deployments.crypto), a fingerprint and a version; git gets the
+    value sealed for the project's namespace (SealedSecret) or a reference to AWS Secrets Manager (EKS).
+    """
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="credentials")
+    key = models.CharField(max_length=64, validators=[v.validate_secret_key_name])
+    ciphertext = models.TextField(editable=False, help_text="Fernet token; never the plaintext.")
+    fingerprint = models.CharField(max_length=24, editable=False)
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="Increases with every new value; rolls the pods that read it.")
+    sealed_value = models.TextField(blank=True, editable=False)
+    sealed_for = models.CharField(max_length=100, blank=True, editable=False)
+    synced_version = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["container", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["container", "key"], name="servicecredential_unique_key_per_container"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.secret_name}/{self.key}"
+
+    @property
+    def secret_name(self) -> str:
+        """The Kubernetes Secret in the project's namespace."""
+        return f"{self.container.workload_name}-credentials"

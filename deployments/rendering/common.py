@@ -16,6 +16,8 @@ IMAGE_NAMES = ("tesslate-backend", "tesslate-devserver", "tesslate-frontend")
 DEVSERVER_IMAGE = "tesslate-devserver"
 WILDCARD_TLS_SECRET = "tesslate-wildcard-tls"
 SECRET_STORE_NAME = "aws-secrets-manager"
+# The ClusterSecretStore of the projects' generated credentials (proj-* namespaces only).
+PROJECTS_SECRET_STORE_NAME = "tesslate-projects"
 EXTERNAL_SECRETS_SERVICE_ACCOUNT = "tesslate-external-secrets"
 SECRET_CHECKSUM_PREFIX = "checksum.tesslate.io/"
 SECRET_VERSIONS_ANNOTATION = "checksum.tesslate.io/versions"
@@ -86,6 +88,32 @@ BACKEND_AFFINITY_ANNOTATIONS = {
     "nginx.ingress.kubernetes.io/session-cookie-name": "TESS_AFFINITY",
     "nginx.ingress.kubernetes.io/session-cookie-max-age": "86400",
 }
+# Generated credentials of service containers (projects.credentials stores them; the renderer delivers them):
+# family -> (password key, URL key) of the Secret svc-{dir}-credentials. User and database names are not secret.
+CREDENTIAL_KEYS = {"postgres": ("POSTGRES_PASSWORD", "DATABASE_URL"), "redis": ("REDIS_PASSWORD", "REDIS_URL")}
+CREDENTIAL_USER = "app"
+CREDENTIAL_DATABASE = "app"
+
+
+def credential_family(*, image: str, is_service: bool) -> str | None:
+    """"postgres", "redis" or None: which generated credentials a service container's image gets."""
+    if not is_service:
+        return None
+    name = image_repository(image).rsplit("/", 1)[-1]
+    return next((family for family in CREDENTIAL_KEYS if name.startswith(family)), None)
+
+
+def project_credential_path(*, environment_name: str, project_id: str, secret_name: str, key: str) -> str:
+    """The AWS Secrets Manager name of one generated credential (EKS): written by the secrets service, read by
+    the project's ExternalSecret through the ClusterSecretStore."""
+    return f"tesslate/{environment_name}/projects/{project_id}/{secret_name}/{key}"
+
+
+def credentials_secret_name(workload: str) -> str:
+    """The Kubernetes Secret of a service container's generated credentials, in the project's namespace."""
+    return f"{workload}-credentials"
+
+
 # Where service containers keep their data, by image family; anything else gets /data.
 SERVICE_DATA_PATHS = (
     ("postgres", "/var/lib/postgresql/data"),

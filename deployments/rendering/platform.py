@@ -25,6 +25,7 @@ from deployments.rendering.common import (
     POSTGRES_IMAGE,
     POSTGRES_SECRET,
     POSTGRES_VOLUME_SIZE,
+    PROJECTS_SECRET_STORE_NAME,
     REDIS_IMAGE,
     REDIS_SECRET,
     REDIS_VOLUME_SIZE,
@@ -130,8 +131,9 @@ def _tls(env: EnvironmentSnapshot) -> tuple[str | None, dict, list | None]:
 
 
 def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[str, str]) -> str | None:
-    """secrets.yaml: External Secrets objects on EKS, SealedSecrets elsewhere; never a value."""
-    if not secrets:
+    """secrets.yaml: External Secrets objects on EKS (always: the projects' credentials need the
+    ClusterSecretStore), SealedSecrets elsewhere; never a value."""
+    if not secrets and not env.uses_external_secrets:
         return None
     names = sorted(secrets)
     if not env.uses_external_secrets:
@@ -145,10 +147,11 @@ def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[
     documents = [render_template("overlay/external-secrets-store.yaml.j2", {
         "namespace": PLATFORM_NAMESPACE, "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
         "role_arn": role_arn, "store": SECRET_STORE_NAME, "region": env.aws_region,
+        "projects_store": PROJECTS_SECRET_STORE_NAME,
     })]
     for name in names:
         documents.append(render_template("overlay/external-secret.yaml.j2", {
-            "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME,
+            "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME, "store_kind": "SecretStore",
             "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
             # The path the secrets service writes each key to in AWS Secrets Manager.
             "data": [{"secretKey": s.key, "remoteRef": {"key": f"tesslate/{env.name}/{name}/{s.key}"}}

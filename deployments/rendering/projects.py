@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from deployments.models import Environment
 from deployments.rendering.common import (
     CLUSTER_DNS_PEER,
+    CREDENTIAL_DATABASE,
+    CREDENTIAL_KEYS,
+    CREDENTIAL_USER,
     DEV_INGRESS_ANNOTATIONS,
     DEV_START_COMMANDS,
     DEVSERVER_IMAGE,
@@ -14,14 +17,21 @@ from deployments.rendering.common import (
     HTTP01_ISSUER,
     INTERNET_PEER,
     MANAGED_BY,
+    PROJECTS_SECRET_STORE_NAME,
     READINESS_PROBE,
+    SECRET_VERSIONS_ANNOTATION,
     SERVICE_DATA_PATHS,
     STARTUP_PROBE_PERIOD_SECONDS,
     TSINIT,
     WILDCARD_TLS_SECRET,
+    credential_family,
+    credentials_secret_name,
     image_overrides,
     image_pull_policy,
     image_repository,
+    project_credential_path,
+    secret_checksum_annotation,
+    secret_versions_hash,
     yaml_documents,
 )
 from deployments.rendering.snapshot import ContainerSnapshot, EnvironmentSnapshot, ProjectSnapshot
@@ -42,6 +52,7 @@ class ProjectEnvironment:
     storage_class_name: str
     volume_snapshot_class: str
     supports_snapshots: bool
+    uses_external_secrets: bool
     image_registry: str
     image_tag: str
     spot_node_labels: tuple[tuple[str, str], ...]
@@ -56,6 +67,7 @@ class ProjectEnvironment:
             ingress_controller_namespace=env.ingress_controller_namespace,
             tls_mode=env.tls_mode, storage_class_name=env.storage_class_name,
             volume_snapshot_class=env.volume_snapshot_class, supports_snapshots=env.supports_snapshots,
+            uses_external_secrets=env.uses_external_secrets,
             image_registry=env.image_registry, image_tag=env.image_tag,
             spot_node_labels=spot.labels if spot else (), tolerations=spot.taints if spot else (),
         )
@@ -142,15 +154,91 @@ def _probes(container: ContainerSnapshot, port_name: str) -> tuple[dict, dict]:
     return readiness, startup
 
 
-def _env(defaults: list[tuple[str, str]], container: ContainerSnapshot) -> list[dict]:
-    """The portal's variables first, then the admin's (which replace a portal variable of the same name)."""
-    values = dict(defaults)
-    values.update(container.env_vars)
-    return [{"name": name, "value": value} for name, value in values.items()]
+def _env(defaults: list[dict], container: ContainerSnapshot) -> list[dict]:
+    """The portal's variables first (plain values or secretKeyRefs), then the admin's plain values, which replace
+    a portal variable of the same name in place."""
+    values = {entry["name"]: entry for entry in defaults}
+    for name, value in container.env_vars:
+        values[name] = {"name": name, "value": value}
+    return list(values.values())
+
+
+def _plain(pairs) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in pairs]
+
+
+def _secret_ref(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+@dataclass(frozen=True)
+class ServiceConnection:
+    """A service container with generated credentials: what it reads itself, what the project's dev containers
+    get to reach it, and the versions that roll both when the password rotates."""
+
+    workload: str
+    family: str
+    secret: str
+    versions: str
+    own_env: list
+    consumer_env: list
+
+
+def _connections(project: ProjectSnapshot, uses_external_secrets: bool) -> dict[str, ServiceConnection]:
+    """workload -> ServiceConnection for the project's PostgreSQL and Redis service containers."""
+    connections = {}
+    for container in project.containers:
+        family = credential_family(image=container.image, is_service=container.is_service)
+        if family is None:
+            continue
+        password_key, url_key = CREDENTIAL_KEYS[family]
+        secret = credentials_secret_name(container.workload)
+        host, port = container.workload, str(container.port)
+        if family == "postgres":
+            own = _plain([("POSTGRES_USER", CREDENTIAL_USER), ("POSTGRES_DB", CREDENTIAL_DATABASE)])
+            own.append(_secret_ref("POSTGRES_PASSWORD", secret, password_key))
+            consumer = [_secret_ref("DATABASE_URL", secret, url_key)]
+            consumer += _plain([("PGHOST", host), ("PGPORT", port), ("PGUSER", CREDENTIAL_USER),
+                                ("PGDATABASE", CREDENTIAL_DATABASE)])
+            consumer.append(_secret_ref("PGPASSWORD", secret, password_key))
+            consumer += _plain([("POSTGRES_HOST", host), ("POSTGRES_PORT", port), ("POSTGRES_USER", CREDENTIAL_USER),
+                                ("POSTGRES_DB", CREDENTIAL_DATABASE)])
+            consumer.append(_secret_ref("POSTGRES_PASSWORD", secret, password_key))
+        else:
+            own = [_secret_ref("REDIS_PASSWORD", secret, password_key)]
+            consumer = [_secret_ref("REDIS_URL", secret, url_key)]
+            consumer += _plain([("REDIS_HOST", host), ("REDIS_PORT", port)])
+            consumer.append(_secret_ref("REDIS_PASSWORD", secret, password_key))
+        delivered = [c for c in container.credentials
+                     if (c.version > 0 if uses_external_secrets else bool(c.sealed_value))]
+        connections[container.workload] = ServiceConnection(
+            workload=container.workload, family=family, secret=secret, versions=secret_versions_hash(delivered),
+            own_env=own, consumer_env=consumer)
+    return connections
+
+
+def _credentials_document(penv: ProjectEnvironment, project: ProjectSnapshot, container: ContainerSnapshot,
+                          connection: ServiceConnection) -> str:
+    """The credentials Secret in the project's namespace: a SealedSecret sealed for it, or (EKS) an
+    ExternalSecret reading AWS Secrets Manager through the ClusterSecretStore limited to proj-* namespaces."""
+    if penv.uses_external_secrets:
+        return render_template("overlay/external-secret.yaml.j2", {
+            "name": connection.secret, "namespace": project.namespace, "store": PROJECTS_SECRET_STORE_NAME,
+            "store_kind": "ClusterSecretStore", "versions_annotation": SECRET_VERSIONS_ANNOTATION,
+            "versions": connection.versions,
+            "data": [{"secretKey": c.key, "remoteRef": {"key": project_credential_path(
+                environment_name=penv.name, project_id=project.id, secret_name=connection.secret, key=c.key)}}
+                for c in container.credentials if c.version > 0],
+        })
+    return render_template("overlay/sealed-secret.yaml.j2", {
+        "name": connection.secret, "namespace": project.namespace,
+        "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": connection.versions,
+        "encrypted_data": {c.key: c.sealed_value for c in container.credentials if c.sealed_value},
+    })
 
 
 def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, container: ContainerSnapshot,
-                       base_labels: dict, pull_policy: str) -> dict:
+                       base_labels: dict, pull_policy: str, connections: dict[str, ServiceConnection]) -> dict:
     service = container.is_service
     workload = f"{'svc' if service else 'dev'}-{container.directory}"
     component = "service-container" if service else "dev-container"
@@ -179,13 +267,23 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         },
         "service": service,
         "working_dir": None if is_devserver or service else f"/app/{container.directory}",
+        "pod_annotations": {},
     }
+    own = connections.get(workload)
+    if own and own.family == "redis" and not container.start_command:
+        # Kubernetes expands $(REDIS_PASSWORD) from the container's env.
+        context["command"] = ["redis-server", "--appendonly", "yes", "--requirepass", "$(REDIS_PASSWORD)"]
+    # Pods that read generated credentials roll when a password rotates (the versions, never the values).
+    readers = [own] if own else ([] if service else list(connections.values()))
+    context["pod_annotations"] = dict(sorted(
+        (secret_checksum_annotation(connection.secret), connection.versions) for connection in readers))
     if service:
         data_path = _service_data_path(container.image)
         defaults = []
         if data_path == "/var/lib/postgresql/data":
             # initdb refuses a non-empty mount point (ext4 puts lost+found there); use a subdirectory.
-            defaults.append(("PGDATA", data_path + "/pgdata"))
+            defaults.append({"name": "PGDATA", "value": data_path + "/pgdata"})
+        defaults += own.own_env if own else []
         context.update({"data_claim": f"{workload}-data", "data_size": container.data_volume_size,
                         "data_path": data_path, "env": _env(defaults, container)})
     else:
@@ -197,7 +295,11 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
         elif penv.tls_mode == Environment.TLSMode.LETSENCRYPT_HTTP01:
             annotations["cert-manager.io/cluster-issuer"] = HTTP01_ISSUER
             tls = [{"hosts": [host], "secretName": f"{workload}-tls"}]
-        defaults = [("HOST", "0.0.0.0"), ("PORT", str(container.port)), ("NODE_ENV", "development")]
+        defaults = _plain([("HOST", "0.0.0.0"), ("PORT", str(container.port)), ("NODE_ENV", "development")])
+        # How to reach the project's databases; with two of one kind, the first by directory keeps the plain names.
+        for connection in connections.values():
+            defaults += [entry for entry in connection.consumer_env
+                         if entry["name"] not in {d["name"] for d in defaults}]
         context.update({
             "host": host, "ingress_class": penv.ingress_class, "ingress_annotations": dict(sorted(annotations.items())),
             "tls": tls, "env": _env(defaults, container),
@@ -247,9 +349,12 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
         "command": [TSINIT, "serve"],
     })
     resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml"]
+    connections = _connections(project, penv.uses_external_secrets)
     for container in project.containers:
-        context = {**common, **_container_context(penv, project, container, base_labels, pull_policy)}
+        context = {**common, **_container_context(penv, project, container, base_labels, pull_policy, connections)}
         documents = []
+        if container.workload in connections:
+            documents.append(_credentials_document(penv, project, container, connections[container.workload]))
         if context["service"]:
             documents.append(render_template("project/pvc.yaml.j2", {
                 "name": context["data_claim"], "namespace": namespace, "labels": context["labels"],

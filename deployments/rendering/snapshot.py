@@ -11,7 +11,7 @@ from django.conf import settings
 
 from deployments import validators
 from deployments.models import Environment, NodeGroup, Secret
-from projects.models import Container, Project
+from projects.models import Container, Project, ServiceCredential
 
 KUBERNETES_KINDS = (Environment.Kind.MINIKUBE.value, Environment.Kind.EKS.value)
 _SERVICE_ROLES = frozenset(role.value for role in Container.SERVICE_ROLES)
@@ -58,6 +58,11 @@ class ContainerSnapshot:
     probe: str  # "http", "tcp" or empty (the role's default)
     probe_path: str
     startup_timeout_seconds: int
+    credentials: tuple[SecretSnapshot, ...]  # generated keys of svc-{dir}-credentials, sorted by key
+
+    @property
+    def workload(self) -> str:
+        return f"{'svc' if self.is_service else 'dev'}-{self.directory}"
 
     @property
     def is_service(self) -> bool:
@@ -159,7 +164,7 @@ _CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_l
 
 
 def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> TreeSnapshot:
-    """Read what the renderer needs for some environments (None: all of them) in five queries.
+    """Read what the renderer needs for some environments (None: all of them) in six queries.
 
     Only ACTIVE projects are read: hibernated and deleted projects have no folder in git.
     Rows are sorted in Python, not by the database, so the order (and the rendered bytes) does not depend on the
@@ -188,10 +193,21 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
         secrets[environment_id].append(SecretSnapshot(secret_name=secret_name, key=key, version=version,
                                                       sealed_value=sealed_value))
 
+    # Generated credentials: versions and sealed values only, never the plaintext.
+    credentials: dict[int, list[tuple[str, int, str]]] = {}
+    for container_id, key, version, sealed_value in ServiceCredential.objects.filter(
+            container__project__environment_id__in=ids, container__project__state=Project.State.ACTIVE).values_list(
+            "container_id", "key", "version", "sealed_value"):
+        credentials.setdefault(container_id, []).append((key, version, sealed_value))
+
     containers: dict[str, list[ContainerSnapshot]] = {}
     for row in Container.objects.filter(project__environment_id__in=ids, project__state=Project.State.ACTIVE).values(
-            "project_id", *_CONTAINER_FIELDS):
+            "project_id", "id", *_CONTAINER_FIELDS):
         project_id = str(row.pop("project_id"))
+        workload = f"{'svc' if row['role'] in _SERVICE_ROLES else 'dev'}-{row['directory']}"
+        row["credentials"] = tuple(
+            SecretSnapshot(secret_name=f"{workload}-credentials", key=key, version=version, sealed_value=sealed)
+            for key, version, sealed in sorted(credentials.get(row.pop("id"), ())))
         row["uuid"] = str(row["uuid"])
         row["env_vars"] = tuple(validators.parse_env_vars(row["env_vars"]))
         containers.setdefault(project_id, []).append(ContainerSnapshot(**row))

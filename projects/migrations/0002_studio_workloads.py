@@ -1,6 +1,7 @@
 import uuid
 
 import django.core.validators
+import django.db.models.deletion
 from django.db import migrations, models
 
 import deployments.validators
@@ -56,5 +57,25 @@ class Migration(migrations.Migration):
             model_name='container',
             name='uuid',
             field=models.UUIDField(default=uuid.uuid4, editable=False, help_text="Studio's container id: the pod label tesslate.io/container-id.", unique=True),
+        ),
+        migrations.CreateModel(
+            name='ServiceCredential',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('key', models.CharField(max_length=64, validators=[deployments.validators.validate_secret_key_name])),
+                ('ciphertext', models.TextField(editable=False, help_text='Fernet token; never the plaintext.')),
+                ('fingerprint', models.CharField(editable=False, max_length=24)),
+                ('version', models.PositiveIntegerField(default=1, editable=False, help_text='Increases with every new value; rolls the pods that read it.')),
+                ('sealed_value', models.TextField(blank=True, editable=False)),
+                ('sealed_for', models.CharField(blank=True, editable=False, max_length=100)),
+                ('synced_version', models.PositiveIntegerField(default=0, editable=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('container', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='credentials', to='projects.container')),
+            ],
+            options={
+                'ordering': ['container', 'key'],
+                'constraints': [models.UniqueConstraint(fields=('container', 'key'), name='servicecredential_unique_key_per_container')],
+            },
         ),
     ]

@@ -663,7 +663,7 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
         ("PersistentVolumeClaim", "project-storage"), ("PersistentVolumeClaim", "svc-db-data"),
         ("Deployment", "file-manager"), ("Deployment", "dev-frontend"), ("Deployment", "dev-backend"),
         ("Deployment", "svc-db"), ("Service", "dev-frontend"), ("Service", "dev-backend"), ("Service", "svc-db"),
-        ("Ingress", "dev-frontend"), ("Ingress", "dev-backend"),
+        ("Ingress", "dev-frontend"), ("Ingress", "dev-backend"), ("SealedSecret", "svc-db-credentials"),
     ])
     assert all(o["metadata"].get("namespace") == namespace for o in objects if o["kind"] != "Namespace")
     standard = {"app.kubernetes.io/managed-by": "tesslate-portal", "tesslate.io/project-id": project_id,
@@ -982,7 +982,7 @@ def test_snapshot_reads_in_a_constant_number_of_queries(gitops_source):
         snapshot = environments_snapshot()
     assert sum(len(env.projects) for env in snapshot.environments) == 55
     assert all(len(project.containers) == 3 for env in snapshot.environments for project in env.projects)
-    assert len(small.captured_queries) == len(large.captured_queries) == 5
+    assert len(small.captured_queries) == len(large.captured_queries) == 6
 
 
 def test_snapshot_is_plain_immutable_data(demo):
@@ -1025,7 +1025,7 @@ def _synthetic_snapshot(projects: int) -> TreeSnapshot:
         return ContainerSnapshot(directory=directory, role=role, image=image, port=port, cpu_request="100m",
                                  cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi",
                                  uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, directory)), start_command="", env_vars=(),
-                                 probe="", probe_path="/", startup_timeout_seconds=600)
+                                 probe="", probe_path="/", startup_timeout_seconds=600, credentials=())
 
     containers = (make("backend", "backend", "tesslate-devserver:latest", 8000),
                   make("db", "database", "postgres:16-alpine", 5432),
@@ -1061,8 +1061,9 @@ def test_thousands_of_projects_render_in_seconds():
     seconds = time.perf_counter() - started
     print(f"\n2,000 projects x 3 containers: tree_units {units_seconds:.3f}s, render_tree {seconds:.2f}s, "
           f"{len(tree)} files")
-    # Per project 8 files; the base 10, the overlay 12, clusters/ 5, the projects index 1.
-    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 12 + 5 + 1
+    # Per project 8 files; the base 10, the overlay 13 (EKS: secrets.yaml holds the ClusterSecretStore even without
+    # secrets), clusters/ 5, the projects index 1.
+    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 13 + 5 + 1
     assert units_seconds < 2, "tree_units must stay cheap (hashing, no rendering)"
     # About 1.2 s on the 2-core CI machine; the bound leaves room for a busy machine, not for a slow renderer.
     assert seconds < 15

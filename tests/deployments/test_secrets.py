@@ -9,6 +9,7 @@ import secrets as random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from cryptography import x509
@@ -30,7 +31,9 @@ from django.views.debug import ExceptionReporter, get_default_exception_reporter
 from deployments import crypto, sealing, services
 from deployments.models import Environment, Secret
 from deployments.secrets_manager import environment_secrets_sync
+from projects.credentials import container_credentials_ensure
 from projects.demo import demo_load
+from projects.models import Container, ServiceCredential
 from tests.factories import environment_factory, secret_factory
 
 pytest_plugins = ["tests.aws"]
@@ -554,6 +557,13 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     minikube.save()
     for n, secret in enumerate(Secret.objects.order_by("pk")):
         services.secret_store_value(secret=secret, value=f"{marker}-service-{n}")
+    # The projects' generated database and cache passwords (and the URLs that hold them) carry it too.
+    generated = iter(range(1000))
+    with mock.patch("projects.credentials.password_generate",
+                    side_effect=lambda: crypto.SecretValue(f"{marker}pw{next(generated)}")):
+        for container in Container.objects.filter(role__in=Container.SERVICE_ROLES):
+            assert container_credentials_ensure(container=container, rotate=True) == 2
+    assert ServiceCredential.objects.count() == 4  # two databases: password + URL each
     # Through the admin as well: a new secret, and a rotation on the environment page.
     response = client.post(reverse("admin:deployments_secret_add"),
                            _secret_add_data(minikube, key="INTERNAL_API_SECRET", value=f"{marker}-admin-add"))
@@ -567,6 +577,7 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 10
     assert environment_secrets_sync(environment=production).created == 5
     assert all(crypto.decrypt(c).startswith(marker) for c in Secret.objects.values_list("ciphertext", flat=True))
+    assert all(marker in crypto.decrypt(c) for c in ServiceCredential.objects.values_list("ciphertext", flat=True))
 
 
 def test_marker_never_reaches_the_database_the_logs_or_any_admin_page(aws, superuser_client, caplog, marker):
@@ -609,6 +620,10 @@ def test_marker_never_reaches_git_history_or_run_pages(aws, superuser_client, ca
     assert [run.status for run in committed] == [RenderRun.Status.SUCCEEDED] * 2, [run.error for run in committed]
     history = gitops.log_patch()
     assert "kind: SealedSecret" in history and "kind: ExternalSecret" in history  # there was something to leak
+    # The generated credentials reached git too: sealed for their project's namespace, or as references.
+    minikube_db = ServiceCredential.objects.filter(container__project__environment__name="minikube").first()
+    assert minikube_db.sealed_value and minikube_db.sealed_value in history
+    assert "tesslate/aws-production/projects/" in history and "svc-db-credentials" in history
     rotated.refresh_from_db()
     assert rotated.sealed_value and rotated.sealed_value in history  # the rotation reached git, sealed
     assert _found(history, marker) == []

@@ -40,8 +40,10 @@ def test_frontend_on_the_devserver_image_runs_its_dev_server_under_tsinit(demo_b
     assert dev["command"] == ["tsinit", "serve", "--process",
                               "main=cd /app/frontend && npm install && npm run dev -- --host 0.0.0.0 --port 5173"]
     assert "workingDir" not in dev, "a root-created working directory breaks uid 1000"
-    assert dev["env"] == [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": "5173"},
-                          {"name": "NODE_ENV", "value": "development"}]
+    # The portal's variables, then how to reach the project's database (test_workloads_credentials.py).
+    assert dev["env"][:3] == [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": "5173"},
+                              {"name": "NODE_ENV", "value": "development"}]
+    assert dev["env"][3]["name"] == "DATABASE_URL"
     assert dev["readinessProbe"] == {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 5,
                                      "timeoutSeconds": 3, "failureThreshold": 3}
     # A generous startup budget (npm install, first build): 60 × 10 s.
@@ -121,9 +123,10 @@ def test_admin_choices_reach_the_container_spec(source, tmp_path):
     web = container(_pod(objects, "dev-web")["spec"], "dev-server")
     assert web["command"] == ["tsinit", "serve", "--process", "main=cd /app/web && pnpm dev --port 3000"]
     # The admin's NODE_ENV replaces the portal's default in place; new names follow.
-    assert web["env"] == [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": "3000"},
-                          {"name": "NODE_ENV", "value": "production"},
-                          {"name": "API_URL", "value": "https://api.example.com/v1?a=b"}]
+    env = [entry for entry in web["env"] if not entry["name"].startswith("REDIS_")]  # the cache's connection
+    assert env == [{"name": "HOST", "value": "0.0.0.0"}, {"name": "PORT", "value": "3000"},
+                   {"name": "NODE_ENV", "value": "production"},
+                   {"name": "API_URL", "value": "https://api.example.com/v1?a=b"}]
     assert web["readinessProbe"]["tcpSocket"] == {"port": "http"} and "httpGet" not in web["readinessProbe"]
     assert web["startupProbe"]["failureThreshold"] == 13  # ceil(125 s / 10 s)
 
@@ -136,7 +139,7 @@ def test_admin_choices_reach_the_container_spec(source, tmp_path):
 
     cache = container(_pod(objects, "svc-cache")["spec"], "service")
     assert cache["readinessProbe"]["tcpSocket"] == {"port": "tcp"}
-    assert "command" not in cache
+    assert cache["command"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
