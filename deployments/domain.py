@@ -30,6 +30,10 @@ EBS_PROVISIONER = "ebs.csi.aws.com"
 ACME_HTTP01 = "http-01"
 ACME_DNS01 = "dns-01"
 
+# Environment.datastore_mode: the platform's PostgreSQL and Redis in the cluster, or external (RDS / ElastiCache)
+DATASTORE_IN_CLUSTER = "in-cluster"
+DATASTORE_EXTERNAL = "external"
+
 # Environment.gitops_tool
 GITOPS_ARGOCD = "argocd"
 GITOPS_FLUX = "flux"

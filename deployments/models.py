@@ -44,6 +44,10 @@ class Environment(models.Model):
         HTTP01 = domain.ACME_HTTP01, "HTTP-01 (port 80 reachable from the internet; one certificate per host)"
         DNS01 = domain.ACME_DNS01, "DNS-01 through Cloudflare (one wildcard certificate)"
 
+    class DatastoreMode(models.TextChoices):
+        IN_CLUSTER = domain.DATASTORE_IN_CLUSTER, "In cluster (PostgreSQL and Redis StatefulSets)"
+        EXTERNAL = domain.DATASTORE_EXTERNAL, "External (RDS / ElastiCache URLs in secrets)"
+
     name = models.CharField(
         max_length=63, unique=True, validators=[v.validate_dns1123_label],
         help_text="DNS-1123 label, for example aws-production. Names the overlay directory in git.",
@@ -54,6 +58,11 @@ class Environment(models.Model):
         help_text="Projects get one-label subdomains of it: {slug}-{dir}.{app domain}.",
     )
     ingress_class = models.CharField(max_length=63, default="nginx", validators=[v.validate_dns1123_subdomain])
+    ingress_controller_namespace = models.CharField(
+        max_length=63, default="ingress-nginx", validators=[v.validate_dns1123_label],
+        help_text="Namespace of the ingress controller pods: the only namespace besides tesslate whose pods may "
+                  "open connections to project pods (NetworkPolicy project-isolation).",
+    )
     tls_mode = models.CharField(max_length=24, choices=TLSMode.choices, default=TLSMode.NONE)
     acme_email = models.EmailField(blank=True, help_text="Contact address for the ACME account (TLS modes only).")
     cloudflare_api_token_secret = models.CharField(
@@ -92,6 +101,17 @@ class Environment(models.Model):
     backend_cpu_limit = models.CharField(max_length=16, default="2", validators=[v.validate_cpu_quantity])
     backend_memory_request = models.CharField(max_length=16, default="1Gi", validators=[v.validate_memory_quantity])
     backend_memory_limit = models.CharField(max_length=16, default="2Gi", validators=[v.validate_memory_quantity])
+    backend_readiness_path = models.CharField(
+        max_length=255, default="/health", validators=[v.validate_http_path],
+        help_text="The backend's readiness check: the guide's /health, or /ready on Studio releases that serve it "
+                  "(it also checks the database).",
+    )
+    datastore_mode = models.CharField(
+        max_length=10, choices=DatastoreMode.choices, default=DatastoreMode.IN_CLUSTER,
+        help_text="In cluster: StatefulSets postgres and redis read the Secrets postgres-secret (POSTGRES_DB, "
+                  "POSTGRES_USER, POSTGRES_PASSWORD) and redis-secret (REDIS_PASSWORD). External: DATABASE_URL and "
+                  "REDIS_URL of tesslate-app-secrets point at RDS / ElastiCache. Either way both URLs are secrets.",
+    )
 
     aws_account_id = models.CharField(
         max_length=12, blank=True,
@@ -103,6 +123,12 @@ class Environment(models.Model):
         max_length=253, blank=True,
         help_text="kubeconfig context the portal reads this cluster through (live view, snapshots). Empty: the "
                   "current context, or the in-cluster configuration when the portal runs inside the cluster.",
+    )
+
+    disabled_addons = models.CharField(
+        max_length=255, blank=True, validators=[v.validate_addon_names],
+        help_text="Cluster add-ons the cluster already runs, so git does not install them (comma-separated): "
+                  + ", ".join(v.ADDON_NAMES) + ". Each is installed only where the environment needs it.",
     )
 
     protected = models.BooleanField(default=False, help_text="Production: changes need a second person's approval.")

@@ -19,7 +19,7 @@ from deployments.rendering.snapshot import (
     SecretSnapshot,
     TreeSnapshot,
 )
-from projects.models import Container, Project
+from projects.models import Container, Project, ServiceCredential
 
 
 def gitops_source_url() -> str:
@@ -28,7 +28,7 @@ def gitops_source_url() -> str:
 
 
 def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> TreeSnapshot:
-    """Read what the renderer needs for some environments (None: all of them) in five queries.
+    """Read what the renderer needs for some environments (None: all of them) in six queries.
 
     Only ACTIVE projects are read: hibernated and deleted projects have no folder in git.
     Rows are sorted in Python, not by the database, so the order (and the rendered bytes) does not depend on the
@@ -41,6 +41,7 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
     ids = [row["id"] for row in environment_rows]
     for row in environment_rows:
         row["server_ip"] = row["server_ip"] or ""
+        row["disabled_addons"] = tuple(validators.parse_addon_names(row["disabled_addons"]))
 
     node_groups: dict[int, list[NodeGroupSnapshot]] = {pk: [] for pk in ids}
     for row in NodeGroup.objects.filter(environment_id__in=ids).values(
@@ -58,10 +59,23 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
         secrets[environment_id].append(SecretSnapshot(secret_name=secret_name, key=key, version=version,
                                                       sealed_value=sealed_value, age_value=age_value))
 
+    # Generated credentials of service containers: versions and sealed values only, never the plaintext.
+    credentials: dict[int, list[tuple[str, int, str]]] = {}
+    for container_id, key, version, sealed_value in ServiceCredential.objects.filter(
+            container__project__environment_id__in=ids, container__project__state=domain.STATE_ACTIVE).values_list(
+            "container_id", "key", "version", "sealed_value"):
+        credentials.setdefault(container_id, []).append((key, version, sealed_value))
+
     containers: dict[str, list[ContainerSnapshot]] = {}
     for row in Container.objects.filter(project__environment_id__in=ids, project__state=domain.STATE_ACTIVE).values(
-            "project_id", *CONTAINER_FIELDS):
+            "project_id", "id", *CONTAINER_FIELDS):
         project_id = str(row.pop("project_id"))
+        workload = domain.workload_name(row["role"], row["directory"])
+        row["credentials"] = tuple(
+            SecretSnapshot(secret_name=f"{workload}-credentials", key=key, version=version, sealed_value=sealed)
+            for key, version, sealed in sorted(credentials.get(row.pop("id"), ())))
+        row["uuid"] = str(row["uuid"])
+        row["env_vars"] = tuple(validators.parse_env_vars(row["env_vars"]))
         containers.setdefault(project_id, []).append(ContainerSnapshot(**row))
 
     projects: dict[int, list[ProjectSnapshot]] = {pk: [] for pk in ids}

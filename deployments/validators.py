@@ -364,12 +364,12 @@ def validate_image(value: str) -> None:
 # --- Docker Compose servers (systemd timers, S3 backup targets) -------------------------------------------------
 
 # systemd.time(7) calendar events: weekdays, dates, times, '*', ranges, lists, repetitions, or a shorthand.
-SYSTEMD_CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./~ -]+$")
+SYSTEMD_CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]+", re.ASCII)
 SYSTEMD_CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually",
                                "quarterly", "semiannually")
 # Amazon S3 general purpose bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules).
-S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
+S3_PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*'()/-]*", re.ASCII)
 
 
 def validate_systemd_calendar(value: str) -> None:
@@ -379,7 +379,7 @@ def validate_systemd_calendar(value: str) -> None:
     newline or a quote must never reach it.
     """
     text = value.strip()
-    if not text or len(text) > 64 or text != value or not SYSTEMD_CALENDAR_RE.match(text):
+    if not text or len(text) > 64 or text != value or not SYSTEMD_CALENDAR_RE.fullmatch(text):
         raise ValidationError(
             "%(value)s is not a systemd calendar expression (systemd.time(7)): for example *-*-* 03:00:00, "
             "Mon..Fri 02:30 or daily.", params={"value": value}, code="systemd_calendar",
@@ -398,7 +398,7 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Monday", "Tuesday
 def validate_s3_bucket_name(value: str) -> None:
     """Amazon S3 bucket naming rules: 3–63 characters, lowercase letters, digits, '.' and '-', no '..', not an
     IP address, no ``xn--`` prefix or ``-s3alias`` suffix."""
-    if (not S3_BUCKET_RE.match(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value)
+    if (not S3_BUCKET_RE.fullmatch(value) or ".." in value or re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", value)
             or value.startswith(("xn--", "sthree-")) or value.endswith(("-s3alias", "--ol-s3"))):
         raise ValidationError(
             "%(value)s is not an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', starting and "
@@ -408,8 +408,91 @@ def validate_s3_bucket_name(value: str) -> None:
 
 def validate_s3_prefix(value: str) -> None:
     """A key prefix of S3's safe characters (letters, digits, ``!_.*'()/-``), without a leading '/' or '..'."""
-    if len(value) > 200 or not S3_PREFIX_RE.match(value) or value.startswith("/") or ".." in value:
+    if len(value) > 200 or not S3_PREFIX_RE.fullmatch(value) or value.startswith("/") or ".." in value:
         raise ValidationError(
             "%(value)s is not a usable S3 key prefix: letters, digits and !_.*'()/- only, no leading '/' and "
             "no '..'.", params={"value": value}, code="s3_prefix",
         )
+
+# Kubernetes accepts more in an EnvVar name (any printable ASCII but '=' since 1.30), but shells and dev servers
+# read only C identifiers; refusing the rest catches typos such as `API URL=…`.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+# Plain environment values are written to git as they are: names that usually hold a credential are refused.
+SENSITIVE_ENV_NAME_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL)",
+                                   re.IGNORECASE)
+ENV_VALUE_MAX = 4096
+
+
+def parse_env_vars(text: str) -> list[tuple[str, str]]:
+    """Parse container environment variables written ``NAME=value``, one per line, into ``[(name, value)]`` in
+    the order given.
+
+    Blank lines and lines starting with ``#`` are skipped; the value is everything after the first ``=`` with
+    surrounding whitespace removed (quotes are kept as typed). Raises ``ValidationError`` for a line without
+    ``=``, a name that is not a C identifier, a name given twice, a value longer than 4096 characters, or a name
+    that usually holds a credential (these values would reach git in plaintext: use a secret instead).
+    """
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ValidationError("%(line)s is not NAME=value.", params={"line": line[:80]}, code="env_format")
+        name, value = (part.strip() for part in line.split("=", 1))
+        if not ENV_NAME_RE.fullmatch(name):
+            raise ValidationError(
+                "%(name)s is not an environment variable name: letters, digits and '_', not starting with a digit.",
+                params={"name": name[:80]}, code="env_name")
+        if name in seen:
+            raise ValidationError("%(name)s is given twice.", params={"name": name}, code="env_duplicate")
+        if SENSITIVE_ENV_NAME_RE.search(name):
+            raise ValidationError(
+                "%(name)s looks like a credential; plain values are written to git. Keep credentials in secrets.",
+                params={"name": name}, code="env_sensitive")
+        if len(value) > ENV_VALUE_MAX:
+            raise ValidationError("The value of %(name)s is longer than %(max)s characters.",
+                                  params={"name": name, "max": ENV_VALUE_MAX}, code="env_value")
+        seen.add(name)
+        pairs.append((name, value))
+    return pairs
+
+
+def validate_env_vars_text(text: str) -> None:
+    parse_env_vars(text)
+
+
+def validate_command_line(value: str) -> None:
+    """One shell command line (no line breaks or control characters), as a container's start command."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValidationError("A start command is one line without control characters.", code="command_line")
+
+
+def validate_http_path(value: str) -> None:
+    """An HTTP request path for a probe (Kubernetes HTTPGetAction.path): starts with '/', no spaces."""
+    if not re.fullmatch(r"/[\x21-\x7e]*", value):
+        raise ValidationError("%(value)s is not an HTTP path: it starts with '/' and has no spaces.",
+                              params={"value": value[:80]}, code="http_path")
+
+
+# Cluster add-ons the portal can install from git (Environment.disabled_addons turns each one off).
+ADDON_NAMES = ("cert-manager", "ingress-nginx", "external-secrets", "sealed-secrets", "snapshot-controller",
+               "aws-ebs-csi-driver", "reflector")
+
+
+def parse_addon_names(text: str) -> list[str]:
+    """Add-on names separated by commas, spaces or lines, as a sorted list without duplicates.
+
+    Raises ``ValidationError`` naming an unknown add-on (the known ones are ``ADDON_NAMES``).
+    """
+    names = sorted({item for item in re.split(r"[\s,]+", text or "") if item})
+    unknown = [name for name in names if name not in ADDON_NAMES]
+    if unknown:
+        raise ValidationError("Unknown add-on %(names)s; known add-ons: %(known)s.",
+                              params={"names": ", ".join(unknown), "known": ", ".join(ADDON_NAMES)}, code="addon")
+    return names
+
+
+def validate_addon_names(text: str) -> None:
+    parse_addon_names(text)

@@ -14,7 +14,8 @@ class ContainerInline(admin.TabularInline):
     model = Container
     formset = ContainerInlineFormSet
     extra = 0
-    fields = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request", "memory_limit",
+    fields = ["directory", "role", "image", "port", "start_command", "env_vars", "probe", "probe_path",
+              "startup_timeout_seconds", "cpu_request", "cpu_limit", "memory_request", "memory_limit",
               "data_volume_size"]
 
 

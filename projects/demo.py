@@ -13,6 +13,7 @@ from deployments import changes
 from deployments import services as deployment_services
 from deployments.models import Environment, NodeGroup, Secret
 from projects import services as project_services
+from projects.credentials import environment_credentials_ensure
 from projects.models import Container, Project
 
 DEMO_NAMESPACE = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
@@ -27,6 +28,7 @@ ENVIRONMENTS = {
         image_registry="", image_tag="latest", backend_replicas=1,
         backend_cpu_request="250m", backend_cpu_limit="1", backend_memory_request="512Mi",
         backend_memory_limit="1Gi", gitops_tool=Environment.GitOpsTool.FLUX, protected=False,
+        datastore_mode=Environment.DatastoreMode.IN_CLUSTER, backend_readiness_path="/health",
     ),
     "aws-production": dict(
         kind=Environment.Kind.EKS, app_domain="studio.example.com",
@@ -36,6 +38,7 @@ ENVIRONMENTS = {
         backend_cpu_request="1", backend_cpu_limit="4", backend_memory_request="2Gi", backend_memory_limit="4Gi",
         aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name="tesslate-production",
         gitops_tool=Environment.GitOpsTool.ARGOCD, protected=True,
+        datastore_mode=Environment.DatastoreMode.EXTERNAL, backend_readiness_path="/ready",
     ),
     # The guide's Path 1: one server, Docker Compose, Traefik and Let's Encrypt; backups to S3.
     "single-server": dict(
@@ -64,11 +67,20 @@ NODE_GROUPS = {
     },
 }
 
+APP_SECRETS = "tesslate-app-secrets"
 SECRETS = [
-    ("SECRET_KEY", "Signs the backend's JWTs."),
-    ("DATABASE_URL", "Backend database connection string."),
-    ("LITELLM_API_BASE", "Base URL of the LiteLLM proxy."),
-    ("LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
+    (APP_SECRETS, "SECRET_KEY", "Signs the backend's JWTs."),
+    (APP_SECRETS, "DATABASE_URL", "Backend database connection string."),
+    (APP_SECRETS, "REDIS_URL", "Redis for the worker queue and sessions."),
+    (APP_SECRETS, "LITELLM_API_BASE", "Base URL of the LiteLLM proxy."),
+    (APP_SECRETS, "LITELLM_MASTER_KEY", "LiteLLM proxy master key."),
+]
+# The in-cluster PostgreSQL and Redis read their own Secrets (Environment.datastore_mode).
+DATASTORE_SECRETS = [
+    ("postgres-secret", "POSTGRES_DB", "Database of the in-cluster PostgreSQL."),
+    ("postgres-secret", "POSTGRES_USER", "Owner of that database."),
+    ("postgres-secret", "POSTGRES_PASSWORD", "Its password (DATABASE_URL holds the same)."),
+    ("redis-secret", "REDIS_PASSWORD", "Password of the in-cluster Redis (REDIS_URL holds the same)."),
 ]
 
 # Compose servers run PostgreSQL next to the platform (DOMAIN.md's postgres-secret).
@@ -82,7 +94,8 @@ COMPOSE_SECRETS = [
 FRONTEND = dict(role=Container.Role.FRONTEND, image="tesslate-devserver:latest", port=5173,
                 cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
 BACKEND = dict(role=Container.Role.BACKEND, image="tesslate-devserver:latest", port=8000,
-               cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi")
+               cpu_request="100m", cpu_limit="1", memory_request="256Mi", memory_limit="1Gi",
+               probe=Container.Probe.HTTP, probe_path="/health", env_vars="LOG_LEVEL=debug")
 DATABASE = dict(role=Container.Role.DATABASE, image="postgres:16-alpine", port=5432,
                 cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi",
                 data_volume_size="2Gi")
@@ -110,22 +123,45 @@ def demo_project_id(environment: str, slug: str) -> uuid.UUID:
     return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}")
 
 
-def _secret_value(key: str, environment: Environment, database_password: str) -> str:
-    generated = deployment_services.secret_generate_value()
-    if key == "POSTGRES_DB":
-        return COMPOSE_DATABASE
-    if key == "POSTGRES_USER":
-        return COMPOSE_DATABASE_USER
-    if key == "POSTGRES_PASSWORD":
-        return database_password
-    if key == "DATABASE_URL":
-        if environment.kind == Environment.Kind.COMPOSE:
-            return (f"postgresql+asyncpg://{COMPOSE_DATABASE_USER}:{database_password}@postgres:5432/"
-                    f"{COMPOSE_DATABASE}")
-        return f"postgresql+asyncpg://tesslate:{database_password}@postgres.tesslate.svc:5432/tesslate"
-    if key == "LITELLM_API_BASE":
-        return f"http://litellm.{environment.name}.internal:4000"
-    return generated
+def demo_container_id(environment: str, slug: str, directory: str) -> uuid.UUID:
+    return uuid.uuid5(DEMO_NAMESPACE, f"{environment}/{slug}/{directory}")
+
+
+def _secret_values(environment: Environment) -> dict[str, str]:
+    """Fresh values for every demo secret of an environment, generated together so that the URLs and the
+    datastores' passwords agree."""
+    postgres, redis = deployment_services.secret_generate_value()[:32], deployment_services.secret_generate_value()[:32]
+    database, user = "studio_main", "studio_owner"
+    if environment.kind == Environment.Kind.COMPOSE:
+        database = COMPOSE_DATABASE
+        database_url = f"postgresql+asyncpg://{COMPOSE_DATABASE_USER}:{postgres}@postgres:5432/{COMPOSE_DATABASE}"
+        redis_url = "redis://redis:6379/0"
+    elif environment.datastore_mode == Environment.DatastoreMode.IN_CLUSTER:
+        database_url = f"postgresql+asyncpg://{user}:{postgres}@postgres.tesslate.svc:5432/{database}"
+        redis_url = f"redis://:{redis}@redis.tesslate.svc:6379/0"
+    else:
+        database_url = (f"postgresql+asyncpg://{user}:{postgres}@tesslate-{environment.name}"
+                        f".cluster-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com:5432/{database}")
+        redis_url = f"rediss://:{redis}@master.tesslate-{environment.name}.abc123.use1.cache.amazonaws.com:6379/0"
+    return {
+        "SECRET_KEY": deployment_services.secret_generate_value(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LITELLM_API_BASE": f"http://litellm.{environment.name}.internal:4000",
+        "LITELLM_MASTER_KEY": deployment_services.secret_generate_value(),
+        "POSTGRES_DB": database,
+        "POSTGRES_USER": user,
+        "POSTGRES_PASSWORD": postgres,
+        "REDIS_PASSWORD": redis,
+    }
+
+
+def _environment_secrets(environment: Environment) -> list[tuple[str, str, str]]:
+    if environment.kind == Environment.Kind.COMPOSE:
+        return SECRETS + COMPOSE_SECRETS
+    if environment.datastore_mode == Environment.DatastoreMode.IN_CLUSTER:
+        return SECRETS + DATASTORE_SECRETS
+    return SECRETS
 
 
 def demo_load() -> dict[str, int]:
@@ -152,15 +188,10 @@ def _demo_load() -> dict[str, int]:
             deployment_services.node_group_save(
                 node_group=NodeGroup(environment=environment, name=group_name, **group_fields))
             counts["node_groups"] += 1
-        secrets = [("tesslate-app-secrets", key, description) for key, description in SECRETS]
-        if environment.kind == Environment.Kind.COMPOSE:
-            secrets += COMPOSE_SECRETS
-        # One password for DATABASE_URL and POSTGRES_PASSWORD of the same environment.
-        database_password = deployment_services.secret_generate_value()[:32]
-        for secret_name, key, description in secrets:
+        values = _secret_values(environment)
+        for secret_name, key, description in _environment_secrets(environment):
             secret = Secret(environment=environment, secret_name=secret_name, key=key, description=description)
-            deployment_services.secret_set_value(
-                secret=secret, value=_secret_value(key, environment, database_password))
+            deployment_services.secret_set_value(secret=secret, value=values[key])
             counts["secrets_created"] += 1
     for env_name, slug, name, owner, state, snapshot, containers in PROJECTS:
         environment = created.get(env_name)
@@ -172,6 +203,10 @@ def _demo_load() -> dict[str, int]:
             volume_size="5Gi", restore_snapshot_id=snapshot))
         counts["projects"] += 1
         for directory, fields in containers.items():
-            project_services.container_save(container=Container(project=project, directory=directory, **fields))
+            project_services.container_save(container=Container(
+                project=project, directory=directory, uuid=demo_container_id(env_name, slug, directory), **fields))
             counts["containers"] += 1
+    for environment in created.values():
+        # The projects' databases get their generated passwords.
+        environment_credentials_ensure(environment_id=environment.pk)
     return counts

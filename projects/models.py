@@ -103,6 +103,10 @@ class Container(models.Model):
         DATABASE = "database", "Database"
         SERVICE = "service", "Other service"
 
+    class Probe(models.TextChoices):
+        HTTP = "http", "HTTP GET on the port"
+        TCP = "tcp", "TCP connect to the port"
+
     SERVICE_ROLES = (Role.DATABASE, Role.SERVICE)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="containers")
@@ -118,6 +122,29 @@ class Container(models.Model):
     memory_limit = models.CharField(max_length=16, default="1Gi", validators=[v.validate_memory_quantity])
     data_volume_size = models.CharField(max_length=16, default="1Gi", validators=[v.validate_storage_quantity],
                                         help_text="Service containers only: size of the svc-{dir}-data volume.")
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                            help_text="Studio's container id: the pod label tesslate.io/container-id.")
+    start_command = models.CharField(
+        max_length=1000, blank=True, validators=[v.validate_command_line],
+        help_text="Shell command run in /app/{dir}. Empty: the role's default for the devserver image "
+                  "(frontend: npm run dev on the port; backend: npm run dev with PORT set), the image's own command "
+                  "for other images.",
+    )
+    env_vars = models.TextField(
+        blank=True, validators=[v.validate_env_vars_text],
+        help_text="NAME=value, one per line. Plain values written to git: never passwords or tokens.",
+    )
+    probe = models.CharField(
+        max_length=4, choices=Probe.choices, blank=True,
+        help_text="Readiness and startup check. Empty: HTTP GET for dev containers, pg_isready for PostgreSQL, "
+                  "TCP connect for other services.",
+    )
+    probe_path = models.CharField(max_length=255, default="/", validators=[v.validate_http_path],
+                                  help_text="Path of the HTTP check.")
+    startup_timeout_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(30), MaxValueValidator(3600)],
+        help_text="How long the first start (dependency install, first build) may take before the pod restarts.",
+    )
 
     class Meta:
         ordering = ["project", "directory"]
@@ -200,3 +227,38 @@ def environment_host_conflicts(*, environment: Environment, slug: str, directori
                 f"Host {label}.{environment.app_domain} is already used by project {other_slug} (directory "
                 f"{other_directory}) in this environment. Choose another slug or directory.")
     return messages
+
+
+class ServiceCredential(models.Model):
+    """One key of a service container's generated credentials: the Kubernetes Secret svc-{dir}-credentials in
+    the project's namespace (projects.credentials says which keys a database gets).
+
+    Stored like every portal secret: encrypted (deployments.crypto), a fingerprint and a version; git gets the
+    value sealed for the project's namespace (SealedSecret) or a reference to AWS Secrets Manager (EKS).
+    """
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="credentials")
+    key = models.CharField(max_length=64, validators=[v.validate_secret_key_name])
+    ciphertext = models.TextField(editable=False, help_text="Fernet token; never the plaintext.")
+    fingerprint = models.CharField(max_length=24, editable=False)
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="Increases with every new value; rolls the pods that read it.")
+    sealed_value = models.TextField(blank=True, editable=False)
+    sealed_for = models.CharField(max_length=100, blank=True, editable=False)
+    synced_version = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["container", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["container", "key"], name="servicecredential_unique_key_per_container"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.secret_name}/{self.key}"
+
+    @property
+    def secret_name(self) -> str:
+        """The Kubernetes Secret in the project's namespace."""
+        return f"{self.container.workload_name}-credentials"

@@ -16,6 +16,8 @@ IMAGE_NAMES = ("tesslate-backend", "tesslate-devserver", "tesslate-frontend")
 DEVSERVER_IMAGE = "tesslate-devserver"
 WILDCARD_TLS_SECRET = "tesslate-wildcard-tls"
 SECRET_STORE_NAME = "aws-secrets-manager"
+# The ClusterSecretStore of the projects' generated credentials (proj-* namespaces only).
+PROJECTS_SECRET_STORE_NAME = "tesslate-projects"
 EXTERNAL_SECRETS_SERVICE_ACCOUNT = "tesslate-external-secrets"
 SECRET_CHECKSUM_PREFIX = "checksum.tesslate.io/"
 SECRET_VERSIONS_ANNOTATION = "checksum.tesslate.io/versions"
@@ -28,6 +30,8 @@ LETSENCRYPT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 ARGOCD_NAMESPACE = "argocd"
 ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+# Argo CD retries a failed sync 10 s, 20 s, 40 s, ... up to every 5 minutes; a negative limit retries forever.
+ARGOCD_RETRY = {"limit": -1, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
 FLUX_NAMESPACE = "flux-system"
 FLUX_SOURCE_NAME = "tesslate-gitops"
 REFLECTOR_ANNOTATIONS = {
@@ -43,6 +47,73 @@ DEV_INGRESS_ANNOTATIONS = {
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
     "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
 }
+# The devserver image's process supervisor (DOMAIN.md "A user project"): Studio starts a dev server as
+# `tsinit serve --process main=<command>`; `tsinit serve` alone is the file-manager's file-serving process.
+TSINIT = "tsinit"
+# Start commands of dev containers on the devserver image, by role, when the admin gives none. They run in
+# /app/{dir}; `{port}` is the container's port. The environment also carries HOST and PORT, which Node backends
+# (Express, Fastify, Nest) read, so the backend default needs no flags.
+DEV_START_COMMANDS = {
+    "frontend": "npm install && npm run dev -- --host 0.0.0.0 --port {port}",
+    "backend": "npm install && npm run dev",
+}
+# Readiness every 5 s; the startup probe polls every 10 s for the container's startup budget (npm install and a
+# first build can take minutes; the readiness and liveness checks only start once it has passed).
+READINESS_PROBE = {"periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# The cluster DNS (CoreDNS on EKS, Minikube and kubeadm clusters keeps the kube-dns label for compatibility):
+# pods may send DNS queries over UDP and TCP 53 to it and to no other resolver.
+CLUSTER_DNS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+# Anywhere outside the cluster except the cloud metadata endpoint (instance credentials).
+METADATA_ENDPOINT = "169.254.169.254/32"
+INTERNET_PEER = {"ipBlock": {"cidr": "0.0.0.0/0", "except": [METADATA_ENDPOINT]}}
+# In-cluster platform datastores (Environment.datastore_mode): images pinned to a major version, the Secrets
+# they read (DOMAIN.md: postgres-secret with POSTGRES_DB/USER/PASSWORD), their volume sizes.
+POSTGRES_IMAGE = "postgres:16-alpine"
+REDIS_IMAGE = "redis:7-alpine"
+POSTGRES_SECRET = "postgres-secret"
+REDIS_SECRET = "redis-secret"
+DATASTORE_SECRETS = (POSTGRES_SECRET, REDIS_SECRET)
+POSTGRES_VOLUME_SIZE = "10Gi"
+REDIS_VOLUME_SIZE = "2Gi"
+# The main Ingress with more than one backend replica: a WebSocket or terminal session must stay on the replica
+# that holds it (DOMAIN.md "Platform": cookie TESS_AFFINITY).
+BACKEND_AFFINITY_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/affinity": "cookie",
+    "nginx.ingress.kubernetes.io/affinity-mode": "persistent",
+    "nginx.ingress.kubernetes.io/session-cookie-name": "TESS_AFFINITY",
+    "nginx.ingress.kubernetes.io/session-cookie-max-age": "86400",
+}
+# Generated credentials of service containers (projects.credentials stores them; the renderer delivers them):
+# family -> (password key, URL key) of the Secret svc-{dir}-credentials. User and database names are not secret.
+CREDENTIAL_KEYS = {"postgres": ("POSTGRES_PASSWORD", "DATABASE_URL"), "redis": ("REDIS_PASSWORD", "REDIS_URL")}
+CREDENTIAL_USER = "app"
+CREDENTIAL_DATABASE = "app"
+
+
+def credential_family(*, image: str, is_service: bool) -> str | None:
+    """"postgres", "redis" or None: which generated credentials a service container's image gets."""
+    if not is_service:
+        return None
+    name = image_repository(image).rsplit("/", 1)[-1]
+    return next((family for family in CREDENTIAL_KEYS if name.startswith(family)), None)
+
+
+def project_credential_path(*, environment_name: str, project_id: str, secret_name: str, key: str) -> str:
+    """The AWS Secrets Manager name of one generated credential (EKS): written by the secrets service, read by
+    the project's ExternalSecret through the ClusterSecretStore."""
+    return f"tesslate/{environment_name}/projects/{project_id}/{secret_name}/{key}"
+
+
+def credentials_secret_name(workload: str) -> str:
+    """The Kubernetes Secret of a service container's generated credentials, in the project's namespace."""
+    return f"{workload}-credentials"
+
+
 # Where service containers keep their data, by image family; anything else gets /data.
 SERVICE_DATA_PATHS = (
     ("postgres", "/var/lib/postgresql/data"),

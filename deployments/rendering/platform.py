@@ -5,18 +5,30 @@ import json
 
 from deployments import domain
 from deployments.rendering.common import (
+    BACKEND_AFFINITY_ANNOTATIONS,
     BASE_CONFIG,
+    CLUSTER_DNS_PEER,
     CONFIG_CHECKSUM_ANNOTATION,
+    DATASTORE_SECRETS,
     DEVSERVER_IMAGE,
     DNS01_ISSUER,
+    DNS_PORTS,
     EBS_DRIVER,
     EXTERNAL_SECRETS_SERVICE_ACCOUNT,
     HTTP01_ISSUER,
     IMAGE_NAMES,
+    INTERNET_PEER,
     LETSENCRYPT_SERVER,
     PLATFORM_BASE_DIR,
     PLATFORM_NAME_LABEL,
     PLATFORM_NAMESPACE,
+    POSTGRES_IMAGE,
+    POSTGRES_SECRET,
+    POSTGRES_VOLUME_SIZE,
+    PROJECTS_SECRET_STORE_NAME,
+    REDIS_IMAGE,
+    REDIS_SECRET,
+    REDIS_VOLUME_SIZE,
     REFLECTOR_ANNOTATIONS,
     SECRET_STORE_NAME,
     SECRET_VERSIONS_ANNOTATION,
@@ -34,6 +46,9 @@ from deployments.rendering.snapshot import EnvironmentSnapshot
 from deployments.rendering.templating import render_template
 
 DNS01 = domain.TLS_CERT_MANAGER_DNS01
+# Ports the platform opens outside the cluster: HTTP(S), the Kubernetes API server (6443 kubeadm, 8443 Minikube),
+# PostgreSQL and Redis (external datastores).
+PLATFORM_EGRESS_PORTS = (80, 443, 5432, 6379, 6443, 8443)
 
 # --- the shared platform base -----------------------------------------------------------------------------------
 
@@ -116,8 +131,9 @@ def _tls(env: EnvironmentSnapshot) -> tuple[str | None, dict, list | None]:
 
 
 def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[str, str]) -> str | None:
-    """secrets.yaml: External Secrets objects on EKS, SealedSecrets elsewhere; never a value."""
-    if not secrets:
+    """secrets.yaml: External Secrets objects on EKS (always: the projects' credentials need the
+    ClusterSecretStore), SealedSecrets elsewhere; never a value."""
+    if not secrets and not env.uses_external_secrets:
         return None
     names = sorted(secrets)
     if not env.uses_external_secrets:
@@ -131,16 +147,47 @@ def _secrets(env: EnvironmentSnapshot, secrets: dict[str, list], versions: dict[
     documents = [render_template("overlay/external-secrets-store.yaml.j2", {
         "namespace": PLATFORM_NAMESPACE, "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
         "role_arn": role_arn, "store": SECRET_STORE_NAME, "region": env.aws_region,
+        "projects_store": PROJECTS_SECRET_STORE_NAME,
     })]
     for name in names:
         documents.append(render_template("overlay/external-secret.yaml.j2", {
-            "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME,
+            "name": name, "namespace": PLATFORM_NAMESPACE, "store": SECRET_STORE_NAME, "store_kind": "SecretStore",
             "versions_annotation": SECRET_VERSIONS_ANNOTATION, "versions": versions[name],
             # The path the secrets service writes each key to in AWS Secrets Manager.
             "data": [{"secretKey": s.key, "remoteRef": {"key": f"tesslate/{env.name}/{name}/{s.key}"}}
                      for s in secrets[name]],
         }))
     return yaml_documents(*documents).decode()
+
+
+def _datastores(env: EnvironmentSnapshot, versions: dict[str, str]) -> str:
+    """datastores.yaml: StatefulSets and Services `postgres` and `redis` for an in-cluster datastore_mode."""
+
+    def annotations(secret: str) -> dict:
+        return {secret_checksum_annotation(secret): versions[secret]} if secret in versions else {}
+
+    def probe(command: str, period: int, failures: int) -> dict:
+        return {"exec": {"command": ["sh", "-c", command]}, "periodSeconds": period, "timeoutSeconds": 5,
+                "failureThreshold": failures}
+
+    pg_ready = 'pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+    redis_ping = 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'
+    return render_template("overlay/datastores.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "storage_class": env.storage_class_name,
+        "postgres": {
+            "image": POSTGRES_IMAGE, "secret": POSTGRES_SECRET, "size": POSTGRES_VOLUME_SIZE,
+            "annotations": annotations(POSTGRES_SECRET),
+            "readiness": probe(pg_ready, 5, 3), "liveness": probe(pg_ready, 10, 6),
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}},
+        },
+        "redis": {
+            "image": REDIS_IMAGE, "secret": REDIS_SECRET, "size": REDIS_VOLUME_SIZE,
+            "annotations": annotations(REDIS_SECRET),
+            "command": ["redis-server", "--appendonly", "yes", "--requirepass", "$(REDIS_PASSWORD)"],
+            "readiness": probe(redis_ping, 5, 3), "liveness": probe(redis_ping, 10, 6),
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+        },
+    })
 
 
 def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_names: list[str],
@@ -167,6 +214,7 @@ def _workload_patches(env: EnvironmentSnapshot, config: dict[str, str], secret_n
         patches[name] = render_template("overlay/deployment-patch.yaml.j2", {
             "name": name, "namespace": PLATFORM_NAMESPACE, "container": container, "replicas": replicas,
             "resources": resources, "env_from": env_from_, "annotations": annotations, "pull_policy": pull_policy,
+            "readiness_path": env.backend_readiness_path if name == "tesslate-backend" else None,
         })
     for name, container, suspend in (
             ("namespace-reaper", "reaper", None),
@@ -196,6 +244,12 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
         resources.append("volume-snapshot-class.yaml")
         files["volume-snapshot-class.yaml"] = render_template("overlay/volume-snapshot-class.yaml.j2", {
             "name": env.volume_snapshot_class, "driver": EBS_DRIVER})
+    resources.append("network-policies.yaml")
+    files["network-policies.yaml"] = render_template("overlay/network-policies.yaml.j2", {
+        "namespace": PLATFORM_NAMESPACE, "ingress_namespace": env.ingress_controller_namespace,
+        "dns_peer": CLUSTER_DNS_PEER, "dns_ports": DNS_PORTS, "internet_peer": INTERNET_PEER,
+        "internet_ports": [{"protocol": "TCP", "port": port} for port in PLATFORM_EGRESS_PORTS],
+    })
     tls_file, ingress_annotations, ingress_tls = _tls(env)
     if tls_file:
         resources.append("tls.yaml")
@@ -204,9 +258,14 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
     if secrets_file:
         resources.append("secrets.yaml")
         files["secrets.yaml"] = secrets_file
+    if env.datastore_mode == domain.DATASTORE_IN_CLUSTER:
+        resources.append("datastores.yaml")
+        files["datastores.yaml"] = _datastores(env, versions)
 
     patches = []
-    for name, text in _workload_patches(env, config, sorted(secrets), versions).items():
+    # The datastores' own credentials stay with the datastores; the platform reads DATABASE_URL and REDIS_URL.
+    workload_secrets = [name for name in sorted(secrets) if name not in DATASTORE_SECRETS]
+    for name, text in _workload_patches(env, config, workload_secrets, versions).items():
         files[f"patches/{name}.yaml"] = text
         patches.append({"path": f"patches/{name}.yaml"})
     # The main Ingress: a JSON patch, because its rules list has no merge key to patch the host into.
@@ -214,7 +273,9 @@ def render_platform_overlay(env: EnvironmentSnapshot) -> dict[str, bytes]:
         {"op": "replace", "path": "/spec/ingressClassName", "value": env.ingress_class},
         {"op": "add", "path": "/spec/rules/0/host", "value": env.app_domain},
     ]
-    for key, value in ingress_annotations.items():
+    if env.backend_replicas > 1:
+        ingress_annotations = {**ingress_annotations, **BACKEND_AFFINITY_ANNOTATIONS}
+    for key, value in sorted(ingress_annotations.items()):
         operations.append({"op": "add", "path": "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1"),
                            "value": value})
     if ingress_tls:

@@ -46,6 +46,17 @@ class ContainerSnapshot:
     memory_request: str
     memory_limit: str
     data_volume_size: str
+    uuid: str  # Studio's container id (tesslate.io/container-id)
+    start_command: str  # empty: the role's default (devserver image) or the image's own command
+    env_vars: tuple[tuple[str, str], ...]  # (name, value) in the admin's order
+    probe: str  # "http", "tcp" or empty (the role's default)
+    probe_path: str
+    startup_timeout_seconds: int
+    credentials: tuple[SecretSnapshot, ...]  # generated keys of svc-{dir}-credentials, sorted by key
+
+    @property
+    def workload(self) -> str:
+        return f"{'svc' if self.is_service else 'dev'}-{self.directory}"
 
     @property
     def is_service(self) -> bool:
@@ -74,6 +85,7 @@ class EnvironmentSnapshot:
     gitops_tool: str
     app_domain: str
     ingress_class: str
+    ingress_controller_namespace: str
     tls_mode: str
     acme_email: str
     cloudflare_api_token_secret: str
@@ -91,10 +103,13 @@ class EnvironmentSnapshot:
     backend_cpu_limit: str
     backend_memory_request: str
     backend_memory_limit: str
+    backend_readiness_path: str
+    datastore_mode: str
     aws_account_id: str
     aws_region: str
     eks_cluster_name: str
     secrets_manager_role_arn: str
+    disabled_addons: tuple[str, ...]  # sorted add-on names the cluster already runs
     node_groups: tuple[NodeGroupSnapshot, ...]  # sorted by name
     secrets: tuple[SecretSnapshot, ...]  # sorted by (secret_name, key)
     projects: tuple[ProjectSnapshot, ...]  # ACTIVE projects only, sorted by id
@@ -140,14 +155,15 @@ class TreeSnapshot:
 
 
 ENVIRONMENT_FIELDS = [
-    "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "tls_mode", "acme_email",
-    "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
+    "id", "name", "kind", "gitops_tool", "app_domain", "ingress_class", "ingress_controller_namespace", "tls_mode",
+    "acme_email", "cloudflare_api_token_secret", "storage_class_name", "storage_provisioner", "storage_encrypted",
     "volume_snapshot_class", "hibernation_idle_minutes", "snapshot_retention_days", "max_snapshots_per_project",
     "image_registry", "image_tag", "backend_replicas", "backend_cpu_request", "backend_cpu_limit",
-    "backend_memory_request", "backend_memory_limit", "aws_account_id", "aws_region", "eks_cluster_name",
-    "secrets_manager_role_arn", "server_ip", "server_ram_gb", "server_disk_gb", "acme_challenge",
-    "deploy_interval_minutes", "backup_schedule", "backup_retention_days", "backup_s3_bucket", "backup_s3_prefix",
-    "backup_s3_region",
+    "backend_memory_request", "backend_memory_limit", "backend_readiness_path", "datastore_mode", "aws_account_id",
+    "aws_region", "eks_cluster_name", "secrets_manager_role_arn", "disabled_addons", "server_ip", "server_ram_gb",
+    "server_disk_gb", "acme_challenge", "deploy_interval_minutes", "backup_schedule", "backup_retention_days",
+    "backup_s3_bucket", "backup_s3_prefix", "backup_s3_region",
 ]
 CONTAINER_FIELDS = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
-                     "memory_limit", "data_volume_size"]
+                    "memory_limit", "data_volume_size", "uuid", "start_command", "env_vars", "probe", "probe_path",
+                    "startup_timeout_seconds"]

@@ -61,7 +61,10 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
                                 fingerprint=fingerprint(key, platform_input),
                                 render=partial(render_platform_overlay, platform_input)))
         entry = ClusterEntry(env_name=env.name, gitops_tool=env.gitops_tool, repo_url=snapshot.repo_url,
-                             branch=snapshot.branch)
+                             branch=snapshot.branch, kind=env.kind, tls_mode=env.tls_mode,
+                             supports_snapshots=env.supports_snapshots, ingress_class=env.ingress_class,
+                             ingress_controller_namespace=env.ingress_controller_namespace,
+                             aws_account_id=env.aws_account_id, disabled_addons=env.disabled_addons)
         key = f"{base_key}:clusters"
         units.append(RenderUnit(key=key, directory=f"clusters/{env.name}/", fingerprint=fingerprint(key, entry),
                                 render=partial(render_cluster_entry, entry)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
@@ -10,8 +10,27 @@ from deployments.models import Environment
 from deployments.secrets.sealing import environment_secrets_reseal
 from deployments.secrets.secrets_manager import environment_secrets_sync
 
+Deliverer = Callable[[Environment], Iterator[tuple[str, bool]]]
+# Other apps' secrets that reach the same clusters (projects: the generated credentials of service containers)
+# register here from their AppConfig.ready(), so this package never imports them.
+_deliverers: list[Deliverer] = []
+
+
+def register_deliverer(deliverer: Deliverer) -> None:
+    """Add a function ``deliverer(environment) -> Iterator[(log line, is_warning)]`` run after the environment's
+    own secrets on every render (idempotent: registering the same function twice keeps one)."""
+    if deliverer not in _deliverers:
+        _deliverers.append(deliverer)
+
 
 def environment_secrets_deliver(*, environment: Environment) -> Iterator[tuple[str, bool]]:
+    """The environment's own secrets (``_platform_secrets_deliver``), then every registered deliverer's."""
+    yield from _platform_secrets_deliver(environment)
+    for deliverer in _deliverers:
+        yield from deliverer(environment)
+
+
+def _platform_secrets_deliver(environment: Environment) -> Iterator[tuple[str, bool]]:
     """EKS: write values to AWS Secrets Manager (when SECRETS_MANAGER_SYNC is on); other clusters: reseal for
     the controller's certificate. Yields ``(log line, is_warning)``; lines carry counts, never values.
 

@@ -61,7 +61,7 @@ def _error(action: str, name: str, exc: Exception) -> SecretsManagerSyncError:
     return SecretsManagerSyncError(f"AWS Secrets Manager: {action} {name} failed ({detail}).")
 
 
-def _existing(client, prefix: str) -> dict[str, dict]:
+def existing_secrets(client, prefix: str) -> dict[str, dict]:
     """AWS secrets under ``prefix``: name -> {"tags": {key: value}, "deleted": scheduled for deletion}."""
     found: dict[str, dict] = {}
     try:
@@ -81,8 +81,10 @@ def _existing(client, prefix: str) -> dict[str, dict]:
 
 
 @sensitive_variables()  # hides the value in this frame and in the botocore frames below it (request bodies)
-def _write(client, *, environment: Environment, secret: Secret, name: str, current: dict | None) -> str:
-    """Write the secret's current value; returns "created" or "updated"."""
+def write_secret(client, *, environment: Environment, secret, name: str, current: dict | None) -> str:
+    """Write the current value of ``secret`` (a Secret, or any row with ciphertext, version, fingerprint,
+    secret_name and key, such as a project's generated credential) to AWS secret ``name``; "created" or
+    "updated". ``current`` is its entry from ``existing_secrets`` (None: not there yet)."""
     try:
         value = crypto.decrypt(secret.ciphertext)
     except crypto.EncryptionKeyError:
@@ -137,7 +139,7 @@ def environment_secrets_sync(*, environment: Environment) -> SyncResult:
         )
     client = aws_client("secretsmanager", region=environment.aws_region or None)
     try:
-        existing = _existing(client, f"{PATH_PREFIX}/{environment.name}/")
+        existing = existing_secrets(client, f"{PATH_PREFIX}/{environment.name}/")
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         secrets = (Secret.objects.filter(environment_id=environment.pk).exclude(ciphertext="")
                    .order_by("secret_name", "key"))
@@ -149,7 +151,7 @@ def environment_secrets_sync(*, environment: Environment) -> SyncResult:
                 _tag_if_needed(client, environment=environment, name=name, current=current)
                 counts["unchanged"] += 1
                 continue
-            counts[_write(client, environment=environment, secret=secret, name=name, current=current)] += 1
+            counts[write_secret(client, environment=environment, secret=secret, name=name, current=current)] += 1
             # Only if no newer value was stored meanwhile; otherwise the next run writes that one.
             Secret.objects.filter(pk=secret.pk, version=secret.version).update(synced_version=secret.version)
     finally:

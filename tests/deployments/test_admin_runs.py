@@ -274,7 +274,8 @@ def test_a_burst_of_admin_saves_gives_one_run_and_one_commit(admin_client, gitop
         data.update({"containers-TOTAL_FORMS": len(containers) + 1, "containers-INITIAL_FORMS": len(containers),
                      "containers-MIN_NUM_FORMS": 0, "containers-MAX_NUM_FORMS": 1000})
         fields = ["directory", "role", "image", "port", "cpu_request", "cpu_limit", "memory_request",
-                  "memory_limit", "data_volume_size"]
+                  "memory_limit", "data_volume_size", "start_command", "env_vars", "probe", "probe_path",
+                  "startup_timeout_seconds"]
         for index, container in enumerate(containers):
             data[f"containers-{index}-id"] = container.pk
             data[f"containers-{index}-project"] = project.pk
@@ -282,7 +283,8 @@ def test_a_burst_of_admin_saves_gives_one_run_and_one_commit(admin_client, gitop
         new = len(containers)
         data.update({f"containers-{new}-{f}": v for f, v in dict(
             directory="api", role="backend", image="tesslate-devserver:latest", port=8000, cpu_request="100m",
-            cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi").items()})
+            cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi", probe_path="/",
+            startup_timeout_seconds=600).items()})
         data[f"containers-{new}-project"] = project.pk
         response = admin_client.post(project_url, data)
         assert response.status_code == 302, response.context and response.context["errors"]

@@ -39,7 +39,7 @@ from deployments.rendering import (
 from deployments.rendering.yamltext import yaml_block, yaml_flow, yaml_scalar
 from deployments.secrets import crypto
 from deployments.selectors import environments_snapshot
-from projects.demo import demo_load, demo_project_id
+from projects.demo import demo_container_id, demo_load, demo_project_id
 from projects.models import Container, Project
 from tests.factories import (
     container_factory,
@@ -411,7 +411,7 @@ def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_n
     monkeypatch.setattr("io.open", no_io)
     with django_assert_num_queries(0):
         rendered = [unit.render() for unit in units]
-    assert sum(len(files) for files in rendered) == 70 + 19  # 19: the Compose server single-server
+    assert sum(len(files) for files in rendered) == 75 + 20  # 20: the Compose server single-server
 
 
 def test_unit_folders_nest_only_projects_under_their_index(demo):
@@ -620,7 +620,7 @@ def test_eks_overlay(demo_tree, tmp_path):
     assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": "aws-secrets-manager"}
     assert {(d["secretKey"], d["remoteRef"]["key"]) for d in external["spec"]["data"]} == {
         (key, f"tesslate/aws-production/tesslate-app-secrets/{key}")
-        for key in ("SECRET_KEY", "DATABASE_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY")}
+        for key in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY")}
     assert not [o for o in objects if o["kind"] == "SealedSecret"]
 
     # Rotation rolls the pods: the versions hash sits on the pod templates and on the ExternalSecret.
@@ -658,7 +658,10 @@ PROJECT_ISOLATION = {
         {"podSelector": {}},
     ]}],
     "egress": [
-        {"ports": [{"protocol": "UDP", "port": 53}]},
+        {"to": [{"podSelector": {}}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}],
          "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 443}]},
     ],
@@ -674,7 +677,7 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
         ("PersistentVolumeClaim", "project-storage"), ("PersistentVolumeClaim", "svc-db-data"),
         ("Deployment", "file-manager"), ("Deployment", "dev-frontend"), ("Deployment", "dev-backend"),
         ("Deployment", "svc-db"), ("Service", "dev-frontend"), ("Service", "dev-backend"), ("Service", "svc-db"),
-        ("Ingress", "dev-frontend"), ("Ingress", "dev-backend"),
+        ("Ingress", "dev-frontend"), ("Ingress", "dev-backend"), ("SealedSecret", "svc-db-credentials"),
     ])
     assert all(o["metadata"].get("namespace") == namespace for o in objects if o["kind"] != "Namespace")
     standard = {"app.kubernetes.io/managed-by": "tesslate-portal", "tesslate.io/project-id": project_id,
@@ -689,6 +692,7 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
 
     manager = find(objects, "Deployment", "file-manager")["spec"]["template"]
     assert manager["metadata"]["labels"]["tesslate.io/component"] == "file-manager"
+    assert manager["metadata"]["labels"]["app"] == "file-manager"
     files = container(manager["spec"], "file-manager")
     assert files["image"] == "tesslate-devserver:latest" and files["imagePullPolicy"] == "Never"
     assert files["volumeMounts"] == [{"name": "project-storage", "mountPath": "/app"}]
@@ -698,14 +702,15 @@ def test_project_namespace_storage_and_workloads(demo_tree, tmp_path):
         1000, 1000)
     assert manager["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "project-storage"
 
-    affinity = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+    affinity = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
         "labelSelector": {"matchLabels": {"tesslate.io/project-id": project_id}},
-        "topologyKey": "kubernetes.io/hostname"}]}}
+        "topologyKey": "kubernetes.io/hostname"}}]}}
     for directory, port in (("frontend", 5173), ("backend", 8000)):
         deployment = find(objects, "Deployment", f"dev-{directory}")
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert labels == {**standard, "tesslate.io/component": "dev-container",
-                          "tesslate.io/container-directory": directory}
+        assert labels == {**standard, "app": "dev-container", "tesslate.io/component": "dev-container",
+                          "tesslate.io/container-directory": directory,
+                          "tesslate.io/container-id": str(demo_container_id("minikube", "todo-app", directory))}
         pod = deployment["spec"]["template"]["spec"]
         assert pod["affinity"] == affinity
         assert "nodeSelector" not in pod and "tolerations" not in pod, "minikube has no spot node group"
@@ -743,7 +748,10 @@ def test_projects_on_eks_go_to_spot_nodes_with_tls(demo_tree, tmp_path):
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     for name in ("dev-frontend", "dev-backend", "file-manager", "svc-db"):
         pod = find(objects, "Deployment", name)["spec"]["template"]["spec"]
-        assert pod["nodeSelector"] == {"tesslate.io/workload-type": "user-project"}, name
+        assert "nodeSelector" not in pod, "spot nodes are a preference, never a requirement"
+        assert pod["affinity"]["nodeAffinity"] == {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 50, "preference": {"matchExpressions": [
+                {"key": "tesslate.io/workload-type", "operator": "In", "values": ["user-project"]}]}}]}, name
         assert pod["tolerations"] == [{"key": "tesslate.io/spot", "operator": "Equal", "value": "true",
                                        "effect": "PreferNoSchedule"}], name
     dev = container(find(objects, "Deployment", "dev-frontend")["spec"]["template"]["spec"], "dev-server")
@@ -800,15 +808,17 @@ def test_only_active_projects_have_a_folder(demo, demo_tree):
 # --- DOMAIN.md facts: GitOps consumers ----------------------------------------------------------------------------
 
 def test_argocd_entry_point(demo_tree, tmp_path):
-    objects = build_all(demo_tree, tmp_path)["clusters/aws-production"]
+    objects = [o for o in build_all(demo_tree, tmp_path)["clusters/aws-production"]
+               if not o["metadata"]["name"].startswith(("addon-", "tesslate-addons-"))]  # test_workloads_addons.py
     assert kinds(objects) == [("AppProject", "tesslate-aws-production"),
                               ("Application", "tesslate-platform-aws-production"),
                               ("ApplicationSet", "tesslate-projects-aws-production")]
     assert all(o["metadata"]["namespace"] == "argocd" for o in objects)
-    sync = {"automated": {"prune": True, "selfHeal": True}, "syncOptions": ["CreateNamespace=true"]}
+    retry = {"limit": -1, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}
+    sync = {"automated": {"prune": True, "selfHeal": True}, "syncOptions": ["CreateNamespace=true"], "retry": retry}
     platform = find(objects, "Application", "tesslate-platform-aws-production")
     assert platform["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
-    assert platform["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0"
+    assert "annotations" not in platform["metadata"], "no sync waves: nothing would enforce them"
     assert platform["spec"]["source"] == {"repoURL": SOURCE_URL, "targetRevision": BRANCH,
                                           "path": "environments/aws-production/platform"}
     assert platform["spec"]["syncPolicy"] == sync
@@ -818,8 +828,9 @@ def test_argocd_entry_point(demo_tree, tmp_path):
         {"path": "environments/aws-production/projects/*"}]}}]
     template = appset["template"]
     assert template["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
-    assert template["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
-    assert template["spec"]["syncPolicy"] == sync
+    assert "annotations" not in template["metadata"]
+    assert template["spec"]["syncPolicy"] == {**sync, "syncOptions": ["CreateNamespace=true",
+                                                                      "RespectIgnoreDifferences=true"]}
     assert template["spec"]["source"]["path"] == "{{ .path.path }}"
     assert template["spec"]["destination"]["namespace"] == "{{ .path.basename }}"
     project = find(objects, "AppProject", "tesslate-aws-production")["spec"]
@@ -830,7 +841,8 @@ def test_argocd_entry_point(demo_tree, tmp_path):
 
 
 def test_flux_entry_point(demo_tree, tmp_path):
-    objects = build_all(demo_tree, tmp_path)["clusters/minikube"]
+    objects = [o for o in build_all(demo_tree, tmp_path)["clusters/minikube"]
+               if o["kind"] not in ("HelmRepository", "HelmRelease")]  # the add-ons: test_workloads_addons.py
     assert kinds(objects) == [("GitRepository", "tesslate-gitops"), ("Kustomization", "tesslate-platform-minikube"),
                               ("Kustomization", "tesslate-projects-minikube")]
     assert all(o["metadata"]["namespace"] == "flux-system" for o in objects)
@@ -984,7 +996,7 @@ def test_snapshot_reads_in_a_constant_number_of_queries(gitops_source):
         snapshot = environments_snapshot()
     assert sum(len(env.projects) for env in snapshot.environments) == 55
     assert all(len(project.containers) == 3 for env in snapshot.environments for project in env.projects)
-    assert len(small.captured_queries) == len(large.captured_queries) == 5
+    assert len(small.captured_queries) == len(large.captured_queries) == 6
 
 
 def test_snapshot_is_plain_immutable_data(demo):
@@ -1025,20 +1037,24 @@ def test_snapshot_is_plain_immutable_data(demo):
 def _synthetic_snapshot(projects: int) -> TreeSnapshot:
     def make(directory: str, role: str, image: str, port: int) -> ContainerSnapshot:
         return ContainerSnapshot(directory=directory, role=role, image=image, port=port, cpu_request="100m",
-                                 cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi")
+                                 cpu_limit="1", memory_request="256Mi", memory_limit="1Gi", data_volume_size="1Gi",
+                                 uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, directory)), start_command="", env_vars=(),
+                                 probe="", probe_path="/", startup_timeout_seconds=600, credentials=())
 
     containers = (make("backend", "backend", "tesslate-devserver:latest", 8000),
                   make("db", "database", "postgres:16-alpine", 5432),
                   make("frontend", "frontend", "tesslate-devserver:latest", 5173))
     environment = EnvironmentSnapshot(
         id=1, name="scale", kind="eks", gitops_tool="argocd", app_domain="scale.example.com", ingress_class="nginx",
+        ingress_controller_namespace="ingress-nginx",
         tls_mode="cert-manager-dns01", acme_email="ops@example.com", cloudflare_api_token_secret="cloudflare",
         storage_class_name="tesslate-block-storage", storage_provisioner="ebs-gp3", storage_encrypted=True,
         volume_snapshot_class="tesslate-ebs-snapshots", hibernation_idle_minutes=10, snapshot_retention_days=30,
         max_snapshots_per_project=5, image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
         image_tag="production", backend_replicas=2, backend_cpu_request="1", backend_cpu_limit="4",
-        backend_memory_request="2Gi", backend_memory_limit="4Gi", aws_account_id="123456789012",
-        aws_region="us-east-1", eks_cluster_name="scale", secrets_manager_role_arn="",
+        backend_memory_request="2Gi", backend_memory_limit="4Gi", backend_readiness_path="/health",
+        datastore_mode="external", aws_account_id="123456789012",
+        aws_region="us-east-1", eks_cluster_name="scale", secrets_manager_role_arn="", disabled_addons=(),
         node_groups=(NodeGroupSnapshot(name="spot", capacity_type="SPOT", hosts="user-projects",
                                        labels=(("tesslate.io/workload-type", "user-project"),),
                                        taints=(("tesslate.io/spot", "true", "PreferNoSchedule"),)),),
@@ -1059,8 +1075,9 @@ def test_thousands_of_projects_render_in_seconds():
     seconds = time.perf_counter() - started
     print(f"\n2,000 projects x 3 containers: tree_units {units_seconds:.3f}s, render_tree {seconds:.2f}s, "
           f"{len(tree)} files")
-    # Per project 8 files; the base 10, the overlay 11, clusters/ 4, the projects index 1.
-    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 11 + 4 + 1
+    # Per project 8 files; the base 10, the overlay 13 (EKS: secrets.yaml holds the ClusterSecretStore even without
+    # secrets), clusters/ 5, the projects index 1.
+    assert len(units) == 2000 + 3 + 1 and len(tree) == 2000 * 8 + 10 + 13 + 5 + 1
     assert units_seconds < 2, "tree_units must stay cheap (hashing, no rendering)"
     # About 1.2 s on the 2-core CI machine; the bound leaves room for a busy machine, not for a slow renderer.
     assert seconds < 15

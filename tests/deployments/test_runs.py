@@ -536,12 +536,12 @@ def test_command_refuses_an_unknown_environment(gitops, demo):
 
 @pytest.mark.django_db
 def test_a_large_diff_is_cut_at_a_file_boundary_by_the_git_writer(gitops, demo, settings):
-    settings.GITOPS_DIFF_MAX_CHARS = 3000
+    settings.GITOPS_DIFF_MAX_CHARS = 12000
     run = _run(None, reason="big first render")
     assert run.status == RenderRun.Status.SUCCEEDED
-    assert run.diff.endswith("[diff truncated at 3000 characters]\n")
-    kept = run.diff[: -len("[diff truncated at 3000 characters]\n")]
-    assert len(kept) <= 3000 and kept.startswith("diff --git ")
+    assert run.diff.endswith("[diff truncated at 12000 characters]\n")
+    kept = run.diff[: -len("[diff truncated at 12000 characters]\n")]
+    assert len(kept) <= 12000 and kept.startswith("diff --git ")
     # The cut falls between files: the full diff continues with the next file's header right there.
     full = git(gitops.remote, "show", "--format=", "main", "--", ".", ":(exclude).tesslate-portal")
     assert full.startswith(kept) and full[len(kept):].startswith("diff --git ")

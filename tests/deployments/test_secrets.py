@@ -9,6 +9,7 @@ import secrets as random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from cryptography import x509
@@ -32,7 +33,9 @@ from deployments.models import Environment, Secret
 from deployments.secrets import age as age_encryption
 from deployments.secrets import crypto, sealing
 from deployments.secrets.secrets_manager import environment_secrets_sync
+from projects.credentials import container_credentials_ensure, credentials_reseal, credentials_sync
 from projects.demo import demo_load
+from projects.models import Container, ServiceCredential
 from tests.factories import environment_factory, secret_factory
 
 pytest_plugins = ["tests.aws"]
@@ -556,6 +559,13 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     minikube.save()
     for n, secret in enumerate(Secret.objects.order_by("pk")):
         services.secret_store_value(secret=secret, value=f"{marker}-service-{n}")
+    # The projects' generated database and cache passwords (and the URLs that hold them) carry it too.
+    generated = iter(range(1000))
+    with mock.patch("projects.credentials.password_generate",
+                    side_effect=lambda: crypto.SecretValue(f"{marker}pw{next(generated)}")):
+        for container in Container.objects.filter(role__in=Container.SERVICE_ROLES):
+            assert container_credentials_ensure(container=container, rotate=True) == 2
+    assert ServiceCredential.objects.count() == 4  # two databases: password + URL each
     # Through the admin as well: a new secret, and a rotation on the environment page.
     response = client.post(reverse("admin:deployments_secret_add"),
                            _secret_add_data(minikube, key="INTERNAL_API_SECRET", value=f"{marker}-admin-add"))
@@ -565,25 +575,30 @@ def _plant_marker_everywhere(client, marker: str) -> None:
     response = client.post(reverse("admin:deployments_environment_change", args=[production.pk]), data)
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     # Delivered as a render would: sealed for minikube, written to Secrets Manager for aws-production,
-    # age-encrypted for the Compose server single-server (at once, by the service).
-    assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 5
+    # age-encrypted for the Compose server single-server (at once, by the service); the projects' generated
+    # credentials the same way (projects.credentials, run by every render after the environment's secrets).
+    # minikube: 5 app keys + 4 keys of the in-cluster PostgreSQL / Redis + 1 added; aws-production: 5 app keys.
+    assert sealing.environment_secrets_reseal(environment=minikube).unchanged == 10
+    credentials_reseal(environment=minikube)
     compose = Environment.objects.get(name="single-server")
-    assert age_encryption.environment_secrets_age_encrypt(environment=compose).unchanged == 7
-    assert environment_secrets_sync(environment=production).created == 4
+    assert age_encryption.environment_secrets_age_encrypt(environment=compose).unchanged == 8
+    assert environment_secrets_sync(environment=production).created == 5
+    credentials_sync(environment=production)
     assert all(crypto.decrypt(c).startswith(marker) for c in Secret.objects.values_list("ciphertext", flat=True))
+    assert all(marker in crypto.decrypt(c) for c in ServiceCredential.objects.values_list("ciphertext", flat=True))
 
 
 def test_marker_never_reaches_the_database_the_logs_or_any_admin_page(aws, superuser_client, caplog, marker):
     caplog.set_level(logging.DEBUG)
     _plant_marker_everywhere(superuser_client, marker)
-    assert Secret.objects.count() == 16 and Secret.objects.exclude(sealed_value="").count() == 5
-    assert Secret.objects.exclude(age_value="").count() == 7  # the Compose server's keys, age-encrypted
+    assert Secret.objects.count() == 15 + 8 and Secret.objects.exclude(sealed_value="").count() == 10
+    assert Secret.objects.exclude(age_value="").count() == 8  # the Compose server's keys, age-encrypted
 
     assert _database_hits(marker) == []
 
     hits, rendered = _admin_hits(superuser_client, marker)
     assert hits == []
-    assert rendered >= 2 * len(admin.site._registry) + 2 * 9  # lists, add pages, every secret's change + history
+    assert rendered >= 2 * len(admin.site._registry) + 2 * 15  # lists, add pages, every secret's change + history
     assert _found(caplog.text, marker) == []
     assert any(record.levelno == logging.DEBUG for record in caplog.records)  # the log really was captured
 
@@ -615,6 +630,10 @@ def test_marker_never_reaches_git_history_or_run_pages(aws, superuser_client, ca
     history = gitops.log_patch()
     assert "kind: SealedSecret" in history and "kind: ExternalSecret" in history  # there was something to leak
     assert "-----BEGIN AGE ENCRYPTED FILE-----" in history  # the Compose server's secrets, age-encrypted
+    # The generated credentials reached git too: sealed for their project's namespace, or as references.
+    minikube_db = ServiceCredential.objects.filter(container__project__environment__name="minikube").first()
+    assert minikube_db.sealed_value and minikube_db.sealed_value in history
+    assert "tesslate/aws-production/projects/" in history and "svc-db-credentials" in history
     rotated.refresh_from_db()
     assert rotated.sealed_value and rotated.sealed_value in history  # the rotation reached git, sealed
     assert _found(history, marker) == []

@@ -147,7 +147,8 @@ def _project_post_data(environment, containers, **overrides):
             f"containers-{i}-image": "tesslate-devserver:latest", f"containers-{i}-port": "3000",
             f"containers-{i}-cpu_request": "100m", f"containers-{i}-cpu_limit": "1",
             f"containers-{i}-memory_request": "256Mi", f"containers-{i}-memory_limit": "1Gi",
-            f"containers-{i}-data_volume_size": "1Gi",
+            f"containers-{i}-data_volume_size": "1Gi", f"containers-{i}-probe_path": "/",
+            f"containers-{i}-startup_timeout_seconds": "600",
         })
     data.update(overrides)
     return data

@@ -44,7 +44,8 @@ def test_demo_matches_the_operator_guide():
     assert spot.label_dict == {"tesslate.io/workload-type": "user-project"}
     assert spot.taint_list == [{"key": "tesslate.io/spot", "value": "true", "effect": "PreferNoSchedule"}]
     assert set(production.secrets.values_list("key", flat=True)) == {
-        "SECRET_KEY", "DATABASE_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY"}
+        "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "LITELLM_API_BASE", "LITELLM_MASTER_KEY"}
+    assert production.datastore_mode == "external", "RDS / ElastiCache: the URLs are the only credentials"
     minikube = Environment.objects.get(name="minikube")
     assert minikube.tls_mode == "none" and minikube.provisioner == "k8s.io/minikube-hostpath"
     assert not minikube.supports_snapshots
