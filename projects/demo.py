@@ -207,6 +207,7 @@ def _demo_load() -> dict[str, int]:
                 project=project, directory=directory, uuid=demo_container_id(env_name, slug, directory), **fields))
             counts["containers"] += 1
     for environment in created.values():
-        # The projects' databases get their generated passwords.
-        environment_credentials_ensure(environment_id=environment.pk)
+        if environment.kind != Environment.Kind.COMPOSE:
+            # The projects' databases get their generated passwords (delivered to Kubernetes clusters).
+            environment_credentials_ensure(environment_id=environment.pk)
     return counts

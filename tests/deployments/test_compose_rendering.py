@@ -254,7 +254,7 @@ def test_env_templates_hold_references_only_and_no_value_reaches_the_tree(demo_t
                 assert reference == f"age:secrets/{reference.split('/')[1]}/{key}.age"
                 assert demo_tree[PREFIX + reference[4:]].startswith(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
                 references += 1
-    assert references == 7
+    assert references == 8  # 5 app keys (REDIS_URL among them) + 3 of postgres-secret
     everything = b"".join(demo_tree.values())
     for secret in Secret.objects.filter(environment__name=ENV):
         assert crypto.decrypt(secret.ciphertext).encode() not in everything
