@@ -1,9 +1,9 @@
 """Apply render units to the GitOps repository (gitops_commit) or show what that would change (gitops_preview).
 
 A run holds the repository lock from start to end: fetch the remote head (the base of every commit; without a
-remote the local branch is the truth), plan the writes and deletes in memory, store the new blobs with one
-`git fast-import` stream, build the new tree from the base tree plus the plan in a private index file, check it
-against the render (the invariant below), validate the result in the plain-file mirror, commit with
+remote the local branch is the truth), plan the writes and deletes in memory, store the new blobs and build the
+new tree from the base tree plus the plan with one `git fast-import` stream, check it against the render (the
+invariant below), validate the result in the plain-file mirror, commit with
 `commit-tree` and push `<sha>:refs/heads/<branch>` without forcing; when the push loses a race, start again from
 the new remote head. The repository is bare (repository.py says why): there is no working copy whose index or
 files could be lost, and nothing on disk is ever mistaken for what the repository holds.
@@ -243,8 +243,7 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
                          object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
-            scratch.write_blobs(plan.writes.values())
-            tree = scratch.build_tree(base, {p: plan.rendered[p] for p in plan.writes}, plan.deletes)
+            tree = scratch.build_tree(base, plan.writes, plan.deletes)
             added, changed, deleted = scratch.tree_changes(base, tree)
             return PreviewResult(added=added, changed=changed, deleted=deleted,
                                  diff=scratch.diff(base, tree, max_chars=max_chars))
@@ -308,9 +307,7 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
         manifest_bytes = plan.manifest.dumps()
         manifest_oid = blob_id(manifest_bytes, repo.object_format)
         report(72, f"Storing {len(plan.writes)} changed files")
-        repo.write_blobs([*plan.writes.values(), manifest_bytes])
-        tree = repo.build_tree(base, {**{p: plan.rendered[p] for p in plan.writes}, MANIFEST_PATH: manifest_oid},
-                               plan.deletes)
+        tree = repo.build_tree(base, {**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
         report(74, "Checking the new tree against the render")
         wrong, drifted = _invariant(repo, base, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
         if drifted and not force:
@@ -351,7 +348,11 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
                                author_name=author_name, author_email=author_email)
     except BaseException:
         if mirror is not None:
-            mirror.revert(base, [*changed_paths, MANIFEST_PATH])
+            try:
+                mirror.revert(base, [*changed_paths, MANIFEST_PATH])
+            except Exception:  # noqa: BLE001 - the original error matters; an unmarked mirror is rebuilt next time
+                logger.exception("Could not restore the validation mirror; the next run rebuilds it.")
+                mirror.forget()
         raise
     if mirror is not None:
         mirror.mark(sha)

@@ -107,19 +107,10 @@ def drop_from_tree(monkeypatch, extra_deletes=(), extra_writes=None):
     original = Repository.build_tree
 
     def wrong_build_tree(self, base, writes, deletes):
-        writes = {path: oid for path, oid in writes.items() if path not in extra_deletes}
-        for path, data in (extra_writes or {}).items():
-            self.write_blobs([data])
-            writes[path] = _blob(data)
-        return original(self, base, writes, [*deletes, *extra_deletes])
+        writes = {path: data for path, data in writes.items() if path not in extra_deletes}
+        return original(self, base, {**writes, **(extra_writes or {})}, [*deletes, *extra_deletes])
 
     monkeypatch.setattr(Repository, "build_tree", wrong_build_tree)
-
-
-def _blob(data: bytes) -> str:
-    from deployments.git.manifest import blob_id
-
-    return blob_id(data)
 
 
 @pytest.mark.parametrize("case", ["kept file dropped", "rendered file dropped", "unowned file dropped",
