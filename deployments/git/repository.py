@@ -4,8 +4,9 @@ The repository is **bare** and written only with git's plumbing: one `git fast-i
 blobs and builds the new tree from the base commit's tree plus the planned writes and deletes (reading only the
 folders that change), and `commit-tree` / `update-ref` make the commit. There is no shared index and no
 working tree, so nothing can be half-written, lost or mistaken for leftovers: a run either produces a complete
-commit object or nothing, and a killed run leaves at most unreachable objects behind. The base of every commit is read from git itself (the fetched remote head, or the local branch
-without a remote), never from files on disk.
+commit object or nothing, and a killed run leaves at most unreachable objects behind. The base of every commit
+is read from git itself (the fetched remote head, or the local branch without a remote), never from files on
+disk.
 
 GITOPS_REPO_DIR may also be an existing clone with a working tree (what older portals made): its `.git` is used
 as the git directory and its working tree and index are never read or written.
@@ -381,7 +382,10 @@ class Repository:
         base tree, reading only the folders that change; the throw-away commit it needs for that is left
         unreferenced. No index of the repository is read or written.
         """
-        process = self.git.execute(["git", *_NO_AUTO_GC, "fast-import", "--quiet", "--done", "--force"],
+        # Fast zlib level and always a pack (no re-inflating into loose objects for small writes): the ~4 MB manifest
+        # is rewritten by every commit. maintain() merges the packs when git's gc thinks it is time.
+        process = self.git.execute(["git", *_NO_AUTO_GC, "-c", "core.compression=1", "-c", "fastimport.unpackLimit=0",
+                                    "fast-import", "--quiet", "--done", "--force"],
                                    as_process=True, istream=subprocess.PIPE)
         proc = process.proc
         try:
