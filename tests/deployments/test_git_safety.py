@@ -197,12 +197,23 @@ def test_essential_paths_are_never_deleted_even_when_deletions_are_allowed(repo_
     assert g.head(remote) == first.sha
 
 
-def test_project_units_declare_their_namespace_and_volume_essential():
-    from deployments.rendering.units import RenderUnit
+@pytest.mark.django_db
+def test_project_units_declare_their_namespace_and_volume_essential(settings):
+    from deployments.rendering import environments_snapshot, tree_units
+    from tests.factories import environment_factory, project_factory
 
-    assert RenderUnit(key="k", directory="d/", fingerprint="f", render=dict).essential == ()
-    source = Path(__file__).resolve().parents[2] / "deployments/rendering/units.py"
-    assert 'essential=(directory + "namespace.yaml", directory + "storage.yaml")' in source.read_text()
+    settings.GITOPS_SOURCE_URL = "https://git.example.com/tesslate/gitops.git"
+    project = project_factory(environment_factory())
+
+    units = {unit.key: unit for unit in tree_units(environments_snapshot())}
+
+    folder = f"environments/{project.environment.name}/projects/proj-{project.pk}/"
+    unit = next(u for u in units.values() if u.directory == folder)
+    assert unit.essential == (folder + "namespace.yaml", folder + "storage.yaml")
+    files = unit.render()
+    assert b"kind: Namespace" in files[folder + "namespace.yaml"]
+    assert b"kind: PersistentVolumeClaim" in files[folder + "storage.yaml"]
+    assert all(u.essential == () for u in units.values() if u is not unit)
 
 
 def test_a_malformed_essential_path_is_refused_before_anything_runs(repo_dir, make):
