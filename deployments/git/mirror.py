@@ -54,7 +54,7 @@ class ValidationMirror:
     def sync(self, commit: str | None) -> None:
         """Make the mirror hold exactly `commit`'s tree (None: empty), incrementally when it holds a known one."""
         want = commit or _EMPTY
-        have = self.marked()
+        have = self.marked() if self.tree.is_dir() else None
         if have == want:
             return
         self._unmark()

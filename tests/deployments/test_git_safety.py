@@ -276,20 +276,24 @@ def test_a_corrupt_branch_ref_without_a_remote_is_restored_from_its_reflog(repo_
     assert "from its reflog" in caplog.text
 
 
-@pytest.mark.parametrize("damage", ["unmarked with strays", "garbage marker", "marker removed mid-write"])
+@pytest.mark.parametrize("damage", ["unmarked with strays", "garbage marker", "marker removed mid-write",
+                                    "tree removed"])
 def test_a_half_written_validation_mirror_is_rebuilt_from_the_base(repo_dir, remote, make, damage):
     first = commit(units_v(make), validate=accept)
     tree, marker = mirror(repo_dir), mirror(repo_dir).parent / "COMMIT"
     assert marker.read_text().strip() == first.sha and g.work_files(tree) == g.tree_files(repo_dir)
-    if damage == "garbage marker":
-        marker.write_text("not a commit\n")
+    if damage == "tree removed":
+        shutil.rmtree(tree)  # by hand, the marker left in place
     else:
-        marker.unlink()
-    (tree / "envs/u1/f0.yaml").write_text("half written")
-    (tree / "envs/stray").mkdir()
-    (tree / "envs/stray/left.yaml").write_text("left by a killed run\n")
-    if damage == "marker removed mid-write":
-        (tree / "envs/u2/f0.yaml").unlink()
+        if damage == "garbage marker":
+            marker.write_text("not a commit\n")
+        else:
+            marker.unlink()
+        (tree / "envs/u1/f0.yaml").write_text("half written")
+        (tree / "envs/stray").mkdir()
+        (tree / "envs/stray/left.yaml").write_text("left by a killed run\n")
+        if damage == "marker removed mid-write":
+            (tree / "envs/u2/f0.yaml").unlink()
     seen = []
 
     def validate(root, paths, read_base):
