@@ -34,6 +34,7 @@ from typing import Protocol
 from django.conf import settings
 
 from deployments.git.manifest import (
+    MANIFEST_DIR,
     MANIFEST_PATH,
     Manifest,
     UnitEntry,
@@ -309,7 +310,8 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
         report(72, f"Storing {len(plan.writes)} changed files")
         tree = repo.build_tree(base, {**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
         report(74, "Checking the new tree against the render")
-        wrong, drifted = _invariant(repo, base, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
+        changes = repo.raw_changes(base, tree)
+        wrong, drifted = _invariant(repo, changes, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
         if drifted and not force:
             # Files of unchanged units differ from what the manifest says they were rendered as (edited or deleted
             # by hand): render those units again so the commit holds the render, then check again.
@@ -327,9 +329,7 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
             f"The commit built for this render differs from the render in {len(wrong)} paths; nothing was "
             f"committed or pushed and the remote is unchanged:\n{shown}{more}",
             paths=[line.partition(":")[0] for line in wrong])
-    added, changed, deleted = (
-        [p for p in paths if p != MANIFEST_PATH] for paths in repo.tree_changes(base, tree)
-    )
+    added, changed, deleted = _split(changes)
     if not (added or changed or deleted or records_ownership):
         return None  # git sees no difference
     _check_deletions(deleted, manifest=manifest, units=units, allow_deletions=allow_deletions)
@@ -370,12 +370,22 @@ def _call_validate(validate: Validate, root: Path, paths: list[str], read_base: 
     validate(root, paths, read_base)
 
 
-def _invariant(repo: Repository, base: str | None, tree: str, *, plan: _Plan, manifest: Manifest,
-               manifest_oid: str) -> tuple[list[str], set[str]]:
-    """Compare the built tree with the render, from git's own listing of both trees (not from the plan's
-    bookkeeping). Returns (problems as "path: what", kept paths whose base already differs from their render)."""
+def _split(changes: list[tuple[str, str, str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """(added, changed, deleted) paths of `git diff-tree --raw` records, the portal's own folder left out."""
+    added, changed, deleted = [], [], []
+    for status, path, _, _ in changes:
+        if not path.startswith(MANIFEST_DIR):
+            {"A": added, "D": deleted}.get(status, changed).append(path)
+    return sorted(added), sorted(changed), sorted(deleted)
+
+
+def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], tree: str, *, plan: _Plan,
+               manifest: Manifest, manifest_oid: str) -> tuple[list[str], set[str]]:
+    """Compare the built tree with the render, from git's own listing of the new tree and its diff with the base
+    (not from the plan's bookkeeping). Returns (problems as "path: what", kept paths whose base already differs
+    from their render)."""
     new = repo.tree_entries(tree)
-    changes = {path: (status, oid) for status, path, _, oid in repo.raw_changes(base, tree)}
+    changes = {path: (status, oid) for status, path, _, oid in raw_changes}
     wrong = []
     for path, oid in plan.rendered.items():
         entry = new.get(path)
