@@ -160,10 +160,11 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
         repo = Repository.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=settings.GITOPS_BRANCH)
         try:
             repo.prepare()
-            if repo.resolve(CANDIDATE_REF):
+            candidate = repo.resolve(CANDIDATE_REF)
+            if candidate:
                 logger.warning("Discarded commit %s of a run killed before its push finished; this run re-renders.",
-                               repo.resolve(CANDIDATE_REF)[:12])
-            repo.set_ref(CANDIDATE_REF, None)
+                               candidate[:12])
+                repo.set_ref(CANDIDATE_REF, None)
             mirror = ValidationMirror(repo)
             use_mirror = validate is not None or mirror.exists()
             earlier = _push_unpushed(repo, report) if remote else None
@@ -276,6 +277,10 @@ def _push_unpushed(repo: Repository, report: _Progress) -> str | None:
         return None
     report(2, f"Pushing {kept[:12]}, kept from a push that failed")
     head = repo.fetch()
+    if head == kept:  # the failed push did reach the remote (the connection dropped after the update)
+        repo.set_ref(UNPUSHED_REF, None)
+        logger.info("%s, the commit an earlier push seemed to fail for, is on the remote already.", kept[:12])
+        return kept
     if repo.parent(kept) == head and repo.push(kept):
         repo.set_ref(repo.remote_ref, kept)
         repo.set_ref(repo.ref, kept)

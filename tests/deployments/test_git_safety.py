@@ -401,3 +401,23 @@ def test_gitops_head_reads_an_existing_clone_without_touching_it(settings, remot
     assert gitops_head() == first.sha
     shutil.rmtree(clone / ".git")
     assert gitops_head() is None
+
+
+def test_a_kept_commit_that_reached_the_remote_after_all_is_recognised(repo_dir, remote, make, caplog):
+    commit(units_v(make))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(GitOpsPushError):
+        commit(units_v(make, 2))
+    kept = g.head(repo_dir, "refs/portal/unpushed")
+    hook.unlink()
+    # The push did land after all (the connection dropped after the remote updated its branch).
+    g.git(repo_dir, "push", "-q", "origin", f"{kept}:refs/heads/main")
+    caplog.set_level(logging.INFO, logger="deployments.git")
+
+    result = commit(units_v(make, 2))
+
+    assert (result.sha, result.earlier_pushed) == (None, kept)
+    assert g.head(remote) == kept and g.head(repo_dir, "refs/portal/unpushed") is None
+    assert "is on the remote already" in caplog.text
