@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from deployments.git.repository import GitOpsError, Repository
+from deployments.git.repository import Repository
 
 logger = logging.getLogger(__name__)
 
@@ -202,5 +202,3 @@ def _ancestors(folder: str) -> list[str]:
     parts = folder.split("/")
     return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
-
-__all__ = ["GitOpsError", "ValidationMirror"]
