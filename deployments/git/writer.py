@@ -5,8 +5,9 @@ remote the local branch is the truth), plan the writes and deletes in memory, st
 new tree from the base tree plus the plan with one `git fast-import` stream, check it against the render (the
 invariant below), validate the result in the plain-file mirror (mirror.py), commit with `commit-tree` and push
 `<sha>:refs/heads/<branch>` without forcing; when the push loses a race, start again from the new remote head.
-A push that fails for another reason keeps the commit on refs/portal/unpushed for the next run. The repository is bare (repository.py says why): there is no working copy whose index or
-files could be lost, and nothing on disk is ever mistaken for what the repository holds.
+A push that fails for another reason keeps the commit on refs/portal/unpushed for the next run. The repository
+is bare (repository.py says why): there is no working copy whose index or files could be lost, and nothing on
+disk is ever mistaken for what the repository holds.
 
 Before anything is pushed, the new tree is checked against the render: every file rendered now, or kept from the
 manifest for a unit whose fingerprint is unchanged, is in the commit with exactly those bytes, and the only files
