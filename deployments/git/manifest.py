@@ -3,7 +3,7 @@
 The manifest says, for every render unit, which folder it owns, the fingerprint of the input it was rendered
 from, and each file it wrote with the file's git blob id. Only files listed there belong to the portal: anything
 else in the repository (a README, another team's folder) is never modified or deleted. Blob ids rather than
-another hash because git can compare them with its index and trees without reading a file.
+another hash because they are what git lists for a tree (`ls-tree`), so the writer compares without reading a file.
 
 On disk the file lists are relative to the unit's folder (a quarter smaller for 40,000 files); in memory they
 are repository-relative. Sorted keys and one entry per line keep the JSON stable and its diffs small.

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from deployments.git.repository import GitOpsError, Repository
+from deployments.git.repository import Repository
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ValidationMirror:
     def sync(self, commit: str | None) -> None:
         """Make the mirror hold exactly `commit`'s tree (None: empty), incrementally when it holds a known one."""
         want = commit or _EMPTY
-        have = self.marked()
+        have = self.marked() if self.tree.is_dir() else None
         if have == want:
             return
         self._unmark()
@@ -202,5 +202,3 @@ def _ancestors(folder: str) -> list[str]:
     parts = folder.split("/")
     return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
-
-__all__ = ["GitOpsError", "ValidationMirror"]

@@ -1,12 +1,12 @@
 """The portal's GitOps repository: every git command the portal runs is in this module.
 
-The repository is **bare** and written only with git's plumbing: blobs go in through one `git fast-import`
-stream, a tree is built from the base commit's tree plus the planned writes and deletes in a private, temporary
-index file (`read-tree` + `update-index --index-info` + `write-tree`), and `commit-tree` / `update-ref` make the
-commit. There is no shared index and no working tree, so nothing can be half-written, lost or mistaken for
-leftovers: a run either produces a complete commit object or nothing, and a killed run leaves at most unreachable
-objects behind. The base of every commit is read from git itself (the fetched remote head, or the local branch
-without a remote), never from files on disk.
+The repository is **bare** and written only with git's plumbing: one `git fast-import` stream stores the new
+blobs and builds the new tree from the base commit's tree plus the planned writes and deletes (reading only the
+folders that change), and `commit-tree` / `update-ref` make the commit. There is no shared index and no
+working tree, so nothing can be half-written, lost or mistaken for leftovers: a run either produces a complete
+commit object or nothing, and a killed run leaves at most unreachable objects behind. The base of every commit
+is read from git itself (the fetched remote head, or the local branch without a remote), never from files on
+disk.
 
 GITOPS_REPO_DIR may also be an existing clone with a working tree (what older portals made): its `.git` is used
 as the git directory and its working tree and index are never read or written.
@@ -44,6 +44,8 @@ DIFF_EXCLUDE = ":(exclude).tesslate-portal"
 # commit whose push failed for a reason other than the remote moving on (pushed by the next run if still valid).
 CANDIDATE_REF = "refs/portal/candidate"
 UNPUSHED_REF = "refs/portal/unpushed"
+# Where `git fast-import` leaves the throw-away commit whose tree build_tree returns (deleted right after).
+BUILD_REF = "refs/portal/build"
 # What an interrupted `git rebase` / `git merge` / `git cherry-pick` leaves in a git directory.
 _INTERRUPTED_STATE = ("rebase-merge", "rebase-apply", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR",
                       "CHERRY_PICK_HEAD", "REVERT_HEAD", "AUTO_MERGE", "sequencer")
@@ -353,6 +355,7 @@ class Repository:
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
+        done = False
         try:
             for _ in oids:
                 header = proc.stdout.readline().split()
@@ -363,51 +366,51 @@ class Repository:
                 data = proc.stdout.read(size)
                 proc.stdout.read(1)
                 yield header[0].decode(), data
+            done = True
         finally:
+            if not done:
+                proc.kill()  # the reader stopped early: unblock cat-file and the feeding thread
             feeder.join()
             proc.stdout.close()
             proc.wait()
 
     # --- writing ----------------------------------------------------------------------------------
-    def write_blobs(self, blobs: Iterable[bytes]) -> int:
-        """Store these bytes as blobs through one `git fast-import` stream (one pack, no file per blob).
+    def build_tree(self, base: str | None, writes: dict[str, bytes], deletes: Iterable[str]) -> str:
+        """Tree id of `base`'s tree with `writes` ({path: bytes}, mode 100644) laid over it and `deletes` removed.
 
-        Their ids are what deployments.git.manifest.blob_id computes. Returns how many were sent."""
-        process = self.git.execute(["git", *_NO_AUTO_GC, "fast-import", "--quiet", "--done"], as_process=True,
-                                   istream=subprocess.PIPE)
+        One `git fast-import` stream stores the blobs (one pack, no file per blob) and builds the tree from the
+        base tree, reading only the folders that change; the throw-away commit it needs for that is left
+        unreferenced. No index of the repository is read or written.
+        """
+        # Fast zlib level and always a pack (no re-inflating into loose objects for small writes): the ~4 MB manifest
+        # is rewritten by every commit. maintain() merges the packs when git's gc thinks it is time.
+        process = self.git.execute(["git", *_NO_AUTO_GC, "-c", "core.compression=1", "-c", "fastimport.unpackLimit=0",
+                                    "fast-import", "--quiet", "--done", "--force"],
+                                   as_process=True, istream=subprocess.PIPE)
         proc = process.proc
-        count = 0
         try:
-            for data in blobs:
-                proc.stdin.write(b"blob\ndata %d\n" % len(data))
-                proc.stdin.write(data)
-                proc.stdin.write(b"\n")
-                count += 1
-            proc.stdin.write(b"done\n")
-            proc.stdin.close()
+            stdin = proc.stdin
+            stdin.write(b"commit %s\ncommitter GitOps Portal <portal@invalid> 0 +0000\ndata 0\n" % BUILD_REF.encode())
+            if base:
+                stdin.write(b"from %s\n" % base.encode())
+            for path in deletes:
+                stdin.write(b"D %s\n" % _fast_import_path(path))
+            for path, data in writes.items():
+                stdin.write(b"M 100644 inline %s\ndata %d\n" % (_fast_import_path(path), len(data)))
+                stdin.write(data)
+                stdin.write(b"\n")
+            stdin.write(b"\ndone\n")
+            stdin.close()
         except BrokenPipeError:
             pass
         stderr = proc.stderr.read().decode(errors="replace")
         status = proc.wait()
         if status != 0:
             raise GitOpsError(f"git fast-import failed ({status}): {stderr.strip()}")
-        return count
-
-    def build_tree(self, base: str | None, writes: dict[str, str], deletes: Iterable[str]) -> str:
-        """Tree id of `base`'s tree with `writes` ({path: blob id}, mode 100644) laid over it and `deletes`
-        removed, built in a private temporary index file: no index of the repository is read or written."""
-        with tempfile.TemporaryDirectory(prefix="gitops-tree-") as tmp:
-            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
-            self._run("read-tree", base if base else "--empty", env=env)
-            listing = Path(tmp) / "entries"
-            with listing.open("wb") as handle:
-                for path in deletes:
-                    handle.write(b"0 %s\t%s\0" % (self.zero_oid.encode(), path.encode()))
-                for path, oid in writes.items():
-                    handle.write(b"100644 %s\t%s\0" % (oid.encode(), path.encode()))
-            with listing.open("rb") as stdin:
-                self._run("update-index", "-z", "--index-info", env=env, istream=stdin)
-            return self._run("write-tree", env=env)
+        try:
+            return self._run("rev-parse", f"{BUILD_REF}^{{tree}}")
+        finally:
+            self._run("update-ref", "--no-deref", "-d", BUILD_REF, check=False)
 
     def commit_tree(self, tree: str, parent: str | None, *, message: str, author_name: str,
                     author_email: str) -> str:
@@ -466,6 +469,13 @@ class Repository:
             _, new_mode, _, new_oid, status = meta.lstrip(":").split()
             changes.append((status[:1], path, new_mode, new_oid))
         return changes
+
+
+def _fast_import_path(path: str) -> bytes:
+    """A path as `git fast-import` reads it: as is, or C-quoted when it starts with a quote or holds a newline."""
+    if path.startswith('"') or "\n" in path:
+        path = '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return path.encode()
 
 
 def _looks_bare(path: Path) -> bool:

@@ -1,12 +1,13 @@
 """Apply render units to the GitOps repository (gitops_commit) or show what that would change (gitops_preview).
 
 A run holds the repository lock from start to end: fetch the remote head (the base of every commit; without a
-remote the local branch is the truth), plan the writes and deletes in memory, store the new blobs with one
-`git fast-import` stream, build the new tree from the base tree plus the plan in a private index file, check it
-against the render (the invariant below), validate the result in the plain-file mirror, commit with
-`commit-tree` and push `<sha>:refs/heads/<branch>` without forcing; when the push loses a race, start again from
-the new remote head. The repository is bare (repository.py says why): there is no working copy whose index or
-files could be lost, and nothing on disk is ever mistaken for what the repository holds.
+remote the local branch is the truth), plan the writes and deletes in memory, store the new blobs and build the
+new tree from the base tree plus the plan with one `git fast-import` stream, check it against the render (the
+invariant below), validate the result in the plain-file mirror (mirror.py), commit with `commit-tree` and push
+`<sha>:refs/heads/<branch>` without forcing; when the push loses a race, start again from the new remote head.
+A push that fails for another reason keeps the commit on refs/portal/unpushed for the next run. The repository
+is bare (repository.py says why): there is no working copy whose index or files could be lost, and nothing on
+disk is ever mistaken for what the repository holds.
 
 Before anything is pushed, the new tree is checked against the render: every file rendered now, or kept from the
 manifest for a unit whose fingerprint is unchanged, is in the commit with exactly those bytes, and the only files
@@ -34,6 +35,7 @@ from typing import Protocol
 from django.conf import settings
 
 from deployments.git.manifest import (
+    MANIFEST_DIR,
     MANIFEST_PATH,
     Manifest,
     UnitEntry,
@@ -159,10 +161,11 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
         repo = Repository.open(Path(settings.GITOPS_REPO_DIR), remote_url=remote, branch=settings.GITOPS_BRANCH)
         try:
             repo.prepare()
-            if repo.resolve(CANDIDATE_REF):
+            candidate = repo.resolve(CANDIDATE_REF)
+            if candidate:
                 logger.warning("Discarded commit %s of a run killed before its push finished; this run re-renders.",
-                               repo.resolve(CANDIDATE_REF)[:12])
-            repo.set_ref(CANDIDATE_REF, None)
+                               candidate[:12])
+                repo.set_ref(CANDIDATE_REF, None)
             mirror = ValidationMirror(repo)
             use_mirror = validate is not None or mirror.exists()
             earlier = _push_unpushed(repo, report) if remote else None
@@ -243,8 +246,7 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
                          object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
-            scratch.write_blobs(plan.writes.values())
-            tree = scratch.build_tree(base, {p: plan.rendered[p] for p in plan.writes}, plan.deletes)
+            tree = scratch.build_tree(base, plan.writes, plan.deletes)
             added, changed, deleted = scratch.tree_changes(base, tree)
             return PreviewResult(added=added, changed=changed, deleted=deleted,
                                  diff=scratch.diff(base, tree, max_chars=max_chars))
@@ -276,6 +278,10 @@ def _push_unpushed(repo: Repository, report: _Progress) -> str | None:
         return None
     report(2, f"Pushing {kept[:12]}, kept from a push that failed")
     head = repo.fetch()
+    if head == kept:  # the failed push did reach the remote (the connection dropped after the update)
+        repo.set_ref(UNPUSHED_REF, None)
+        logger.info("%s, the commit an earlier push seemed to fail for, is on the remote already.", kept[:12])
+        return kept
     if repo.parent(kept) == head and repo.push(kept):
         repo.set_ref(repo.remote_ref, kept)
         repo.set_ref(repo.ref, kept)
@@ -308,11 +314,10 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
         manifest_bytes = plan.manifest.dumps()
         manifest_oid = blob_id(manifest_bytes, repo.object_format)
         report(72, f"Storing {len(plan.writes)} changed files")
-        repo.write_blobs([*plan.writes.values(), manifest_bytes])
-        tree = repo.build_tree(base, {**{p: plan.rendered[p] for p in plan.writes}, MANIFEST_PATH: manifest_oid},
-                               plan.deletes)
+        tree = repo.build_tree(base, {**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
         report(74, "Checking the new tree against the render")
-        wrong, drifted = _invariant(repo, base, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
+        changes = repo.raw_changes(base, tree)
+        wrong, drifted = _invariant(repo, changes, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
         if drifted and not force:
             # Files of unchanged units differ from what the manifest says they were rendered as (edited or deleted
             # by hand): render those units again so the commit holds the render, then check again.
@@ -330,9 +335,7 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
             f"The commit built for this render differs from the render in {len(wrong)} paths; nothing was "
             f"committed or pushed and the remote is unchanged:\n{shown}{more}",
             paths=[line.partition(":")[0] for line in wrong])
-    added, changed, deleted = (
-        [p for p in paths if p != MANIFEST_PATH] for paths in repo.tree_changes(base, tree)
-    )
+    added, changed, deleted = _split(changes)
     if not (added or changed or deleted or records_ownership):
         return None  # git sees no difference
     _check_deletions(deleted, manifest=manifest, units=units, allow_deletions=allow_deletions)
@@ -351,7 +354,11 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
                                author_name=author_name, author_email=author_email)
     except BaseException:
         if mirror is not None:
-            mirror.revert(base, [*changed_paths, MANIFEST_PATH])
+            try:
+                mirror.revert(base, [*changed_paths, MANIFEST_PATH])
+            except Exception:  # noqa: BLE001 - the original error matters; an unmarked mirror is rebuilt next time
+                logger.exception("Could not restore the validation mirror; the next run rebuilds it.")
+                mirror.forget()
         raise
     if mirror is not None:
         mirror.mark(sha)
@@ -369,12 +376,22 @@ def _call_validate(validate: Validate, root: Path, paths: list[str], read_base: 
     validate(root, paths, read_base)
 
 
-def _invariant(repo: Repository, base: str | None, tree: str, *, plan: _Plan, manifest: Manifest,
-               manifest_oid: str) -> tuple[list[str], set[str]]:
-    """Compare the built tree with the render, from git's own listing of both trees (not from the plan's
-    bookkeeping). Returns (problems as "path: what", kept paths whose base already differs from their render)."""
+def _split(changes: list[tuple[str, str, str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """(added, changed, deleted) paths of `git diff-tree --raw` records, the portal's own folder left out."""
+    added, changed, deleted = [], [], []
+    for status, path, _, _ in changes:
+        if not path.startswith(MANIFEST_DIR):
+            {"A": added, "D": deleted}.get(status, changed).append(path)
+    return sorted(added), sorted(changed), sorted(deleted)
+
+
+def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], tree: str, *, plan: _Plan,
+               manifest: Manifest, manifest_oid: str) -> tuple[list[str], set[str]]:
+    """Compare the built tree with the render, from git's own listing of the new tree and its diff with the base
+    (not from the plan's bookkeeping). Returns (problems as "path: what", kept paths whose base already differs
+    from their render)."""
     new = repo.tree_entries(tree)
-    changes = {path: (status, oid) for status, path, _, oid in repo.raw_changes(base, tree)}
+    changes = {path: (status, oid) for status, path, _, oid in raw_changes}
     wrong = []
     for path, oid in plan.rendered.items():
         entry = new.get(path)

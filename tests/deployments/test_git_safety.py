@@ -107,19 +107,10 @@ def drop_from_tree(monkeypatch, extra_deletes=(), extra_writes=None):
     original = Repository.build_tree
 
     def wrong_build_tree(self, base, writes, deletes):
-        writes = {path: oid for path, oid in writes.items() if path not in extra_deletes}
-        for path, data in (extra_writes or {}).items():
-            self.write_blobs([data])
-            writes[path] = _blob(data)
-        return original(self, base, writes, [*deletes, *extra_deletes])
+        writes = {path: data for path, data in writes.items() if path not in extra_deletes}
+        return original(self, base, {**writes, **(extra_writes or {})}, [*deletes, *extra_deletes])
 
     monkeypatch.setattr(Repository, "build_tree", wrong_build_tree)
-
-
-def _blob(data: bytes) -> str:
-    from deployments.git.manifest import blob_id
-
-    return blob_id(data)
 
 
 @pytest.mark.parametrize("case", ["kept file dropped", "rendered file dropped", "unowned file dropped",
@@ -206,12 +197,23 @@ def test_essential_paths_are_never_deleted_even_when_deletions_are_allowed(repo_
     assert g.head(remote) == first.sha
 
 
-def test_project_units_declare_their_namespace_and_volume_essential():
-    from deployments.rendering.units import RenderUnit
+@pytest.mark.django_db
+def test_project_units_declare_their_namespace_and_volume_essential(settings):
+    from deployments.rendering import environments_snapshot, tree_units
+    from tests.factories import environment_factory, project_factory
 
-    assert RenderUnit(key="k", directory="d/", fingerprint="f", render=dict).essential == ()
-    source = Path(__file__).resolve().parents[2] / "deployments/rendering/units.py"
-    assert 'essential=(directory + "namespace.yaml", directory + "storage.yaml")' in source.read_text()
+    settings.GITOPS_SOURCE_URL = "https://git.example.com/tesslate/gitops.git"
+    project = project_factory(environment_factory())
+
+    units = {unit.key: unit for unit in tree_units(environments_snapshot())}
+
+    folder = f"environments/{project.environment.name}/projects/proj-{project.pk}/"
+    unit = next(u for u in units.values() if u.directory == folder)
+    assert unit.essential == (folder + "namespace.yaml", folder + "storage.yaml")
+    files = unit.render()
+    assert b"kind: Namespace" in files[folder + "namespace.yaml"]
+    assert b"kind: PersistentVolumeClaim" in files[folder + "storage.yaml"]
+    assert all(u.essential == () for u in units.values() if u is not unit)
 
 
 def test_a_malformed_essential_path_is_refused_before_anything_runs(repo_dir, make):
@@ -274,20 +276,24 @@ def test_a_corrupt_branch_ref_without_a_remote_is_restored_from_its_reflog(repo_
     assert "from its reflog" in caplog.text
 
 
-@pytest.mark.parametrize("damage", ["unmarked with strays", "garbage marker", "marker removed mid-write"])
+@pytest.mark.parametrize("damage", ["unmarked with strays", "garbage marker", "marker removed mid-write",
+                                    "tree removed"])
 def test_a_half_written_validation_mirror_is_rebuilt_from_the_base(repo_dir, remote, make, damage):
     first = commit(units_v(make), validate=accept)
     tree, marker = mirror(repo_dir), mirror(repo_dir).parent / "COMMIT"
     assert marker.read_text().strip() == first.sha and g.work_files(tree) == g.tree_files(repo_dir)
-    if damage == "garbage marker":
-        marker.write_text("not a commit\n")
+    if damage == "tree removed":
+        shutil.rmtree(tree)  # by hand, the marker left in place
     else:
-        marker.unlink()
-    (tree / "envs/u1/f0.yaml").write_text("half written")
-    (tree / "envs/stray").mkdir()
-    (tree / "envs/stray/left.yaml").write_text("left by a killed run\n")
-    if damage == "marker removed mid-write":
-        (tree / "envs/u2/f0.yaml").unlink()
+        if damage == "garbage marker":
+            marker.write_text("not a commit\n")
+        else:
+            marker.unlink()
+        (tree / "envs/u1/f0.yaml").write_text("half written")
+        (tree / "envs/stray").mkdir()
+        (tree / "envs/stray/left.yaml").write_text("left by a killed run\n")
+        if damage == "marker removed mid-write":
+            (tree / "envs/u2/f0.yaml").unlink()
     seen = []
 
     def validate(root, paths, read_base):
@@ -395,3 +401,23 @@ def test_gitops_head_reads_an_existing_clone_without_touching_it(settings, remot
     assert gitops_head() == first.sha
     shutil.rmtree(clone / ".git")
     assert gitops_head() is None
+
+
+def test_a_kept_commit_that_reached_the_remote_after_all_is_recognised(repo_dir, remote, make, caplog):
+    commit(units_v(make))
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(GitOpsPushError):
+        commit(units_v(make, 2))
+    kept = g.head(repo_dir, "refs/portal/unpushed")
+    hook.unlink()
+    # The push did land after all (the connection dropped after the remote updated its branch).
+    g.git(repo_dir, "push", "-q", "origin", f"{kept}:refs/heads/main")
+    caplog.set_level(logging.INFO, logger="deployments.git")
+
+    result = commit(units_v(make, 2))
+
+    assert (result.sha, result.earlier_pushed) == (None, kept)
+    assert g.head(remote) == kept and g.head(repo_dir, "refs/portal/unpushed") is None
+    assert "is on the remote already" in caplog.text
