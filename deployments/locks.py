@@ -88,7 +88,8 @@ class _FileLock:
 
 
 def _backend(repo_dir: Path | str | None):
-    if connection.vendor == "postgresql":
+    # GITOPS_LOCK_BACKEND=file forces the file lock (one host only) whatever the database is.
+    if connection.vendor == "postgresql" and getattr(settings, "GITOPS_LOCK_BACKEND", "auto") != "file":
         return _AdvisoryLock(repository_lock_key(repo_dir))
     return _FileLock(repository_lock_path(repo_dir))
 

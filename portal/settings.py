@@ -150,8 +150,12 @@ GITOPS_SOURCE_URL = env.str("GITOPS_SOURCE_URL", default=GITOPS_REMOTE_URL or "h
 GITOPS_PUSH_RETRIES = env.int("GITOPS_PUSH_RETRIES", default=5)
 # How long a run waits for the one-run-at-a-time lock before it fails (seconds).
 GITOPS_RUN_LOCK_TIMEOUT = env.int("GITOPS_RUN_LOCK_TIMEOUT", default=1500)
-# Expiry of the per-repository Redis lock, renewed while held, so a killed holder blocks others only this long.
-GITOPS_LOCK_TTL = env.float("GITOPS_LOCK_TTL", default=60.0)
+# A commit may delete at most max(FILES, SHARE × files the portal owns) files unless the change was confirmed
+# (environment move or removal); a project still active in the model never loses its Namespace or PVC.
+# The repository lock: "auto" (a PostgreSQL advisory lock, a file lock on SQLite) or "file" (one host only).
+GITOPS_LOCK_BACKEND = env.str("GITOPS_LOCK_BACKEND", default="auto")
+GITOPS_DELETION_BUDGET_FILES = env.int("GITOPS_DELETION_BUDGET_FILES", default=50)
+GITOPS_DELETION_BUDGET_SHARE = env.float("GITOPS_DELETION_BUDGET_SHARE", default=0.05)
 # Diffs stored on runs and shown in the admin are cut (at a file boundary) beyond this many characters.
 GITOPS_DIFF_MAX_CHARS = env.int("GITOPS_DIFF_MAX_CHARS", default=1_000_000)
 

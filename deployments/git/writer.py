@@ -410,7 +410,7 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
             drifted.add(path)
     owned = {path for entry in manifest.units.values() for path in entry.files}
     may_delete = owned - plan.rendered.keys() - plan.kept.keys()
-    for path, (status, oid) in sorted(changes.items()):
+    for path, (status, _oid) in sorted(changes.items()):
         if path == MANIFEST_PATH:
             continue
         if status == "D":

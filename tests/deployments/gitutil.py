@@ -128,8 +128,22 @@ def age_files(root: Path, seconds: int = 3600) -> None:
 
 
 # --- a gitops_commit in a child process, to be killed ------------------------------------------------
-def start_commit_process(tmp_path: Path, *, repo_dir: Path, remote: str, redis_url: str, units: list[dict],
-                         scopes: list[str], pause_at: str, lock_ttl: float | None = None,
+def child_env(*, repo_dir: Path, remote: str, lock: str) -> dict[str, str]:
+    """The environment of a child process that uses the repository lock the test uses: the same test database
+    (an advisory lock is per database) and lock backend ("auto": advisory on PostgreSQL; "file")."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = url.replace("@", f":{db['PASSWORD']}@", 1)
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GITOPS_REPO_DIR": str(repo_dir),
+            "GITOPS_REMOTE_URL": remote, "DATABASE_URL": url, "GITOPS_LOCK_BACKEND": lock,
+            "PYTHONPATH": str(ROOT)}
+
+
+def start_commit_process(tmp_path: Path, *, repo_dir: Path, remote: str, lock: str, units: list[dict],
+                         scopes: list[str], pause_at: str,
                          validate_sleep: float = 0.0) -> tuple[subprocess.Popen, Path]:
     """Start a child running gitops_commit that touches a marker file and sleeps when it reaches `pause_at`
     ("validate": files written, nothing committed; "push": committed locally, not pushed; "never": runs to the
@@ -138,9 +152,8 @@ def start_commit_process(tmp_path: Path, *, repo_dir: Path, remote: str, redis_u
     marker = tmp_path / f"paused-at-{pause_at}"
     spec = tmp_path / f"spec-{pause_at}.json"
     spec.write_text(json.dumps({"units": units, "scopes": scopes, "pause_at": pause_at, "marker": str(marker),
-                                "lock_ttl": lock_ttl, "validate_sleep": validate_sleep}))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GITOPS_REPO_DIR": str(repo_dir),
-           "GITOPS_REMOTE_URL": remote, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+                                "validate_sleep": validate_sleep}))
+    env = child_env(repo_dir=repo_dir, remote=remote, lock=lock)
     # Its own process group: os.killpg(process.pid, SIGKILL) kills it with the git commands it runs, as a machine
     # or container death does (a lone SIGKILL would leave a running `git push` to finish on its own).
     process = subprocess.Popen([sys.executable, "-m", "tests.deployments.gitutil", str(spec)], cwd=ROOT, env=env,
@@ -163,13 +176,10 @@ def _child(spec_path: str) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
 
     from deployments.git import gitops_commit
 
     spec = json.loads(Path(spec_path).read_text())
-    if spec["lock_ttl"]:
-        settings.GITOPS_LOCK_TTL = spec["lock_ttl"]
     make = UnitFactory()
     units = [make(u["key"], u["directory"], u["files"]) for u in spec["units"]]
 
@@ -190,28 +200,24 @@ def _child(spec_path: str) -> None:
                   author_name="Child", author_email="child@example.com", validate=validate, progress=progress)
 
 
-def start_lock_holder(tmp_path: Path, *, repo_dir: Path, redis_url: str,
-                      lock_ttl: float | None = None) -> tuple[subprocess.Popen, Path]:
+def start_lock_holder(tmp_path: Path, *, repo_dir: Path, lock: str,
+                      ) -> tuple[subprocess.Popen, Path]:
     """Start a child that takes repository_lock(), touches a marker and sleeps while holding it."""
     marker = tmp_path / "holding-lock"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "GITOPS_REPO_DIR": str(repo_dir),
-           "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    env = child_env(repo_dir=repo_dir, remote="", lock=lock)
     process = subprocess.Popen([sys.executable, "-m", "tests.deployments.gitutil", "--hold-lock", str(marker),
-                                str(lock_ttl or "")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                ], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
     return process, marker
 
 
-def _hold_lock(marker: str, ttl: str) -> None:
+def _hold_lock(marker: str) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
 
     from deployments.locks import repository_lock
 
-    if ttl:
-        settings.GITOPS_LOCK_TTL = float(ttl)
     with repository_lock():
         Path(marker).touch()
         time.sleep(300)  # the test kills us here
@@ -219,6 +225,6 @@ def _hold_lock(marker: str, ttl: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--hold-lock":
-        _hold_lock(sys.argv[2], sys.argv[3])
+        _hold_lock(sys.argv[2])
     else:
         _child(sys.argv[1])

@@ -32,6 +32,9 @@ from deployments.git.manifest import Manifest
 from deployments.locks import repository_lock_key, repository_lock_path
 from tests.deployments import gitutil as g
 
+# The repository lock is a PostgreSQL advisory lock: every test here talks to the test database.
+pytestmark = pytest.mark.django_db
+
 AUTHOR = {"author_name": "Ada Admin", "author_email": "ada@example.com"}
 
 
@@ -56,12 +59,9 @@ def remote(settings, repo_dir, tmp_path):
     return path
 
 
-@pytest.fixture(params=["redis", "file"])
+@pytest.fixture(params=["postgresql", "file"])
 def lock_backend(request, settings):
-    if request.param == "file":
-        settings.REDIS_URL = ""
-    else:
-        assert settings.REDIS_URL, "the suite runs with a real Redis"
+    settings.GITOPS_LOCK_BACKEND = "file" if request.param == "file" else "auto"
     return request.param
 
 
@@ -503,10 +503,10 @@ UNITS_V2_WITH_D = [("a", "envs/a/", {"app.yaml": "a: 2\n", "sub/extra.yaml": "x:
 @pytest.mark.slow
 def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir, remote, make, tmp_path):
     first = commit(three_units(make))
-    # Redis lock with a 1 s TTL: the dead holder's lock expires instead of blocking the next run.
+    # The advisory lock dies with the killed holder's connection instead of blocking the next run.
     process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote),
-                                             redis_url=settings.REDIS_URL, units=spec(UNITS_V2_WITH_D),
-                                             scopes=["envs/"], pause_at="validate", lock_ttl=1.0)
+                                             lock="auto", units=spec(UNITS_V2_WITH_D),
+                                             scopes=["envs/"], pause_at="validate")
     g.wait_for(marker, process)
     assert (mirror(repo_dir) / "envs/d/app.yaml").exists()  # written for validation, not committed
     process.send_signal(signal.SIGKILL)
@@ -527,9 +527,9 @@ def test_run_killed_while_validating_leaves_the_remote_intact(settings, repo_dir
 @pytest.mark.parametrize("remote_before", ["rendered", "empty"])
 def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, remote, make, tmp_path,
                                                            remote_before):
-    settings.REDIS_URL = ""  # file lock: released by the kernel when the holder dies
+    settings.GITOPS_LOCK_BACKEND = "file"  # file lock: released by the kernel when the holder dies
     first = commit(three_units(make)) if remote_before == "rendered" else None
-    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), redis_url="",
+    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), lock="file",
                                              units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="push")
     g.wait_for(marker, process)
     assert g.subjects(repo_dir, "refs/portal/candidate")[0] == "Killed run"  # committed locally
@@ -555,9 +555,9 @@ def test_run_killed_after_the_local_commit_before_the_push(settings, repo_dir, r
 @pytest.mark.slow
 def test_run_killed_without_a_remote_leaves_a_half_written_mirror_the_next_run_rebuilds(settings, repo_dir, make,
                                                                                         tmp_path):
-    settings.REDIS_URL = ""
+    settings.GITOPS_LOCK_BACKEND = "file"
     first = commit(three_units(make), validate=accept)
-    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote="", redis_url="",
+    process, marker = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote="", lock="file",
                                              units=spec(UNITS_V2_WITH_D), scopes=["envs/"], pause_at="validate")
     g.wait_for(marker, process)
     process.send_signal(signal.SIGKILL)
@@ -651,7 +651,8 @@ def test_lock_serializes_threads(lock_backend, repo_dir):
 
 @pytest.mark.slow
 def test_lock_held_by_another_process_times_out_and_frees_when_it_dies(lock_backend, settings, repo_dir, tmp_path):
-    process, marker = g.start_lock_holder(tmp_path, repo_dir=repo_dir, redis_url=settings.REDIS_URL, lock_ttl=1.0)
+    process, marker = g.start_lock_holder(tmp_path, repo_dir=repo_dir,
+                                         lock="file" if lock_backend == "file" else "auto")
     g.wait_for(marker, process)
     try:
         with pytest.raises(RepositoryLockTimeout), repository_lock(timeout=0.3):
@@ -663,30 +664,8 @@ def test_lock_held_by_another_process_times_out_and_frees_when_it_dies(lock_back
     started = time.monotonic()
     with repository_lock(timeout=20):
         waited = time.monotonic() - started
-    # The kernel frees a file lock at once; a Redis lock expires after its TTL (1 s here), never "forever".
+    # The kernel frees a file lock at once; PostgreSQL frees an advisory lock when the holder's session ends.
     assert waited < (0.5 if lock_backend == "file" else 5)
-
-
-def test_redis_lock_is_renewed_while_the_holder_works(settings, repo_dir):
-    assert settings.REDIS_URL
-    settings.GITOPS_LOCK_TTL = 0.4
-    outcome = []
-
-    def contender():
-        try:
-            with repository_lock(timeout=0):
-                outcome.append("acquired")
-        except RepositoryLockTimeout:
-            outcome.append("locked")
-
-    with repository_lock():
-        time.sleep(1.2)  # three TTLs: only renewal keeps the key alive
-        thread = threading.Thread(target=contender)
-        thread.start()
-        thread.join()
-    assert outcome == ["locked"]
-    contender()
-    assert outcome == ["locked", "acquired"]
 
 
 def test_lock_is_reentrant_within_a_thread(lock_backend, repo_dir):

@@ -18,6 +18,9 @@ import pytest
 from deployments.git import MANIFEST_PATH, gitops_commit
 from tests.deployments import gitutil as g
 
+# The repository lock is a PostgreSQL advisory lock: every test here talks to the test database.
+pytestmark = pytest.mark.django_db
+
 KILLS = 24
 UNITS = 30
 
@@ -71,7 +74,7 @@ def test_kill_9_at_random_points_with_index_damage_and_remote_races_loses_nothin
     seed = int(os.environ.get("GITOPS_FAULT_SEED") or time.time())
     print(f"GITOPS_FAULT_SEED={seed}")
     rng = random.Random(seed)
-    settings.REDIS_URL = ""  # file lock: the kernel frees it the moment the killed child dies
+    settings.GITOPS_LOCK_BACKEND = "file"  # file lock: the kernel frees it the moment the killed child dies
     settings.GITOPS_BRANCH = "main"
     settings.GITOPS_PUSH_RETRIES = 5
     remote = g.bare_remote(tmp_path / "remote.git")
@@ -93,7 +96,7 @@ def test_kill_9_at_random_points_with_index_damage_and_remote_races_loses_nothin
     for kill in range(KILLS):
         before = model
         model = mutate(model, rng)
-        process, _ = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), redis_url="",
+        process, _ = g.start_commit_process(tmp_path, repo_dir=repo_dir, remote=str(remote), lock="file",
                                             units=model_spec(model), scopes=["envs/"], pause_at="never",
                                             validate_sleep=rng.uniform(0, 0.4))
         time.sleep(rng.uniform(0.3, 3.5))
@@ -137,10 +140,10 @@ def test_kill_9_at_random_points_with_index_damage_and_remote_races_loses_nothin
         # The next normal run converges on the full render, on top of whatever the remote holds.
         seen = []
 
-        def validate(root, paths, read_base, _seen=seen):
+        def validate(root, paths, read_base, _seen=seen, _model=model, _kill=kill):
             _seen.append(paths)
             on_disk = portal_files(g.work_files(root))
-            assert on_disk == model_render(model), f"kill {kill}: the validation tree is not the render"
+            assert on_disk == model_render(_model), f"kill {_kill}: the validation tree is not the render"
 
         result = gitops_commit(units=model_units(model), scopes=["envs/"], message=f"Converge {kill}",
                                trailers={}, author_name="Ada", author_email="ada@example.com", validate=validate)

@@ -25,6 +25,9 @@ from deployments.git import (
 from deployments.git.repository import Repository
 from tests.deployments import gitutil as g
 
+# The repository lock is a PostgreSQL advisory lock: every test here talks to the test database.
+pytestmark = pytest.mark.django_db
+
 AUTHOR = {"author_name": "Ada Admin", "author_email": "ada@example.com"}
 
 
