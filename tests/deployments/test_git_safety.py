@@ -202,7 +202,8 @@ def test_essential_paths_are_never_deleted_even_when_deletions_are_allowed(repo_
 
 @pytest.mark.django_db
 def test_project_units_declare_their_namespace_and_volume_essential(settings):
-    from deployments.rendering import environments_snapshot, tree_units
+    from deployments.rendering import tree_units
+    from deployments.selectors import environments_snapshot
     from tests.factories import environment_factory, project_factory
 
     settings.GITOPS_SOURCE_URL = "https://git.example.com/tesslate/gitops.git"
