@@ -101,10 +101,10 @@ def render_cluster_entry(entry: ClusterEntry) -> dict[str, bytes]:
             "source.yaml": render_template("clusters/flux-gitrepository.yaml.j2", context),
             "platform.yaml": render_template("clusters/flux-kustomization.yaml.j2", {
                 **context, "name": f"tesslate-platform-{entry.env_name}", "path": context["platform_path"],
-                "depends_on": None, "timeout": "5m"}),
+                "depends_on": None, "timeout": "5m0s"}),
             "projects.yaml": render_template("clusters/flux-kustomization.yaml.j2", {
                 **context, "name": f"tesslate-projects-{entry.env_name}", "path": context["projects_path"],
-                "depends_on": f"tesslate-platform-{entry.env_name}", "timeout": "15m"}),
+                "depends_on": f"tesslate-platform-{entry.env_name}", "timeout": "15m0s"}),
         }
     else:
         context.update({

@@ -9,7 +9,8 @@ from django.conf import settings as django_settings
 
 from deployments import validators
 from deployments.models import Environment
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
 from tests.deployments.test_rendering import SOURCE_URL, assert_objects_validate, build_all, find
 from tests.factories import assert_field_error, eks_environment_factory, environment_factory

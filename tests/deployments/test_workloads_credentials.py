@@ -5,10 +5,11 @@ and rotated with a pod roll — never in git in plaintext."""
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from deployments import crypto, sealing
-from deployments.rendering import environments_snapshot, render_tree, secret_checksum_annotation
-from deployments.secrets_manager import environment_secrets_sync
-from portal.aws import aws_client
+from clients.aws import aws_client
+from deployments.rendering import render_tree, secret_checksum_annotation
+from deployments.secrets import crypto
+from deployments.secrets.delivery import environment_secrets_deliver
+from deployments.selectors import environments_snapshot
 from projects.credentials import container_credentials_ensure
 from projects.models import Container, ServiceCredential
 from tests.deployments.test_rendering import SOURCE_URL, build_all, container, find
@@ -70,7 +71,7 @@ def test_sealed_delivery_injection_and_rotation(shop, settings, tmp_path):
     environment = project.environment
     environment.sealed_secrets_certificate = pem
     environment.save()
-    sealing.environment_secrets_reseal(environment=environment)  # what a render run does first
+    list(environment_secrets_deliver(environment=environment))  # what a render run does first
     stored = _values(db)
 
     tree = render_tree(environments_snapshot(environment_ids=[environment.id]))
@@ -100,7 +101,7 @@ def test_sealed_delivery_injection_and_rotation(shop, settings, tmp_path):
     annotation = secret_checksum_annotation("svc-db-credentials")
     before = web_pod["metadata"]["annotations"][annotation]
     container_credentials_ensure(container=db, rotate=True)
-    sealing.environment_secrets_reseal(environment=environment)
+    list(environment_secrets_deliver(environment=environment))
     rotated = render_tree(environments_snapshot(environment_ids=[environment.id]))
     changed = sorted(path.rsplit("/", 1)[-1] for path in tree if tree[path] != rotated[path])
     assert changed == ["dev-web.yaml", "svc-db.yaml"]
@@ -115,7 +116,8 @@ def test_eks_delivers_credentials_through_aws_secrets_manager(aws, settings, tmp
     environment = eks_environment_factory(name="prod-eu", aws_region="eu-west-1")
     project = project_factory(environment, containers=("web",), slug="crm")
     db = container_factory(project, directory="db", role=Container.Role.DATABASE, image="postgres:16", port=5432)
-    environment_secrets_sync(environment=environment)  # generates, then writes every key
+    settings.SECRETS_MANAGER_SYNC = True
+    list(environment_secrets_deliver(environment=environment))  # what a render does: generates, then writes
     stored = _values(db)
     client = aws_client("secretsmanager", region="eu-west-1")
     path = f"tesslate/prod-eu/projects/{project.id}/svc-db-credentials/POSTGRES_PASSWORD"

@@ -5,7 +5,8 @@ covers what it does at runtime (DOMAIN.md "Platform")."""
 import pytest
 import yaml
 
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
 from tests.deployments.test_rendering import SOURCE_URL, build_all, find
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load, demo_project_id
 from tests.deployments.test_rendering import SOURCE_URL, build_all, find
 from tests.factories import environment_factory, project_factory

@@ -7,7 +7,8 @@ NoSchedule/NoExecute taints) decides where each rendered pod may run.
 
 import pytest
 
-from deployments.rendering import environments_snapshot, render_tree
+from deployments.rendering import render_tree
+from deployments.selectors import environments_snapshot
 from projects.demo import demo_load, demo_project_id
 from tests.deployments.test_rendering import SOURCE_URL, build_all
 
