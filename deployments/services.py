@@ -243,30 +243,46 @@ class ReencryptResult:
     keys: int               # keys configured (the newest encrypts, all decrypt)
 
 
+# Other apps' models that hold values encrypted with PORTAL_ENCRYPTION_KEYS (projects: generated credentials)
+# register here from their AppConfig.ready(): (model, select_related paths, label(row) for error messages).
+_encrypted_stores: list[tuple[type, tuple[str, ...], object]] = [
+    (Secret, ("environment",), lambda secret: f"{secret.environment.name}/{secret}"),
+]
+
+
+def encrypted_store_register(model, *, select_related: tuple[str, ...], label) -> None:
+    """Make ``secret_reencrypt_all`` rotate ``model.ciphertext`` too (idempotent)."""
+    if all(store[0] is not model for store in _encrypted_stores):
+        _encrypted_stores.append((model, select_related, label))
+
+
 @transaction.atomic
 def secret_reencrypt_all() -> ReencryptResult:
-    """Re-encrypt every stored value under the newest key, all or nothing.
+    """Re-encrypt every stored value (every registered store: Secrets, generated credentials, …) under the newest
+    key, all or nothing.
 
     Every value is checked first: if any cannot be opened with the configured keys, nothing is changed and
-    EncryptionKeyError names the secrets (never their values).
+    EncryptionKeyError names the rows (never their values).
     """
     keys = crypto.keys_check()
-    secrets = list(Secret.objects.select_for_update().exclude(ciphertext="").select_related("environment")
-                   .order_by("pk"))
-    rewritten, older, unreadable = [], 0, []
-    for secret in secrets:
-        try:
-            if not crypto.is_under_newest_key(secret.ciphertext):
-                older += 1
-            rewritten.append((secret.pk, crypto.reencrypt(secret.ciphertext)))
-        except crypto.EncryptionKeyError:
-            unreadable.append(f"{secret.environment.name}/{secret}")
+    rewritten, older, unreadable, total = [], 0, [], 0
+    for model, related, label in _encrypted_stores:
+        rows = list(model.objects.select_for_update(of=("self",)).exclude(ciphertext="").select_related(*related)
+                    .order_by("pk"))
+        total += len(rows)
+        for row in rows:
+            try:
+                if not crypto.is_under_newest_key(row.ciphertext):
+                    older += 1
+                rewritten.append((model, row.pk, crypto.reencrypt(row.ciphertext)))
+            except crypto.EncryptionKeyError:
+                unreadable.append(label(row))
     if unreadable:
         shown = ", ".join(unreadable[:20]) + (f" and {len(unreadable) - 20} more" if len(unreadable) > 20 else "")
         raise crypto.EncryptionKeyError(
-            f"{len(unreadable)} of {len(secrets)} stored values cannot be opened with PORTAL_ENCRYPTION_KEYS "
+            f"{len(unreadable)} of {total} stored values cannot be opened with PORTAL_ENCRYPTION_KEYS "
             f"(the key they were encrypted with is missing or wrong): {shown}. Nothing was changed."
         )
-    for pk, ciphertext in rewritten:
-        Secret.objects.filter(pk=pk).update(ciphertext=ciphertext)
+    for model, pk, ciphertext in rewritten:
+        model.objects.filter(pk=pk).update(ciphertext=ciphertext)
     return ReencryptResult(total=len(rewritten), from_older_keys=older, keys=keys)

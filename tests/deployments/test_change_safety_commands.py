@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from deployments.models import Environment, NodeGroup, Secret
 from projects.demo import demo_load, demo_project_id
-from projects.models import Container, Project
+from projects.models import Container, Project, ServiceCredential
 from tests.environment import REDIS_OWNER_KEY, TEST_REDIS_URL_DEFAULT, redis_claim, redis_flush_own
 
 
@@ -36,7 +36,7 @@ def test_load_demo_again_keeps_the_admins_changes():
     assert Project.objects.get(pk=todo.pk).volume_size == "8Gi"
     assert not Container.objects.filter(project_id=demo_project_id("minikube", "landing-page")).exists()
     assert Secret.objects.get(pk=secret.pk).ciphertext == secret.ciphertext
-    assert "2 demo environment(s) already existed and were left unchanged" in out.getvalue()
+    assert "3 demo environment(s) already existed and were left unchanged" in out.getvalue()
     assert "0 environments" in out.getvalue()
 
 
@@ -44,7 +44,7 @@ def test_load_demo_again_keeps_the_admins_changes():
 def test_load_demo_creates_what_is_missing():
     Environment.objects.create(name="minikube", app_domain="dev.example.com")  # an admin's own minikube
     counts = demo_load()
-    assert (counts["environments"], counts["environments_kept"]) == (1, 1)
+    assert (counts["environments"], counts["environments_kept"]) == (2, 1)  # aws-production, single-server
     assert Environment.objects.get(name="minikube").app_domain == "dev.example.com"
     assert not Project.objects.filter(environment__name="minikube").exists()
     assert Project.objects.filter(environment__name="aws-production").count() == 3
@@ -61,7 +61,8 @@ def test_dumpdata_works():
     assert "django_rq.dashboard" not in models
     out = StringIO()
     call_command("dumpdata", "projects", stdout=out)
-    assert len(json.loads(out.getvalue())) == Project.objects.count() + Container.objects.count()
+    assert len(json.loads(out.getvalue())) == (Project.objects.count() + Container.objects.count()
+                                               + ServiceCredential.objects.count())
 
 
 def test_the_tests_redis_database_is_their_own():
