@@ -14,7 +14,7 @@ import pytest
 
 from deployments.validation import TreeValidationError, ValidationProblem, tree_validate, tree_validate_or_raise
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "validation"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "validation"
 REAL_KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 P1 = "proj-3f0c1a52-6b1e-4c1f-9a55-0d2b7f4e8a10"

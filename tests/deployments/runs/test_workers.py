@@ -22,7 +22,7 @@ from deployments.models import Environment, RenderRun
 from tests.deployments.runfixtures import git, queued_run
 from tests.factories import environment_factory, project_factory
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

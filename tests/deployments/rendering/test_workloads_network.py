@@ -15,7 +15,7 @@ import pytest
 from deployments.rendering import render_tree
 from deployments.selectors import environments_snapshot
 from projects.demo import demo_load, demo_project_id
-from tests.deployments.test_rendering import SOURCE_URL, build_all, find
+from tests.deployments.rendering.test_rendering import SOURCE_URL, build_all, find
 from tests.factories import environment_factory, project_factory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""deployments/runs.py, deployments/tasks.py and the render_gitops command, on a real bare remote with real kubectl."""
+"""deployments/runs/ (request, execute, recovery), deployments/tasks.py and the render_gitops command, on a real
+bare remote with real kubectl."""
 
 import io
 import threading

@@ -52,7 +52,7 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "demo"
+GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden" / "demo"
 SOURCE_URL = "https://git.example.com/tesslate/gitops.git"
 BRANCH = "main"
 
@@ -230,7 +230,7 @@ AGE_PLACEHOLDER = b"<age ciphertext: encrypted anew by every demo load, so not c
 
 def golden_view(tree: dict[str, bytes]) -> dict[str, bytes]:
     """The tree as the golden files hold it: age ciphertexts (randomized, made when values are stored) replaced
-    by a placeholder; tests/deployments/test_compose_secrets.py decrypts the real ones."""
+    by a placeholder; tests/deployments/secrets/test_age.py decrypts the real ones."""
     return {path: AGE_PLACEHOLDER if path.endswith(".age") else content for path, content in tree.items()}
 
 
@@ -287,7 +287,8 @@ def assert_valid_yaml_files(tree: dict[str, bytes]) -> None:
 
 
 def test_every_rendered_file_is_valid_yaml(demo_tree):
-    # The Compose server's folder holds scripts, units and age files too (tests/deployments/test_compose*.py).
+    # The Compose server's folder holds scripts, units and age files too (rendering/test_compose*.py,
+    # secrets/test_age.py).
     kubernetes_tree = {path: content for path, content in demo_tree.items()
                        if not path.startswith("environments/single-server/")}
     assert all(path.endswith(".yaml") for path in kubernetes_tree)

@@ -8,7 +8,7 @@ import yaml
 from deployments.rendering import render_tree
 from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
-from tests.deployments.test_rendering import SOURCE_URL, build_all, find
+from tests.deployments.rendering.test_rendering import SOURCE_URL, build_all, find
 
 pytestmark = pytest.mark.django_db
 

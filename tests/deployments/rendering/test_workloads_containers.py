@@ -9,7 +9,7 @@ from deployments.rendering import render_tree
 from deployments.selectors import environments_snapshot
 from projects.demo import demo_container_id, demo_load, demo_project_id
 from projects.models import Container
-from tests.deployments.test_rendering import SOURCE_URL, build_all, container, find
+from tests.deployments.rendering.test_rendering import SOURCE_URL, build_all, container, find
 from tests.factories import assert_field_error, container_factory, environment_factory, project_factory
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from deployments.models import Environment
 from deployments.rendering import render_tree
 from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
-from tests.deployments.test_rendering import SOURCE_URL, assert_objects_validate, build_all, find
+from tests.deployments.rendering.test_rendering import SOURCE_URL, assert_objects_validate, build_all, find
 from tests.factories import assert_field_error, eks_environment_factory, environment_factory
 
 pytestmark = pytest.mark.django_db

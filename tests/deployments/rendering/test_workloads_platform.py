@@ -8,7 +8,7 @@ from deployments.rendering import render_tree, secret_checksum_annotation
 from deployments.rendering.common import delivered_secrets, secret_versions_hash
 from deployments.selectors import environments_snapshot
 from projects.demo import demo_load
-from tests.deployments.test_rendering import SOURCE_URL, build_all, container, find, kinds
+from tests.deployments.rendering.test_rendering import SOURCE_URL, build_all, container, find, kinds
 from tests.factories import assert_field_error, environment_factory, secret_factory
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ from deployments.secrets.delivery import environment_secrets_deliver
 from deployments.selectors import environments_snapshot
 from projects.credentials import container_credentials_ensure
 from projects.models import Container, ServiceCredential
-from tests.deployments.test_rendering import SOURCE_URL, build_all, container, find
-from tests.deployments.test_sealing import _certificate, unseal
+from tests.deployments.rendering.test_rendering import SOURCE_URL, build_all, container, find
+from tests.deployments.secrets.test_sealing import _certificate, unseal
 from tests.factories import container_factory, eks_environment_factory, environment_factory, project_factory
 
 pytest_plugins = ["tests.aws"]
