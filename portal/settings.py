@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "costs",
     "live",
     "snapshots",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +155,11 @@ GITOPS_RUN_LOCK_TIMEOUT = env.int("GITOPS_RUN_LOCK_TIMEOUT", default=1500)
 GITOPS_LOCK_TTL = env.float("GITOPS_LOCK_TTL", default=60.0)
 # Diffs stored on runs and shown in the admin are cut (at a file boundary) beyond this many characters.
 GITOPS_DIFF_MAX_CHARS = env.int("GITOPS_DIFF_MAX_CHARS", default=1_000_000)
+
+# --- dashboard and project pages (dashboard app) ------------------------------------------------------
+# Where people browse the GitOps repository; "{path}" becomes a folder, e.g.
+# https://git.example.com/org/gitops/tree/main/{path}. Empty: project pages show the folder without a link.
+GITOPS_BROWSE_URL = env.str("GITOPS_BROWSE_URL", default="")
 
 # --- Kubernetes tooling ---------------------------------------------------------------------------
 KUBECTL = env.str("KUBECTL", default="kubectl")
