@@ -188,11 +188,12 @@ def summary(cards: list[EnvironmentCard]) -> str:
         return "No environments yet."
     failing = sum(card.state == FAILING for card in cards)
     attention = sum(card.state == ATTENTION for card in cards)
+    count = f"{len(cards)} environment{'s' if len(cards) != 1 else ''}"
     if not failing and not attention:
-        return f"All {len(cards)} environments are fine."
+        return "The environment is fine." if len(cards) == 1 else f"All {count} are fine."
     parts = []
     if failing:
         parts.append(f"{failing} failing")
     if attention:
-        parts.append(f"{attention} need attention")
-    return f"{len(cards)} environments: {', '.join(parts)}."
+        parts.append(f"{attention} need{'s' if attention == 1 else ''} attention")
+    return f"{count}: {', '.join(parts)}."

@@ -327,11 +327,12 @@ class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
     list_select_related = ["triggered_by"]
     list_per_page = 50
     job_result_fields = ("commit_sha", "error_file", "error_rule")
-    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "environment_names", "dry_run", "allow_deletions",
+    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "environment_names", "dry_run_display",
+                       "allow_deletions_display",
                        "commit_sha", "file_counts", "error_file", "error_rule", "diff_block"]
     fieldsets = [
-        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run",
-                           "allow_deletions"]}),
+        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run_display",
+                           "allow_deletions_display"]}),
         ("Result", {"fields": ["commit_sha", "file_counts", "created_at", "started_at", "finished_at",
                                "duration_display"]}),
         ("Error", {"fields": ["error_kind", "error_file", "error_rule", "error_block"]}),
@@ -358,6 +359,15 @@ class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
     def environment_names(self, obj):
         names = [env.name for env in obj.environments.all()]
         return ", ".join(sorted(names)) if names else "all environments"
+
+    @admin.display(description="Dry run")
+    def dry_run_display(self, obj):
+        """Yes / No as words: neither is an error, so no red cross."""
+        return "Yes (nothing committed)" if obj.dry_run else "No"
+
+    @admin.display(description="Deletions allowed")
+    def allow_deletions_display(self, obj):
+        return "Yes (confirmed beyond the deletion budget)" if obj.allow_deletions else "No"
 
     @admin.display(description="Reason", ordering="reason")
     def short_reason(self, obj):

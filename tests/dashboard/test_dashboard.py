@@ -86,12 +86,12 @@ def test_selector_states(seeded):
     assert cards["warned"].audit.non_compliant == 2 and cards["warned"].state == selectors.FAILING
     assert cards["fine"].audit.compliant == 1
     assert cards["fine"].monthly_cost_usd is not None
-    assert selectors.summary(list(cards.values())) == "4 environments: 2 failing, 1 need attention."
+    assert selectors.summary(list(cards.values())) == "4 environments: 2 failing, 1 needs attention."
 
 
 def test_index_shows_one_card_per_environment(seeded, admin_client):
     html = admin_client.get(reverse("admin:index")).content.decode()
-    assert "4 environments: 2 failing, 1 need attention." in html
+    assert "4 environments: 2 failing, 1 needs attention." in html
     fine = _card(html, "fine")
     assert fine.startswith("ok ") and "a" * 12 in fine and "by root" in fine and "Up to date" in fine
     assert "Compliant" in fine and "healthy" in fine and "estimated" in fine
@@ -178,3 +178,4 @@ def test_run_page_lists_files_above_a_long_diff(admin_client):
     html = admin_client.get(reverse("admin:deployments_renderrun_change", args=[run.pk])).content.decode()
     assert html.index("70 files changed") < html.index('id="diff-file-0"')
     assert '<div class="form-row field-error_block' not in html  # no Error section on success
+    assert "icon-no.svg" not in html and "Dry run" in html  # neutral words, not red crosses
