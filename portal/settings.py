@@ -115,6 +115,12 @@ STORAGES = {
                     else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
+    # WhiteNoise also serves STATIC_ROOT and warns when it is missing; an empty folder is enough here.
+    try:
+        Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
 
 LOGIN_URL = "admin:login"
 
