@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from tests.portalserver import portal_server  # noqa: F401 - fixture
 
@@ -41,6 +42,9 @@ def browser_page(screenshot_dir):
         try:
             yield page
         finally:
+            # ORM calls made while Playwright runs use a connection of their own (greenlet context): close it, or
+            # the test database cannot be dropped at the end.
+            connections.close_all()
             context.close()
             browser.close()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
