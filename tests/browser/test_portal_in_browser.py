@@ -142,6 +142,18 @@ def test_create_render_and_commit(portal_server, browser_page, screenshot_dir):
     assert run.commit_sha[:12] in card.inner_text() and "Up to date" in card.inner_text()
     assert card.locator("button:has-text('Render and commit')").count() == 0
     _shot(page, screenshot_dir, "08-dashboard-after-render")
+
+    # The project page: hosts, its folder in git, its runs; hibernated, it has no host links and no folder.
+    page.goto(url + f"/admin/projects/project/{project.pk}/change/")
+    assert "shop-frontend.studio.browser.example.com" in page.inner_text(".field-host_links")
+    assert f"environments/browser-env/projects/proj-{project.pk}/" in page.inner_text(".field-git_folder_link")
+    _readable(page, screenshot_dir, "09-project-page")
+    page.select_option("#id_state", "hibernated")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    assert "none while hibernated" in page.inner_text(".field-host_links")
+    assert "studio.browser.example.com" not in page.inner_text("#content")
+    _shot(page, screenshot_dir, "10-project-hibernated")
     assert not page.js_errors, page.js_errors
 
 
@@ -194,13 +206,13 @@ def test_snapshot_audit_and_cost_pages_draw_their_charts(portal_server, browser_
     svg = page.locator("svg.snapshot-timeline")
     svg.wait_for()
     assert svg.locator(".snapshot").count() == 3 and svg.bounding_box()["width"] > 300
-    _shot(page, screenshot_dir, "09-snapshot-timeline")
+    _shot(page, screenshot_dir, "11-snapshot-timeline")
 
     page.goto(url + f"/admin/snapshots/auditreport/{report.pk}/change/")
     trend = page.locator("svg.compliance-trend")
     trend.wait_for()
     assert trend.locator(".bar").count() >= 3 and trend.bounding_box()["height"] > 50
-    _shot(page, screenshot_dir, "10-audit-report")
+    _shot(page, screenshot_dir, "12-audit-report")
     with page.expect_download() as download_info:
         page.click("a:text-is('CSV')")
     download = download_info.value
@@ -212,5 +224,5 @@ def test_snapshot_audit_and_cost_pages_draw_their_charts(portal_server, browser_
     chart = page.locator("svg.cost-chart")
     chart.wait_for()
     assert chart.locator("rect.bar").count() >= 2 and "$306" in chart.inner_html()
-    _shot(page, screenshot_dir, "11-cost-report")
+    _shot(page, screenshot_dir, "13-cost-report")
     assert not page.js_errors, page.js_errors
