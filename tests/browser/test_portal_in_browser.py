@@ -142,6 +142,9 @@ def test_create_render_and_commit(portal_server, browser_page, screenshot_dir):
     assert run.commit_sha[:12] in card.inner_text() and "Up to date" in card.inner_text()
     assert card.locator("button:has-text('Render and commit')").count() == 0
     _shot(page, screenshot_dir, "08-dashboard-after-render")
+    page.goto(url + f"/admin/deployments/environment/{env.pk}/preview/")
+    assert "No change" in page.inner_text("#content-main")
+    assert page.locator("input[value^='Render and commit']").count() == 0  # nothing to commit, nothing offered
 
     # The project page: hosts, its folder in git, its runs; hibernated, it has no host links and no folder.
     page.goto(url + f"/admin/projects/project/{project.pk}/change/")
