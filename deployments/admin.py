@@ -6,11 +6,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from deployments import changes, compose, runs, selectors, services
-from deployments.adminkit import ServiceAdminMixin, diff_html, run_link
+from deployments.adminkit import ServiceAdminMixin, diff_file_list, diff_html, run_link
 from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
@@ -48,11 +49,11 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
-    list_display = ["name", "kind", "app_domain", "tls_mode", "gitops_tool", "protected", "active_projects",
-                    "node_group_count", "needs_render", "updated_at"]
+    list_display = ["name", "kind", "app_domain", "tls_mode", "gitops_tool", "protected_display", "active_projects",
+                    "node_group_count", "render_state", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]
     search_fields = ["name", "app_domain", "eks_cluster_name", "aws_account_id"]
-    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs", "compose_overview"]
+    readonly_fields = ["render_state", "created_at", "updated_at", "recent_runs", "compose_overview"]
     inlines = [NodeGroupInline, SecretInline]
     compose_fieldsets = [
         ("Docker Compose server", {
@@ -68,21 +69,24 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["name", "kind", "protected", "gitops_tool"]}),
-        ("Domain and TLS", {"fields": ["app_domain", "ingress_class", "tls_mode", "acme_email",
-                                       "cloudflare_api_token_secret"]}),
+        ("Domain and TLS", {"fields": ["app_domain", "ingress_class", "ingress_controller_namespace", "tls_mode",
+                                       "acme_email", "cloudflare_api_token_secret"]}),
         ("Storage and snapshots", {"fields": ["storage_class_name", "storage_provisioner", "storage_encrypted",
                                               "volume_snapshot_class", "hibernation_idle_minutes",
                                               "snapshot_retention_days", "max_snapshots_per_project"]}),
         ("Images and backend", {"fields": ["image_registry", "image_tag", "backend_replicas",
                                            ("backend_cpu_request", "backend_cpu_limit"),
-                                           ("backend_memory_request", "backend_memory_limit")]}),
+                                           ("backend_memory_request", "backend_memory_limit"),
+                                           "backend_readiness_path", "datastore_mode"]}),
+        ("Cluster add-ons", {"fields": ["disabled_addons"], "classes": ["collapse"],
+                             "description": "Add-ons the cluster already runs (the tree installs the others)."}),
         ("AWS", {"fields": ["aws_account_id", "aws_region", "eks_cluster_name"],
                  "description": "Required for EKS environments."}),
         ("Cluster access", {"fields": ["kube_context"],
                             "description": "How the portal reads this cluster (live view, snapshots)."}),
         ("Sealed Secrets", {"fields": ["sealed_secrets_certificate"], "classes": ["collapse"],
                             "description": "Clusters without AWS: the controller's public certificate."}),
-        ("Status", {"fields": ["needs_render", "created_at", "updated_at"]}),
+        ("Status", {"fields": ["render_state", "created_at", "updated_at"]}),
         ("Renders", {"fields": ["recent_runs"],
                      "description": "The runs that shipped this environment to git, newest first."}),
     ]
@@ -120,6 +124,18 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             _active_projects=Count("projects", filter=Q(projects__state="active"), distinct=True),
             _node_groups=Count("node_groups", distinct=True),
         )
+
+    @admin.display(description="Git", ordering="needs_render")
+    def render_state(self, obj):
+        """Neutral when git is up to date (a dash, not a red cross); a badge when a render is waiting."""
+        if obj is None or not obj.pk or not obj.needs_render:
+            return mark_safe('<span class="muted" title="Git has what the model says">—</span>')
+        return mark_safe('<span class="badge attention">Needs render</span>')
+
+    @admin.display(description="Protected", ordering="protected")
+    def protected_display(self, obj):
+        """"Protected" for production environments; a neutral dash otherwise (not a red cross)."""
+        return mark_safe('<span class="badge">Protected</span>' if obj.protected else '<span class="muted">—</span>')
 
     @admin.display(description="Active projects", ordering="_active_projects")
     def active_projects(self, obj):
@@ -234,6 +250,7 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "single": environments[0] if len(environments) == 1 else None,
             "preview": preview,
             "diff_html": diff_html(preview.diff) if preview else "",
+            "diff_files": diff_file_list(preview.diff) if preview else "",
             "error": error,
             "can_render": all(self.has_change_permission(request, env) for env in environments),
         }
@@ -353,11 +370,12 @@ class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
     list_select_related = ["triggered_by"]
     list_per_page = 50
     job_result_fields = ("commit_sha", "error_file", "error_rule")
-    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "environment_names", "dry_run", "allow_deletions",
+    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "environment_names", "dry_run_display",
+                       "allow_deletions_display",
                        "commit_sha", "file_counts", "error_file", "error_rule", "diff_block"]
     fieldsets = [
-        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run",
-                           "allow_deletions"]}),
+        (None, {"fields": ["progress_block", "environment_names", "triggered_by", "reason", "dry_run_display",
+                           "allow_deletions_display"]}),
         ("Result", {"fields": ["commit_sha", "file_counts", "created_at", "started_at", "finished_at",
                                "duration_display"]}),
         ("Error", {"fields": ["error_kind", "error_file", "error_rule", "error_block"]}),
@@ -385,6 +403,15 @@ class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
         names = [env.name for env in obj.environments.all()]
         return ", ".join(sorted(names)) if names else "all environments"
 
+    @admin.display(description="Dry run")
+    def dry_run_display(self, obj):
+        """Yes / No as words: neither is an error, so no red cross."""
+        return "Yes (nothing committed)" if obj.dry_run else "No"
+
+    @admin.display(description="Deletions allowed")
+    def allow_deletions_display(self, obj):
+        return "Yes (confirmed beyond the deletion budget)" if obj.allow_deletions else "No"
+
     @admin.display(description="Reason", ordering="reason")
     def short_reason(self, obj):
         return obj.reason if len(obj.reason) <= 60 else obj.reason[:59] + "…"
@@ -401,4 +428,4 @@ class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
     def diff_block(self, obj):
         if not obj.diff:
             return "-"
-        return format_html('<pre class="run-diff">{}</pre>', diff_html(obj.diff))
+        return format_html('{}<pre class="run-diff">{}</pre>', diff_file_list(obj.diff), diff_html(obj.diff))

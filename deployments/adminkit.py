@@ -8,8 +8,24 @@ from deployments import changes
 from deployments.models import RenderRun
 
 
+def diff_paths(diff: str) -> list[str]:
+    """The paths a git unified diff touches, in order, from its ``diff --git a/X b/X`` headers."""
+    return [line.partition(" b/")[2] or line[len("diff --git "):]
+            for line in diff.splitlines() if line.startswith("diff --git ")]
+
+
+def diff_file_list(diff: str, *, min_files: int = 2):
+    """An HTML list of the files in ``diff`` linking to their headers in ``diff_html`` (empty below min_files)."""
+    paths = diff_paths(diff)
+    if len(paths) < min_files:
+        return ""
+    items = format_html_join("", '<li><a href="#diff-file-{}">{}</a></li>', enumerate(paths))
+    return format_html('<p>{} files changed:</p><ol class="diff-files">{}</ol>', len(paths), items)
+
+
 def diff_html(diff: str):
-    """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header)."""
+    """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header); each
+    file header carries the anchor ``diff-file-N`` that ``diff_file_list`` links to."""
 
     def css(line: str) -> str:
         if line.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file")):
@@ -22,7 +38,16 @@ def diff_html(diff: str):
             return "diff-del"
         return "diff-ctx"
 
-    return format_html_join("", '<span class="{}">{}\n</span>', ((css(line), line) for line in diff.splitlines()))
+    def rows():
+        index = 0
+        for line in diff.splitlines():
+            if line.startswith("diff --git "):
+                yield format_html('<span class="diff-file" id="diff-file-{}">{}\n</span>', index, line)
+                index += 1
+            else:
+                yield format_html('<span class="{}">{}\n</span>', css(line), line)
+
+    return format_html_join("", "{}", ((row,) for row in rows()))
 
 
 def run_link(run: RenderRun):

@@ -53,7 +53,7 @@ class Environment(models.Model):
         help_text="DNS-1123 label, for example aws-production. Names the overlay directory in git.",
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MINIKUBE)
-    app_domain = models.CharField(
+    app_domain = models.CharField("app domain",
         max_length=253, validators=[v.validate_domain_name],
         help_text="Projects get one-label subdomains of it: {slug}-{dir}.{app domain}.",
     )
@@ -63,21 +63,22 @@ class Environment(models.Model):
         help_text="Namespace of the ingress controller pods: the only namespace besides tesslate whose pods may "
                   "open connections to project pods (NetworkPolicy project-isolation).",
     )
-    tls_mode = models.CharField(max_length=24, choices=TLSMode.choices, default=TLSMode.NONE)
-    acme_email = models.EmailField(blank=True, help_text="Contact address for the ACME account (TLS modes only).")
-    cloudflare_api_token_secret = models.CharField(
+    tls_mode = models.CharField("TLS mode", max_length=24, choices=TLSMode.choices, default=TLSMode.NONE)
+    acme_email = models.EmailField("ACME email", blank=True,
+                                  help_text="Contact address for the ACME account (TLS modes only).")
+    cloudflare_api_token_secret = models.CharField("Cloudflare API token secret",
         max_length=253, blank=True, default="cloudflare-api-token", validators=[v.validate_dns1123_subdomain],
         help_text="Kubernetes Secret (key api-token) in the cert-manager namespace that holds the Cloudflare token.",
     )
 
-    storage_class_name = models.CharField(
+    storage_class_name = models.CharField("StorageClass name",
         max_length=253, default="tesslate-block-storage", validators=[v.validate_dns1123_subdomain],
     )
     storage_provisioner = models.CharField(
         max_length=24, choices=StorageProvisioner.choices, default=StorageProvisioner.MINIKUBE_HOSTPATH,
     )
     storage_encrypted = models.BooleanField(default=True, help_text="EBS only: encrypt volumes at rest.")
-    volume_snapshot_class = models.CharField(
+    volume_snapshot_class = models.CharField("VolumeSnapshotClass",
         max_length=253, default="tesslate-ebs-snapshots", validators=[v.validate_dns1123_subdomain],
     )
     hibernation_idle_minutes = models.PositiveIntegerField(
@@ -97,8 +98,10 @@ class Environment(models.Model):
     )
     image_tag = models.CharField(max_length=128, default="latest", validators=[v.validate_image_tag])
     backend_replicas = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(50)])
-    backend_cpu_request = models.CharField(max_length=16, default="500m", validators=[v.validate_cpu_quantity])
-    backend_cpu_limit = models.CharField(max_length=16, default="2", validators=[v.validate_cpu_quantity])
+    backend_cpu_request = models.CharField("backend CPU request", max_length=16, default="500m",
+                                           validators=[v.validate_cpu_quantity])
+    backend_cpu_limit = models.CharField("backend CPU limit", max_length=16, default="2",
+                                         validators=[v.validate_cpu_quantity])
     backend_memory_request = models.CharField(max_length=16, default="1Gi", validators=[v.validate_memory_quantity])
     backend_memory_limit = models.CharField(max_length=16, default="2Gi", validators=[v.validate_memory_quantity])
     backend_readiness_path = models.CharField(
@@ -113,13 +116,13 @@ class Environment(models.Model):
                   "REDIS_URL of tesslate-app-secrets point at RDS / ElastiCache. Either way both URLs are secrets.",
     )
 
-    aws_account_id = models.CharField(
+    aws_account_id = models.CharField("AWS account ID",
         max_length=12, blank=True,
         help_text="EKS only: the 12-digit AWS account id.",
     )
-    aws_region = models.CharField(max_length=32, blank=True, help_text="EKS only, for example us-east-1.")
-    eks_cluster_name = models.CharField(max_length=100, blank=True, help_text="EKS only.")
-    kube_context = models.CharField(
+    aws_region = models.CharField("AWS region", max_length=32, blank=True, help_text="EKS only, for example us-east-1.")
+    eks_cluster_name = models.CharField("EKS cluster name", max_length=100, blank=True, help_text="EKS only.")
+    kube_context = models.CharField("kubeconfig context",
         max_length=253, blank=True,
         help_text="kubeconfig context the portal reads this cluster through (live view, snapshots). Empty: the "
                   "current context, or the in-cluster configuration when the portal runs inside the cluster.",
@@ -132,15 +135,15 @@ class Environment(models.Model):
     )
 
     protected = models.BooleanField(default=False, help_text="Production: changes need a second person's approval.")
-    gitops_tool = models.CharField(max_length=8, choices=GitOpsTool.choices, default=GitOpsTool.ARGOCD)
+    gitops_tool = models.CharField("GitOps tool", max_length=8, choices=GitOpsTool.choices, default=GitOpsTool.ARGOCD)
 
-    sealed_secrets_certificate = models.TextField(
+    sealed_secrets_certificate = models.TextField("Sealed Secrets certificate",
         blank=True,
         help_text="Clusters without AWS: the Sealed Secrets controller's public certificate "
                   "(PEM, `kubeseal --fetch-cert`).",
     )
 
-    secrets_manager_role_arn = models.CharField(
+    secrets_manager_role_arn = models.CharField("Secrets Manager role ARN",
         max_length=2048, blank=True,
         help_text="EKS only: IAM role (IRSA) that External Secrets assumes to read AWS Secrets Manager. "
                   "Empty: arn:aws:iam::{account}:role/tesslate-external-secrets-{environment}.",
@@ -411,7 +414,8 @@ class NodeGroup(models.Model):
     min_size = models.PositiveIntegerField(default=1)
     desired_size = models.PositiveIntegerField(default=2)
     max_size = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(450)])
-    disk_size_gb = models.PositiveIntegerField(default=50, validators=[MinValueValidator(20), MaxValueValidator(16384)])
+    disk_size_gb = models.PositiveIntegerField("disk size (GiB)", default=50,
+                                               validators=[MinValueValidator(20), MaxValueValidator(16384)])
     labels = models.TextField(blank=True, validators=[v.validate_labels_text],
                               help_text="key=value, one per line.")
     taints = models.TextField(blank=True, validators=[v.validate_taints_text],
@@ -546,7 +550,7 @@ class RenderRun(JobRun):
     files_added = models.PositiveIntegerField(default=0)
     files_changed = models.PositiveIntegerField(default=0)
     files_deleted = models.PositiveIntegerField(default=0)
-    commit_sha = models.CharField(max_length=40, blank=True, db_index=True)
+    commit_sha = models.CharField("commit SHA", max_length=40, blank=True, db_index=True)
     diff = models.TextField(blank=True)
     error_file = models.CharField(max_length=1000, blank=True)
     error_rule = models.CharField(max_length=100, blank=True)

@@ -53,10 +53,13 @@ INSTALLED_APPS = [
     "costs",
     "live",
     "snapshots",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the web process (gunicorn), compressed and cached; no CDN, no extra server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,6 +106,21 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+# The container image runs collectstatic and sets STATIC_MANIFEST=true: hashed, compressed files cached forever.
+# Elsewhere (tests, `make run`) WhiteNoise serves the apps' static folders directly.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if STATIC_MANIFEST
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
+    # WhiteNoise also serves STATIC_ROOT and warns when it is missing; an empty folder is enough here.
+    try:
+        Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
 
 LOGIN_URL = "admin:login"
 
@@ -158,6 +176,11 @@ GITOPS_DELETION_BUDGET_FILES = env.int("GITOPS_DELETION_BUDGET_FILES", default=5
 GITOPS_DELETION_BUDGET_SHARE = env.float("GITOPS_DELETION_BUDGET_SHARE", default=0.05)
 # Diffs stored on runs and shown in the admin are cut (at a file boundary) beyond this many characters.
 GITOPS_DIFF_MAX_CHARS = env.int("GITOPS_DIFF_MAX_CHARS", default=1_000_000)
+
+# --- dashboard and project pages (dashboard app) ------------------------------------------------------
+# Where people browse the GitOps repository; "{path}" becomes a folder, e.g.
+# https://git.example.com/org/gitops/tree/main/{path}. Empty: project pages show the folder without a link.
+GITOPS_BROWSE_URL = env.str("GITOPS_BROWSE_URL", default="")
 
 # --- Kubernetes tooling ---------------------------------------------------------------------------
 KUBECTL = env.str("KUBECTL", default="kubectl")

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from portal import health
 from portal.rq_dashboard import rq_dashboard_patterns
@@ -14,6 +15,8 @@ urlpatterns = [
     path("ready", health.ready, name="ready"),
     path("api/config", health.public_config, name="public-config"),
     path("admin/", admin.site.urls),
+    # The dashboard is the admin index; "View site" and the bare host lead there.
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="home"),
 ]
 
 if settings.REDIS_URL:

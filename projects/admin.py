@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
@@ -28,13 +29,15 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["state", "environment", "containers__role"]
     search_fields = ["slug", "name", "owner", "id"]
     list_select_related = ["environment"]
-    readonly_fields = ["id", "namespace", "host_links", "live_status_link", "created_at", "updated_at"]
+    readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
+                       "snapshots_link", "created_at", "updated_at"]
     inlines = [ContainerInline]
     date_hierarchy = "last_activity_at"
     fieldsets = [
         (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
         ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
         ("Kubernetes", {"fields": ["id", "namespace", "host_links", "live_status_link"]}),
+        ("Where it ships", {"fields": ["git_folder_link", "runs_link", "snapshots_link"]}),
         ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
     ]
 
@@ -72,10 +75,45 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">Cluster status and diagnostics</a>', url)
 
+    @admin.display(description="Folder in git")
+    def git_folder_link(self, obj):
+        """The project's folder in the GitOps repository (GITOPS_BROWSE_URL with {path}); hibernated and deleted
+        projects have none (README: the GitOps tree)."""
+        if not obj.pk or not obj.environment_id:
+            return "-"
+        if not obj.is_rendered:
+            return format_html('<span class="muted">none while {} (Argo CD / Flux pruned the namespace)</span>',
+                               obj.get_state_display().lower())
+        folder = f"environments/{obj.environment.name}/projects/{obj.namespace}/"
+        template = getattr(settings, "GITOPS_BROWSE_URL", "")
+        if not template:
+            return format_html("<code>{}</code>", folder)
+        return format_html('<a href="{}" rel="noopener" target="_blank"><code>{}</code></a>',
+                           template.replace("{path}", folder), folder)
+
+    @admin.display(description="Render runs")
+    def runs_link(self, obj):
+        if not obj.pk or not obj.environment_id:
+            return "-"
+        url = reverse("admin:deployments_renderrun_changelist") + f"?environments__id__exact={obj.environment_id}"
+        return format_html('<a href="{}">Runs of {}</a>', url, obj.environment.name)
+
+    @admin.display(description="Snapshots")
+    def snapshots_link(self, obj):
+        if not obj.pk:
+            return "-"
+        try:
+            url = reverse("admin:snapshots_snapshot_timeline", args=[obj.pk])
+        except NoReverseMatch:  # the snapshots app is not installed
+            return "-"
+        return format_html('<a href="{}">Snapshot timeline</a>', url)
+
     @admin.display(description="Hosts")
     def host_links(self, obj):
         if not obj.pk or not obj.environment_id:
             return "-"
+        if not obj.is_rendered:
+            return format_html('<span class="muted">none while {}</span>', obj.get_state_display().lower())
         scheme = obj.environment.scheme
         containers = [c for c in obj.containers.all() if not c.is_service]
         if not containers:

@@ -23,7 +23,7 @@ class Project(models.Model):
         HIBERNATED = "hibernated", "Hibernated"
         DELETED = "deleted", "Deleted"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField("ID", primary_key=True, default=uuid.uuid4, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="projects")
     name = models.CharField(max_length=200)
     slug = models.CharField(max_length=63, validators=[v.validate_dns1123_label],
@@ -33,7 +33,7 @@ class Project(models.Model):
     state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
     volume_size = models.CharField(max_length=16, default="5Gi", validators=[v.validate_storage_quantity])
     last_activity_at = models.DateTimeField(null=True, blank=True)
-    restore_snapshot_id = models.CharField(
+    restore_snapshot_id = models.CharField("restore snapshot ID",
         max_length=22, blank=True, validators=[v.validate_ebs_snapshot_id],
         help_text="EBS snapshot to restore the project volume from (snap-…). EKS environments only.",
     )
@@ -116,8 +116,8 @@ class Container(models.Model):
     image = models.CharField(max_length=255, validators=[v.validate_image],
                              help_text="Image with tag; empty registry means the environment's devserver image.")
     port = models.PositiveIntegerField(default=3000, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    cpu_request = models.CharField(max_length=16, default="100m", validators=[v.validate_cpu_quantity])
-    cpu_limit = models.CharField(max_length=16, default="1", validators=[v.validate_cpu_quantity])
+    cpu_request = models.CharField("CPU request", max_length=16, default="100m", validators=[v.validate_cpu_quantity])
+    cpu_limit = models.CharField("CPU limit", max_length=16, default="1", validators=[v.validate_cpu_quantity])
     memory_request = models.CharField(max_length=16, default="256Mi", validators=[v.validate_memory_quantity])
     memory_limit = models.CharField(max_length=16, default="1Gi", validators=[v.validate_memory_quantity])
     data_volume_size = models.CharField(max_length=16, default="1Gi", validators=[v.validate_storage_quantity],

@@ -1,0 +1,213 @@
+"""Reads for the dashboard: one card per environment answering "is everything fine?".
+
+Each card gathers the environment's last render run, whether it needs a render, the warnings of that run, the
+runs failed since the last success and, when those apps are installed, the newest backup audit's verdict for the
+environment (snapshots app), the monthly estimate (costs app) and the last cluster read (live app). Optional apps
+are read through their own selectors, imported only when ``apps.is_installed`` says they are there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.apps import apps
+from django.db.models import Q
+
+from deployments.models import Environment, RenderRun
+from jobs.models import JobRun
+
+logger = logging.getLogger(__name__)
+
+OK, ATTENTION, FAILING, UNKNOWN = "ok", "attention", "failing", "unknown"
+
+
+@dataclass(frozen=True)
+class LastRun:
+    pk: int
+    status: str
+    status_display: str
+    commit_sha: str
+    at: datetime.datetime
+    by: str
+    warning_count: int
+    error_kind: str
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """The environment's findings in the newest finished backup audit (snapshots.models.AuditReport)."""
+
+    report_pk: int
+    evaluated_at: datetime.datetime
+    compliant: int
+    non_compliant: int
+    unknown: int
+
+    @property
+    def state(self) -> str:
+        if self.non_compliant:
+            return FAILING
+        return UNKNOWN if self.unknown else OK
+
+
+@dataclass(frozen=True)
+class LiveHealth:
+    """The last read of the cluster (live.models.LiveStatus): problems found, or the error of the newest read."""
+
+    fetched_at: datetime.datetime | None
+    problem_count: int
+    last_error: str
+
+    @property
+    def state(self) -> str:
+        if self.last_error or self.fetched_at is None:
+            return UNKNOWN
+        return ATTENTION if self.problem_count else OK
+
+
+@dataclass(frozen=True)
+class EnvironmentCard:
+    pk: int
+    name: str
+    kind_display: str
+    protected: bool
+    needs_render: bool
+    active_projects: int
+    last_run: LastRun | None
+    failed_since_success: int
+    audit: AuditVerdict | None = None
+    monthly_cost_usd: Decimal | None = None
+    live: LiveHealth | None = None
+
+    @property
+    def state(self) -> str:
+        """FAILING when the last run failed or the audit finds a gap; ATTENTION when something waits (a render,
+        warnings, cluster problems); OK otherwise."""
+        if (self.last_run and self.last_run.status == JobRun.Status.FAILED) or (
+                self.audit and self.audit.state == FAILING):
+            return FAILING
+        if self.needs_render or (self.last_run and self.last_run.warning_count) or (
+                self.live and self.live.state == ATTENTION):
+            return ATTENTION
+        return OK
+
+
+def _runs_of(environment: Environment):
+    # A run for "all environments" has no rows in the M2M table and renders this one too.
+    return RenderRun.objects.filter(Q(environments=environment) | Q(environments__isnull=True)).filter(
+        dry_run=False)
+
+
+def _last_run(environment: Environment) -> tuple[LastRun | None, int]:
+    runs = _runs_of(environment).select_related("triggered_by").defer("diff", "log").distinct()
+    run = runs.order_by("-created_at", "-id").first()
+    if run is None:
+        return None, 0
+    last_success = (runs.filter(status__in=[JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS,
+                                            JobRun.Status.NO_CHANGE])
+                    .order_by("-created_at").values_list("created_at", flat=True).first())
+    failed = runs.filter(status=JobRun.Status.FAILED)
+    if last_success is not None:
+        failed = failed.filter(created_at__gt=last_success)
+    by = run.triggered_by.get_username() if run.triggered_by else "system"
+    return LastRun(pk=run.pk, status=run.status, status_display=run.get_status_display(),
+                   commit_sha=run.commit_sha, at=run.finished_at or run.created_at, by=by,
+                   warning_count=run.warning_count, error_kind=run.error_kind), failed.count()
+
+
+def _audit_verdicts() -> dict[str, AuditVerdict]:
+    """Per environment name, its findings in the newest finished audit report ({} without the snapshots app)."""
+    if not apps.is_installed("snapshots"):
+        return {}
+    from django.db.models import Count
+
+    from snapshots.models import AuditFinding, AuditReport
+
+    report = AuditReport.objects.filter(evaluated_at__isnull=False).order_by("-evaluated_at").first()
+    if report is None:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    rows = (AuditFinding.objects.filter(report=report).exclude(environment_name="")
+            .values("environment_name", "result").annotate(n=Count("id")))
+    for row in rows:
+        counts.setdefault(row["environment_name"], {})[row["result"]] = row["n"]
+    R = AuditFinding.Result
+    return {name: AuditVerdict(report_pk=report.pk, evaluated_at=report.evaluated_at,
+                               compliant=c.get(R.COMPLIANT, 0), non_compliant=c.get(R.NON_COMPLIANT, 0),
+                               unknown=c.get(R.UNKNOWN, 0))
+            for name, c in counts.items()}
+
+
+# The estimate walks every project of the environment (about 1 s at 2,500 projects): the dashboard keeps it for
+# this long per process; the cost page always computes it afresh.
+ESTIMATE_CACHE_SECONDS = 900
+
+
+def _monthly_cost(environment: Environment) -> Decimal | None:
+    """The costs app's monthly estimate in USD (cached ESTIMATE_CACHE_SECONDS, keyed by the environment's last
+    change), or None (app absent, or the estimate could not be made)."""
+    if not apps.is_installed("costs"):
+        return None
+    from django.core.cache import cache
+
+    from costs.selectors import environment_estimate
+
+    key = f"dashboard:estimate:{environment.pk}:{environment.updated_at.timestamp()}"
+    cached = cache.get(key)
+    if cached is not None:
+        return Decimal(cached)
+    try:
+        total = environment_estimate(environment=environment).total_usd
+    except Exception:  # noqa: BLE001 - a card never breaks the index; the cost page shows the real error
+        logger.exception("Cost estimate of environment %s failed", environment.name)
+        return None
+    cache.set(key, str(total), ESTIMATE_CACHE_SECONDS)
+    return total
+
+
+def _live_health() -> dict[int, LiveHealth]:
+    if not apps.is_installed("live"):
+        return {}
+    from live.models import LiveStatus
+
+    return {row.environment_id: LiveHealth(fetched_at=row.fetched_at, problem_count=row.problem_count,
+                                           last_error=row.last_error)
+            for row in LiveStatus.objects.only("environment_id", "fetched_at", "problem_count", "last_error")}
+
+
+def environment_cards() -> list[EnvironmentCard]:
+    """One card per environment, by name. Queries: a few per environment (the portal has a handful)."""
+    from django.db.models import Count
+
+    environments = Environment.objects.annotate(
+        _active=Count("projects", filter=Q(projects__state="active"))).order_by("name")
+    audits, live = _audit_verdicts(), _live_health()
+    cards = []
+    for env in environments:
+        last_run, failed = _last_run(env)
+        cards.append(EnvironmentCard(
+            pk=env.pk, name=env.name, kind_display=env.get_kind_display(), protected=env.protected,
+            needs_render=env.needs_render, active_projects=env._active, last_run=last_run,
+            failed_since_success=failed, audit=audits.get(env.name), monthly_cost_usd=_monthly_cost(env),
+            live=live.get(env.pk)))
+    return cards
+
+
+def summary(cards: list[EnvironmentCard]) -> str:
+    """One sentence for the top of the dashboard."""
+    if not cards:
+        return "No environments yet."
+    failing = sum(card.state == FAILING for card in cards)
+    attention = sum(card.state == ATTENTION for card in cards)
+    count = f"{len(cards)} environment{'s' if len(cards) != 1 else ''}"
+    if not failing and not attention:
+        return "The environment is fine." if len(cards) == 1 else f"All {count} are fine."
+    parts = []
+    if failing:
+        parts.append(f"{failing} failing")
+    if attention:
+        parts.append(f"{attention} need{'s' if attention == 1 else ''} attention")
+    return f"{count}: {', '.join(parts)}."
