@@ -105,6 +105,8 @@ def _environment_post_data(**overrides):
         "backend_cpu_limit": "2", "backend_memory_request": "1Gi", "backend_memory_limit": "2Gi",
         "aws_account_id": "", "aws_region": "", "eks_cluster_name": "", "gitops_tool": "argocd",
         "sealed_secrets_certificate": "", "secrets_manager_role_arn": "",
+        "ingress_controller_namespace": "ingress-nginx", "backend_readiness_path": "/health",
+        "datastore_mode": "in-cluster", "disabled_addons": "",
         "node_groups-TOTAL_FORMS": "0", "node_groups-INITIAL_FORMS": "0",
         "secrets-TOTAL_FORMS": "0", "secrets-INITIAL_FORMS": "0",
     }
