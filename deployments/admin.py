@@ -10,7 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from deployments import changes, runs, selectors, services
-from deployments.adminkit import ServiceAdminMixin, diff_html, run_link
+from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, diff_html, run_link
 from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
@@ -28,14 +28,14 @@ def _secret_inline_save(form, secret: Secret, user) -> None:
         services.secret_save(secret=secret, user=user)  # keeps the value; reseals when the name changed
 
 
-class NodeGroupInline(admin.TabularInline):
+class NodeGroupInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = NodeGroup
     extra = 0
     fields = ["name", "capacity_type", "instance_types", "min_size", "desired_size", "max_size", "disk_size_gb",
               "labels", "taints", "hosts"]
 
 
-class SecretInline(admin.TabularInline):
+class SecretInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = Secret
     form = SecretForm
     extra = 0
@@ -44,7 +44,7 @@ class SecretInline(admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
@@ -136,12 +136,18 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.action(description="Render and commit selected environments", permissions=["change"])
     def render_and_commit(self, request, queryset):
         environments = list(queryset.order_by("name"))
+        if not all(self.has_change_permission(request, env) for env in environments):
+            raise PermissionDenied
         try:
-            run = runs.render_run_request(environment_ids=[env.pk for env in environments], user=request.user,
-                                          reason="Render and commit from the admin", absorb=False).run
+            result = runs.render_run_request(environment_ids=[env.pk for env in environments], user=request.user,
+                                             reason="Render and commit from the admin", absorb=False)
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return None
+        if result.run is None:
+            self._report_render(request, result)
+            return None
+        run = result.run
         self.message_user(request, format_html(
             "Render run {} queued for {}. Its page shows the progress, the log and the commit.",
             run_link(run), ", ".join(env.name for env in environments),
@@ -232,16 +238,20 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             raise Http404("No such environment.")
         if not self.has_change_permission(request, environment):
             raise PermissionDenied
-        run = runs.render_run_request(environment_ids=[environment.pk], user=request.user,
-                                      reason=request.POST.get("reason") or "Render and commit from the admin",
-                                      absorb=False).run
+        result = runs.render_run_request(environment_ids=[environment.pk], user=request.user,
+                                         reason=request.POST.get("reason") or "Render and commit from the admin",
+                                         absorb=False)
+        if result.run is None:  # held: a protected environment's change waits for approval
+            self._report_render(request, result)
+            return HttpResponseRedirect(reverse("admin:deployments_environment_change", args=[environment.pk]))
+        run = result.run
         self.message_user(request, format_html("Render run {} queued for {}.", run_link(run), environment.name),
                           messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:deployments_renderrun_change", args=[run.pk]))
 
 
 @admin.register(NodeGroup)
-class NodeGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class NodeGroupAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "environment", "capacity_type", "instance_types", "sizes", "disk_size_gb", "hosts"]
     list_filter = ["capacity_type", "hosts", "environment"]
     search_fields = ["name", "environment__name", "instance_types", "labels"]
@@ -265,7 +275,7 @@ class NodeGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Secret)
-class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SecretAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["__str__", "environment", "description", "fingerprint", "version", "last_rotated_at"]
     list_filter = ["environment", "secret_name"]
@@ -302,7 +312,7 @@ class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RenderRun)
-class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
+class RenderRunAdmin(EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
     """Read-only history of render runs; a running run's page follows its progress."""
 
     list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",

@@ -3,14 +3,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.adminkit import ServiceAdminMixin
+from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin
 from projects import services
 from projects.forms import ContainerInlineFormSet
 from projects.models import Container, Project
 from projects.selectors import project_list_for_admin
 
 
-class ContainerInline(admin.TabularInline):
+class ContainerInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = Container
     formset = ContainerInlineFormSet
     extra = 0
@@ -19,7 +19,7 @@ class ContainerInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",

@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from deployments import changes
+from deployments import access, changes
 from projects.models import Container, Project
 
 
@@ -16,6 +16,8 @@ def project_save(*, project: Project, user=None) -> Project:
     created = project._state.adding
     previous = None if created else Project.objects.filter(pk=project.pk).values_list(
         "environment_id", flat=True).first()
+    access.require(user, "projects.add_project" if created else "projects.change_project",
+                   {project.environment_id, previous}, what=str(project))
     project.full_clean()
     project.save()
     changes.environments_changed({project.environment_id, previous} - {None}, user=user,
@@ -26,6 +28,7 @@ def project_save(*, project: Project, user=None) -> Project:
 @transaction.atomic
 def project_delete(*, project: Project, user=None) -> None:
     environment_id, label = project.environment_id, str(project)
+    access.require(user, "projects.delete_project", {environment_id}, what=label)
     project.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted project {label}")
 
@@ -33,6 +36,8 @@ def project_delete(*, project: Project, user=None) -> None:
 @transaction.atomic
 def container_save(*, container: Container, user=None) -> Container:
     created = container._state.adding
+    access.require(user, "projects.add_container" if created else "projects.change_container",
+                   {container.project.environment_id}, what=str(container))
     container.full_clean()
     container.save()
     changes.environments_changed({container.project.environment_id}, user=user,
@@ -43,5 +48,6 @@ def container_save(*, container: Container, user=None) -> Container:
 @transaction.atomic
 def container_delete(*, container: Container, user=None) -> None:
     environment_id, label = container.project.environment_id, str(container)
+    access.require(user, "projects.delete_container", {environment_id}, what=label)
     container.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted container {label}")
