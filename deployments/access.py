@@ -109,3 +109,17 @@ def filter_by_ids(queryset: QuerySet, ids: set[int] | None, lookup: str | None =
         return queryset.filter(pk__in=covered).exclude(pk__in=denied)
     key = "pk__in" if lookup == "pk" else f"{lookup}__in"
     return queryset.filter(**{key: ids})
+
+
+VIEW_ENVIRONMENT = "deployments.view_environment"
+
+
+def require_environment_view(user, environment_id: int) -> None:
+    """PermissionDenied unless ``user`` may see this environment (per-environment pages of other apps)."""
+    require(user, VIEW_ENVIRONMENT, {environment_id}, what=f"environment {environment_id}")
+
+
+def visible_environments(queryset: QuerySet, user, lookup: str = "environment") -> QuerySet:
+    """Rows of environments the user may see (``lookup``: the row's path to its environment, "pk" for
+    environments themselves)."""
+    return filter_by_ids(queryset, environment_ids(user, VIEW_ENVIRONMENT), lookup)
