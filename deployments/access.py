@@ -76,6 +76,11 @@ def require(user, perm: str, environments: Iterable[int | None] | None, *, what:
                                f"{f' ({what})' if what else ''}: no grant for this environment.")
 
 
+def act_as(obj, user) -> None:
+    """Record who writes ``obj`` (read by the audit trail's history rows; the admin's requests set it too)."""
+    obj._history_user = user if user is not None and user.is_authenticated else None
+
+
 def environment_ids_of(obj) -> set[int] | None:
     """The environment ids an object belongs to (None: every environment, e.g. a run of all environments)."""
     label = obj._meta.label_lower

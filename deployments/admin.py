@@ -10,7 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from deployments import changes, runs, selectors, services
-from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, diff_html, run_link
+from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, audit_link, diff_html, run_link
 from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
@@ -52,7 +52,7 @@ class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.Mod
                     "node_group_count", "needs_render", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]
     search_fields = ["name", "app_domain", "eks_cluster_name", "aws_account_id"]
-    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs"]
+    readonly_fields = ["needs_render", "created_at", "updated_at", "recent_runs", "audit_trail"]
     inlines = [NodeGroupInline, SecretInline]
     fieldsets = [
         (None, {"fields": ["name", "kind", "protected", "gitops_tool"]}),
@@ -71,7 +71,7 @@ class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.Mod
         ("Sealed Secrets", {"fields": ["sealed_secrets_certificate"], "classes": ["collapse"],
                             "description": "Clusters without AWS: the controller's public certificate."}),
         ("Status", {"fields": ["needs_render", "created_at", "updated_at"]}),
-        ("Renders", {"fields": ["recent_runs"],
+        ("Renders", {"fields": ["recent_runs", "audit_trail"],
                      "description": "The runs that shipped this environment to git, newest first."}),
     ]
 
@@ -112,6 +112,10 @@ class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.Mod
         # Renaming or switching the GitOps tool removes folders: only the move flow may do it.
         fields = list(super().get_readonly_fields(request, obj))
         return fields + list(services.GUARDED_FIELDS) if obj is not None else fields
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj):
+        return audit_link(environment=obj.pk) if obj.pk else "-"
 
     @admin.display(description="Recent runs")
     def recent_runs(self, obj):

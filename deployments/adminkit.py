@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth import get_permission_codename
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
 from deployments import access, changes
@@ -24,6 +24,16 @@ def diff_html(diff: str):
         return "diff-ctx"
 
     return format_html_join("", '<span class="{}">{}\n</span>', ((css(line), line) for line in diff.splitlines()))
+
+
+def audit_link(**params) -> str:
+    """Link to the audit trail filtered by ``params`` (environment=<id>, project=<uuid>), when it is installed."""
+    try:
+        url = reverse("admin:governance_audit")
+    except NoReverseMatch:
+        return "-"
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return format_html('<a href="{}?{}">History of every change, with the commits that shipped it</a>', url, query)
 
 
 def run_link(run: RenderRun):
@@ -154,7 +164,10 @@ class EnvironmentScopedAdminMixin:
         return self.has_view_permission(request)
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def scope_queryset(self, request, queryset):
+        """Only the rows in environments where the user may view (or change) this model."""
         opts = queryset.model._meta
         view = access.environment_ids(request.user, f"{opts.app_label}.view_{opts.model_name}")
         change = access.environment_ids(request.user, f"{opts.app_label}.change_{opts.model_name}")

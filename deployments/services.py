@@ -114,6 +114,7 @@ def secret_save(*, secret: Secret, user=None) -> Secret:
     previous = Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
     access.require(user, "deployments.add_secret" if secret.pk is None else "deployments.change_secret",
                    {secret.environment_id, previous}, what=str(secret))
+    access.act_as(secret, user)
     secret.full_clean()
     _save(secret, ())
     sealing.secret_reseal(secret=secret)
@@ -129,6 +130,7 @@ def secret_set_value(*, secret: Secret, value: str, user=None) -> Secret:
     previous = None if created else Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
     access.require(user, "deployments.add_secret" if created else "deployments.change_secret",
                    {secret.environment_id, previous}, what=str(secret))
+    access.act_as(secret, user)
     secret_store_value(secret=secret, value=value)
     changes.environments_changed({secret.environment_id, previous} - {None}, user=user,
                                  reason=_verb(created, "secret", secret))
@@ -138,6 +140,7 @@ def secret_set_value(*, secret: Secret, value: str, user=None) -> Secret:
 def secret_delete(*, secret: Secret, user=None) -> None:
     environment_id, label = secret.environment_id, str(secret)
     access.require(user, "deployments.delete_secret", {environment_id}, what=label)
+    access.act_as(secret, user)
     secret.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted secret {label}")
 
@@ -168,6 +171,7 @@ def environment_save(*, environment: Environment, user=None) -> Environment:
     """
     access.require(user, "deployments.add_environment" if environment.pk is None else "deployments.change_environment",
                    {environment.pk}, what=environment.name)
+    access.act_as(environment, user)
     guarded = _guarded_changes(environment)
     if guarded:
         raise ValidationError({field: (
@@ -196,6 +200,7 @@ def environment_move(*, environment: Environment, user, name: str, gitops_tool: 
     ones. Raises ValidationError for a wrong confirmation or an invalid name.
     """
     access.require(user, "deployments.change_environment", {environment.pk}, what=environment.name)
+    access.act_as(environment, user)
     if confirm != environment.name:
         raise ValidationError({"confirm": f"Type the environment's current name ({environment.name}) to confirm."})
     old = f"{environment.name} ({environment.get_gitops_tool_display()})"
@@ -216,6 +221,7 @@ def environment_delete(*, environment: Environment, user=None) -> None:
     """
     label = environment.name
     access.require(user, "deployments.delete_environment", {environment.pk}, what=label)
+    access.act_as(environment, user)
     environment.delete()
     changes.environments_changed(None, user=user, reason=f"Deleted environment {label}", allow_deletions=True)
 
@@ -230,6 +236,7 @@ def node_group_save(*, node_group: NodeGroup, user=None) -> NodeGroup:
         "environment_id", flat=True).first()
     access.require(user, "deployments.add_nodegroup" if created else "deployments.change_nodegroup",
                    {node_group.environment_id, previous}, what=str(node_group))
+    access.act_as(node_group, user)
     node_group.full_clean()
     node_group.save()
     changes.environments_changed({node_group.environment_id, previous} - {None}, user=user,
@@ -241,6 +248,7 @@ def node_group_save(*, node_group: NodeGroup, user=None) -> NodeGroup:
 def node_group_delete(*, node_group: NodeGroup, user=None) -> None:
     environment_id, label = node_group.environment_id, str(node_group)
     access.require(user, "deployments.delete_nodegroup", {environment_id}, what=label)
+    access.act_as(node_group, user)
     node_group.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted node group {label}")
 

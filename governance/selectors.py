@@ -40,11 +40,17 @@ def _changes(record) -> tuple[tuple[str, str, str], ...]:
     if previous is None:
         return ()
     found = []
-    for change in record.diff_against(previous).changes:
-        if change.field == "version":
-            found.append(("value", f"version {change.old}", f"version {change.new}"))
-        elif change.field not in QUIET_FIELDS:
-            found.append((change.field, str(change.old), str(change.new)))
+    # Every tracked field, editable or not (the version is not editable); foreign keys by id.
+    for field in record.tracked_fields:
+        if field.name in QUIET_FIELDS or field.primary_key:
+            continue
+        old, new = getattr(previous, field.attname), getattr(record, field.attname)
+        if old == new:
+            continue
+        if field.name == "version":
+            found.append(("value", f"version {old}", f"version {new}"))
+        else:
+            found.append((field.name, str(old), str(new)))
     return tuple(found)
 
 

@@ -89,13 +89,15 @@ def change_request_refresh_diff(*, change_request: ChangeRequest) -> ChangeReque
 
 
 @transaction.atomic
-def change_request_hold(*, environment_ids, user, reason: str, allow_deletions: bool) -> ChangeRequest:
+def change_request_hold(*, environment_ids, user, reason: str, allow_deletions: bool,
+                        contributors: set[int] = frozenset()) -> ChangeRequest:
     """Record a change of protected environments as a pending request (superseding pending ones it overlaps,
-    whose environments, contributors and reasons it takes over) and compute its diff. Marks them dirty."""
+    whose environments, contributors and reasons it takes over) and compute its diff. Marks them dirty.
+    ``user`` is the author (None: the system); ``contributors``: ids of other users whose changes it ships."""
     ids = None if environment_ids is None else set(environment_ids)
     environments_mark_dirty(environment_ids=ids)
     previous = _pending_for(_protected_in(ids) if ids is not None else Environment.objects.all())
-    contributors, reasons = set(), []
+    contributors, reasons = set(contributors), []
     for old in previous:
         old_ids = old.environment_ids()
         ids = None if ids is None or old_ids is None else ids | old_ids
@@ -133,20 +135,23 @@ def _blocking(protected: list[Environment]) -> list[ChangeRequest]:
     return list(found.values())
 
 
-def _unshipped_person_changes(protected: list[Environment], every_environment: bool) -> bool:
-    """Whether a signed-in user changed a protected environment (or something in it) since its last run: history
-    rows by a user, not linked to a run yet. For a request of every environment, protected environments that were
-    removed or renamed count too (their last history row still says protected)."""
+def _unshipped_authors(protected: list[Environment], every_environment: bool) -> set[int]:
+    """Ids of the signed-in users who changed a protected environment (or something in it) since its last run:
+    history rows by a user, not linked to a run yet. For a request of every environment, protected environments
+    that were removed or renamed count too (their last history row still says protected)."""
     ids = {env.pk for env in protected}
     if every_environment:
         history = Environment.history.model.objects
         ids |= set(history.filter(protected=True, render_run__isnull=True, history_user__isnull=False)
                    .values_list("id", flat=True))
     if not ids:
-        return False
-    return any(model.history.model.objects.filter(render_run__isnull=True, history_user__isnull=False,
-                                                  audit_environment_id__in=ids).exists()
-               for model in AUDITED_MODELS)
+        return set()
+    authors: set[int] = set()
+    for model in AUDITED_MODELS:
+        authors |= set(model.history.model.objects.filter(
+            render_run__isnull=True, history_user__isnull=False, audit_environment_id__in=ids,
+        ).values_list("history_user_id", flat=True).distinct())
+    return authors
 
 
 def render_request_gate(*, environment_ids, user, reason: str, absorb: bool, allow_deletions: bool,
@@ -156,17 +161,34 @@ def render_request_gate(*, environment_ids, user, reason: str, absorb: bool, all
     an unshipped change a user made in it (also through a render of every environment, e.g. after a removal or
     move), or a change whose request is pending or was rejected. An approved request passes; so does a render of
     a protected environment whose changes were all approved, and a change made by the system (``user=None``:
-    server-side commands and data loads, which need shell access to the portal)."""
+    server-side commands and data loads, which need shell access to the portal).
+
+    A save makes its user the request's author. A render that only meets a held change (a manual render, the
+    recovery job) is answered with the pending request, or, when there is none (the last one was rejected), with a
+    new request without an author, carrying the users whose changes it would ship."""
     if approval is not None:
         return None
     protected = _protected_in(environment_ids)
-    person = user is not None and user.is_authenticated
-    explicit_change = person and (absorb or allow_deletions) and environment_ids is not None and protected
-    if not (explicit_change or _blocking(protected)
-            or _unshipped_person_changes(protected, every_environment=environment_ids is None)):
+    if not protected:
         return None
-    return change_request_hold(environment_ids=environment_ids, user=user, reason=reason,
-                               allow_deletions=allow_deletions)
+    person = user is not None and user.is_authenticated
+    if person and (absorb or allow_deletions) and environment_ids is not None:
+        return change_request_hold(environment_ids=environment_ids, user=user, reason=reason,
+                                   allow_deletions=allow_deletions)
+    blocking = _blocking(protected)
+    authors = _unshipped_authors(protected, every_environment=environment_ids is None)
+    if person and (absorb or allow_deletions) and authors:
+        return change_request_hold(environment_ids=environment_ids, user=user, reason=reason,
+                                   allow_deletions=allow_deletions, contributors=authors)
+    if not blocking and not authors:
+        return None
+    pending = [request for request in blocking if request.status == ChangeRequest.Status.PENDING]
+    if pending and environment_ids is not None and not allow_deletions:
+        return pending[-1]
+    for request in blocking:
+        authors |= set(request.contributors.values_list("pk", flat=True))
+    return change_request_hold(environment_ids=environment_ids, user=None, reason=reason,
+                               allow_deletions=allow_deletions, contributors=authors)
 
 
 def _decide_check(change_request: ChangeRequest, user) -> None:

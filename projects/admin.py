@@ -3,7 +3,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin
+from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, audit_link
 from projects import services
 from projects.forms import ContainerInlineFormSet
 from projects.models import Container, Project
@@ -27,14 +27,14 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
     list_filter = ["state", "environment", "containers__role"]
     search_fields = ["slug", "name", "owner", "id"]
     list_select_related = ["environment"]
-    readonly_fields = ["id", "namespace", "host_links", "live_status_link", "created_at", "updated_at"]
+    readonly_fields = ["id", "namespace", "host_links", "live_status_link", "audit_trail", "created_at", "updated_at"]
     inlines = [ContainerInline]
     date_hierarchy = "last_activity_at"
     fieldsets = [
         (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
         ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
         ("Kubernetes", {"fields": ["id", "namespace", "host_links", "live_status_link"]}),
-        ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
+        ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at", "audit_trail"]}),
     ]
 
     inline_services = {
@@ -50,7 +50,7 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.
-        return project_list_for_admin()
+        return self.scope_queryset(request, project_list_for_admin())
 
     @admin.display(description="Namespace")
     def namespace(self, obj):
@@ -59,6 +59,10 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj):
         return obj.get_state_display()
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj):
+        return audit_link(project=obj.pk) if obj.pk else "-"
 
     @admin.display(description="Live status")
     def live_status_link(self, obj):

@@ -18,6 +18,7 @@ def project_save(*, project: Project, user=None) -> Project:
         "environment_id", flat=True).first()
     access.require(user, "projects.add_project" if created else "projects.change_project",
                    {project.environment_id, previous}, what=str(project))
+    access.act_as(project, user)
     project.full_clean()
     project.save()
     changes.environments_changed({project.environment_id, previous} - {None}, user=user,
@@ -29,6 +30,7 @@ def project_save(*, project: Project, user=None) -> Project:
 def project_delete(*, project: Project, user=None) -> None:
     environment_id, label = project.environment_id, str(project)
     access.require(user, "projects.delete_project", {environment_id}, what=label)
+    access.act_as(project, user)
     project.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted project {label}")
 
@@ -38,6 +40,7 @@ def container_save(*, container: Container, user=None) -> Container:
     created = container._state.adding
     access.require(user, "projects.add_container" if created else "projects.change_container",
                    {container.project.environment_id}, what=str(container))
+    access.act_as(container, user)
     container.full_clean()
     container.save()
     changes.environments_changed({container.project.environment_id}, user=user,
@@ -49,5 +52,6 @@ def container_save(*, container: Container, user=None) -> Container:
 def container_delete(*, container: Container, user=None) -> None:
     environment_id, label = container.project.environment_id, str(container)
     access.require(user, "projects.delete_container", {environment_id}, what=label)
+    access.act_as(container, user)
     container.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted container {label}")
