@@ -22,6 +22,7 @@ from deployments import access, runs
 from deployments.models import Environment, RenderRun
 from deployments.runs.request import RunRequest, environments_mark_dirty, one_line, username
 from governance.models import AUDITED_MODELS, ChangeRequest, EnvironmentGrant
+from jobs.progress import append_in_sql
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,9 @@ def change_request_approve(*, change_request: ChangeRequest, user, comment: str 
             absorb=False, allow_deletions=locked.allow_deletions, approval=locked)
         locked.run = result.run
         locked.save(update_fields=["run"])
+        if result.run is not None:  # the run page says who approved it
+            append_in_sql(RenderRun, result.run.pk, f"Change #{locked.pk} by {username(locked.author)} approved by "
+                          f"{username(user)}: {one_line(comment) or 'no comment'}")
     change_request.refresh_from_db()
     return result
 

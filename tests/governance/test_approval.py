@@ -68,6 +68,7 @@ def test_a_protected_change_waits_is_approved_by_a_second_person_and_ships_with_
     assert tasks.render_run_job(run.pk) in (RenderRun.Status.SUCCEEDED, RenderRun.Status.WARNINGS)
     run.refresh_from_db()
     assert run.commit_sha == gitops.head() != head
+    assert f"Change #{change.pk} by admin_all approved by approver: Looks right" in run.log
     trailers = _trailers(gitops.message())
     assert trailers["Changed-By"] == "admin_all" and trailers["Approved-By"] == "approver"
     assert trailers["Change-Request"] == f"#{change.pk}"

@@ -200,3 +200,18 @@ def test_anonymous_sees_only_login_and_health(client, demo):
     body = client.get("/api/config").json()
     assert set(body) == {"deployment_modes", "app_domains"}
     assert "aws-production" not in str(body) and "minikube" not in str(body)
+
+
+@pytest.mark.django_db
+def test_object_permissions_answer_for_the_objects_environment(people, demo):
+    """user.has_perm(perm, obj) (django-rules) follows the grant of the object's environment, for every model."""
+    operator, viewer = people["operator_minikube"], people["viewer_production"]
+    mine = Project.objects.filter(environment=demo["minikube"]).first()
+    theirs = Project.objects.filter(environment=demo["aws-production"]).first()
+    assert operator.has_perm("projects.change_project", mine)
+    assert operator.has_perm("projects.change_container", mine.containers.first())
+    assert not operator.has_perm("projects.change_project", theirs)
+    assert not operator.has_perm("deployments.change_environment", demo["minikube"])  # not in the operator role
+    assert viewer.has_perm("deployments.view_secret", Secret.objects.filter(environment=demo["aws-production"]).first())
+    assert not viewer.has_perm("projects.change_project", theirs)
+    assert operator.has_perm("projects.change_project")  # the role, without an object
