@@ -160,3 +160,28 @@ def test_the_admin_page_shows_the_diff_and_only_a_second_person_decides(client, 
     assert response.status_code == 200
     change.refresh_from_db()
     assert change.status == ChangeRequest.Status.APPROVED and change.run is not None and change.comment == "ok"
+
+
+@pytest.mark.django_db
+def test_removing_a_protected_environment_waits_and_an_open_one_does_not(gitops, people, demo):
+    from tests.factories import environment_factory
+
+    author = people["admin_all"]
+    open_one = environment_factory()
+    with changes.change_batch(user=author) as batch:
+        services.environment_delete(environment=open_one, user=author)
+    assert batch.request.run is not None  # every environment renders; aws-production holds nothing unapproved
+
+    doomed = environment_factory(protected=True)  # made by the system: nothing unapproved yet
+    with changes.change_batch(user=author) as batch:
+        services.environment_delete(environment=doomed, user=author)
+    held = batch.request
+    assert held.run is None and held.held.all_environments and held.held.author == author
+    assert held.held.allow_deletions and held.held.status == ChangeRequest.Status.PENDING
+
+    # Rejected: the removal is in the model but not in git, so any render of every environment waits again.
+    governance.change_request_reject(change_request=held.held, user=people["approver"], comment="keep it")
+    another = environment_factory()
+    with changes.change_batch(user=author) as batch:
+        services.environment_delete(environment=another, user=author)
+    assert batch.request.run is None and batch.request.held.status == ChangeRequest.Status.PENDING
