@@ -14,6 +14,7 @@ from costs.charts import monthly_trend_svg
 from costs.estimator import CATEGORIES
 from costs.models import CostSyncRun, EnvironmentCostSettings, Price
 from costs.reporting import age_text
+from deployments import access
 from deployments.models import Environment
 from jobs.admin import JobRunAdminMixin
 
@@ -42,6 +43,9 @@ class EnvironmentCostSettingsAdmin(admin.ModelAdmin):
 
     change_list_template = "admin/costs/environmentcostsettings/change_list.html"
 
+    def get_queryset(self, request):
+        return access.visible_environments(super().get_queryset(request), request.user)
+
     @admin.display(description="Tag value")
     def tag_value(self, obj):
         return obj.tag_value
@@ -61,8 +65,9 @@ class EnvironmentCostSettingsAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         totals = selectors.last_month_totals()
+        visible = access.environment_ids(request.user, access.VIEW_ENVIRONMENT)
         rows = [(env, selectors.environment_estimate(environment=env).total_usd, totals.get(env.pk))
-                for env in selectors.environments_for_costs()]
+                for env in selectors.environments_for_costs() if visible is None or env.pk in visible]
         context = dict(self.admin_site.each_context(request), opts=self.model._meta, title="Costs by environment",
                        rows=rows, runs=selectors.cost_sync_runs_recent())
         return TemplateResponse(request, "admin/costs/report_index.html", context)
@@ -73,6 +78,7 @@ class EnvironmentCostSettingsAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         environment = get_object_or_404(Environment, pk=environment_id)
+        access.require_environment_view(request.user, environment.pk)
         if request.method == "POST":
             if not self.has_change_permission(request):
                 raise PermissionDenied

@@ -11,7 +11,14 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from deployments import changes, compose, runs, selectors, services
-from deployments.adminkit import ServiceAdminMixin, diff_file_list, diff_html, run_link
+from deployments.adminkit import (
+    EnvironmentScopedAdminMixin,
+    ServiceAdminMixin,
+    audit_link,
+    diff_file_list,
+    diff_html,
+    run_link,
+)
 from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
@@ -29,14 +36,14 @@ def _secret_inline_save(form, secret: Secret, user) -> None:
         services.secret_save(secret=secret, user=user)  # keeps the value; reseals when the name changed
 
 
-class NodeGroupInline(admin.TabularInline):
+class NodeGroupInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = NodeGroup
     extra = 0
     fields = ["name", "capacity_type", "instance_types", "min_size", "desired_size", "max_size", "disk_size_gb",
               "labels", "taints", "hosts"]
 
 
-class SecretInline(admin.TabularInline):
+class SecretInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = Secret
     form = SecretForm
     extra = 0
@@ -45,7 +52,7 @@ class SecretInline(admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
@@ -53,7 +60,7 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     "node_group_count", "render_state", "updated_at"]
     list_filter = ["kind", "gitops_tool", "protected", "tls_mode", "needs_render"]
     search_fields = ["name", "app_domain", "eks_cluster_name", "aws_account_id"]
-    readonly_fields = ["render_state", "created_at", "updated_at", "recent_runs", "compose_overview"]
+    readonly_fields = ["render_state", "created_at", "updated_at", "recent_runs", "compose_overview", "audit_trail"]
     inlines = [NodeGroupInline, SecretInline]
     compose_fieldsets = [
         ("Docker Compose server", {
@@ -87,7 +94,7 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ("Sealed Secrets", {"fields": ["sealed_secrets_certificate"], "classes": ["collapse"],
                             "description": "Clusters without AWS: the controller's public certificate."}),
         ("Status", {"fields": ["render_state", "created_at", "updated_at"]}),
-        ("Renders", {"fields": ["recent_runs"],
+        ("Renders", {"fields": ["recent_runs", "audit_trail"],
                      "description": "The runs that shipped this environment to git, newest first."}),
     ]
 
@@ -169,6 +176,10 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return fields + list(services.GUARDED_FIELDS) if obj is not None else fields
 
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj):
+        return audit_link(environment=obj.pk) if obj.pk else "-"
+
     @admin.display(description="Recent runs")
     def recent_runs(self, obj):
         if not obj.pk:
@@ -192,12 +203,18 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.action(description="Render and commit selected environments", permissions=["change"])
     def render_and_commit(self, request, queryset):
         environments = list(queryset.order_by("name"))
+        if not all(self.has_change_permission(request, env) for env in environments):
+            raise PermissionDenied
         try:
-            run = runs.render_run_request(environment_ids=[env.pk for env in environments], user=request.user,
-                                          reason="Render and commit from the admin", absorb=False).run
+            result = runs.render_run_request(environment_ids=[env.pk for env in environments], user=request.user,
+                                             reason="Render and commit from the admin", absorb=False)
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return None
+        if result.run is None:
+            self._report_render(request, result)
+            return None
+        run = result.run
         self.message_user(request, format_html(
             "Render run {} queued for {}. Its page shows the progress, the log and the commit.",
             run_link(run), ", ".join(env.name for env in environments),
@@ -289,16 +306,20 @@ class EnvironmentAdmin(ServiceAdminMixin, admin.ModelAdmin):
             raise Http404("No such environment.")
         if not self.has_change_permission(request, environment):
             raise PermissionDenied
-        run = runs.render_run_request(environment_ids=[environment.pk], user=request.user,
-                                      reason=request.POST.get("reason") or "Render and commit from the admin",
-                                      absorb=False).run
+        result = runs.render_run_request(environment_ids=[environment.pk], user=request.user,
+                                         reason=request.POST.get("reason") or "Render and commit from the admin",
+                                         absorb=False)
+        if result.run is None:  # held: a protected environment's change waits for approval
+            self._report_render(request, result)
+            return HttpResponseRedirect(reverse("admin:deployments_environment_change", args=[environment.pk]))
+        run = result.run
         self.message_user(request, format_html("Render run {} queued for {}.", run_link(run), environment.name),
                           messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:deployments_renderrun_change", args=[run.pk]))
 
 
 @admin.register(NodeGroup)
-class NodeGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class NodeGroupAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "environment", "capacity_type", "instance_types", "sizes", "disk_size_gb", "hosts"]
     list_filter = ["capacity_type", "hosts", "environment"]
     search_fields = ["name", "environment__name", "instance_types", "labels"]
@@ -322,7 +343,7 @@ class NodeGroupAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Secret)
-class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SecretAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["__str__", "environment", "description", "fingerprint", "version", "last_rotated_at"]
     list_filter = ["environment", "secret_name"]
@@ -359,7 +380,7 @@ class SecretAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RenderRun)
-class RenderRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
+class RenderRunAdmin(EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
     """Read-only history of render runs; a running run's page follows its progress."""
 
     list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",

@@ -1,10 +1,11 @@
 """Admin building blocks shared by the apps' admin modules (no model is registered here)."""
 
 from django.contrib import messages
-from django.urls import reverse
+from django.contrib.auth import get_permission_codename
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from deployments import changes
+from deployments import access, changes
 from deployments.models import RenderRun
 
 
@@ -50,6 +51,16 @@ def diff_html(diff: str):
     return format_html_join("", "{}", ((row,) for row in rows()))
 
 
+def audit_link(**params) -> str:
+    """Link to the audit trail filtered by ``params`` (environment=<id>, project=<uuid>), when it is installed."""
+    try:
+        url = reverse("admin:governance_audit")
+    except NoReverseMatch:
+        return "-"
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return format_html('<a href="{}?{}">History of every change, with the commits that shipped it</a>', url, query)
+
+
 def run_link(run: RenderRun):
     url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     return format_html('<a href="{}">#{}</a>', url, run.pk)
@@ -76,6 +87,12 @@ class ServiceAdminMixin:
 
     def _report_render(self, request, result) -> None:
         if result is None:
+            return
+        if result.held is not None:
+            url = getattr(result.held, "get_absolute_url", lambda: "")()
+            self.message_user(request, format_html(
+                "Saved. Not shipped yet: {} — <a href=\"{}\">see its diff</a>.", str(result.held), url or "#"),
+                messages.WARNING)
             return
         run, created = result
         ticket = result.ticket
@@ -137,3 +154,59 @@ class ServiceAdminMixin:
         with changes.reason(f"Deleted {queryset.model._meta.verbose_name_plural} {names}"):
             for obj in objects:
                 self.service_delete(request, obj)
+
+
+class EnvironmentScopedAdminMixin:
+    """Lists, pages, inlines and actions show and allow only what the user's per-environment grants allow.
+
+    Every ``has_*_permission`` is answered by ``deployments.access`` for the object's environment(s) (without an
+    object: "in some environment"); querysets are filtered to the environments where the user has the model's
+    view (or change) permission, so a forged URL to another environment's object is a 404. For an inline,
+    ``obj`` is the parent, whose environment decides. Foreign keys to environments offer only the environments
+    where the user may add or change this model.
+    """
+
+    environment_lookup: str | None = None  # default: deployments.access.ENVIRONMENT_LOOKUPS
+
+    def _scoped_perm(self, request, action: str, obj=None) -> bool:
+        opts = self.opts
+        perm = f"{opts.app_label}.{get_permission_codename(action, opts)}"
+        if obj is None:
+            return access.environment_ids(request.user, perm) != set()
+        return access.allowed(request.user, perm, access.environment_ids_of(obj))
+
+    def has_view_permission(self, request, obj=None):
+        return self._scoped_perm(request, "view", obj) or self._scoped_perm(request, "change", obj)
+
+    def has_add_permission(self, request, *args):
+        obj = args[0] if args else None  # inlines receive the parent object
+        return self._scoped_perm(request, "add", obj) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return self._scoped_perm(request, "change", obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._scoped_perm(request, "delete", obj) and super().has_delete_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def get_queryset(self, request):
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def scope_queryset(self, request, queryset):
+        """Only the rows in environments where the user may view (or change) this model."""
+        opts = queryset.model._meta
+        view = access.environment_ids(request.user, f"{opts.app_label}.view_{opts.model_name}")
+        change = access.environment_ids(request.user, f"{opts.app_label}.change_{opts.model_name}")
+        ids = None if view is None or change is None else view | change
+        return access.filter_by_ids(queryset, ids, self.environment_lookup)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "environment":
+            opts = self.opts
+            ids = access.environment_ids(request.user, f"{opts.app_label}.change_{opts.model_name}")
+            add = access.environment_ids(request.user, f"{opts.app_label}.add_{opts.model_name}")
+            if ids is not None and add is not None:
+                kwargs["queryset"] = db_field.remote_field.model.objects.filter(pk__in=ids | add)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

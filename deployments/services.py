@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from deployments import changes
+from deployments import access, changes
 from deployments.models import Environment, NodeGroup, Secret
 from deployments.secrets import crypto, sealing
 
@@ -111,8 +111,11 @@ def secret_save(*, secret: Secret, user=None) -> Secret:
 
     (A SealedSecret is bound to the Secret's name, so a renamed secret needs a new seal.)
     """
-    secret.full_clean()
     previous = Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
+    access.require(user, "deployments.add_secret" if secret.pk is None else "deployments.change_secret",
+                   {secret.environment_id, previous}, what=str(secret))
+    access.act_as(secret, user)
+    secret.full_clean()
     _save(secret, ())
     sealing.secret_reseal(secret=secret)
     changes.environments_changed({secret.environment_id, previous} - {None}, user=user,
@@ -125,6 +128,9 @@ def secret_set_value(*, secret: Secret, value: str, user=None) -> Secret:
     """Store a new value (and any name/key/description change) and request the render that ships it."""
     created = secret.pk is None
     previous = None if created else Secret.objects.filter(pk=secret.pk).values_list("environment_id", flat=True).first()
+    access.require(user, "deployments.add_secret" if created else "deployments.change_secret",
+                   {secret.environment_id, previous}, what=str(secret))
+    access.act_as(secret, user)
     secret_store_value(secret=secret, value=value)
     changes.environments_changed({secret.environment_id, previous} - {None}, user=user,
                                  reason=_verb(created, "secret", secret))
@@ -133,6 +139,8 @@ def secret_set_value(*, secret: Secret, value: str, user=None) -> Secret:
 
 def secret_delete(*, secret: Secret, user=None) -> None:
     environment_id, label = secret.environment_id, str(secret)
+    access.require(user, "deployments.delete_secret", {environment_id}, what=label)
+    access.act_as(secret, user)
     secret.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted secret {label}")
 
@@ -161,6 +169,9 @@ def environment_save(*, environment: Environment, user=None) -> Environment:
     ``environment_move`` instead, which shows what moves and needs confirmation. A changed Sealed Secrets
     certificate reseals the values at once (so the preview shows the new ciphertext).
     """
+    access.require(user, "deployments.add_environment" if environment.pk is None else "deployments.change_environment",
+                   {environment.pk}, what=environment.name)
+    access.act_as(environment, user)
     guarded = _guarded_changes(environment)
     if guarded:
         raise ValidationError({field: (
@@ -191,6 +202,8 @@ def environment_move(*, environment: Environment, user, name: str, gitops_tool: 
     so the old ``environments/<old>`` and ``clusters/<old>`` folders go in the same commit that adds the new
     ones. Raises ValidationError for a wrong confirmation or an invalid name.
     """
+    access.require(user, "deployments.change_environment", {environment.pk}, what=environment.name)
+    access.act_as(environment, user)
     if confirm != environment.name:
         raise ValidationError({"confirm": f"Type the environment's current name ({environment.name}) to confirm."})
     old = f"{environment.name} ({environment.get_gitops_tool_display()})"
@@ -210,6 +223,8 @@ def environment_delete(*, environment: Environment, user=None) -> None:
     admin's delete confirmation listed what goes).
     """
     label = environment.name
+    access.require(user, "deployments.delete_environment", {environment.pk}, what=label)
+    access.act_as(environment, user)
     environment.delete()
     changes.environments_changed(None, user=user, reason=f"Deleted environment {label}", allow_deletions=True)
 
@@ -222,6 +237,9 @@ def node_group_save(*, node_group: NodeGroup, user=None) -> NodeGroup:
     created = node_group.pk is None
     previous = None if created else NodeGroup.objects.filter(pk=node_group.pk).values_list(
         "environment_id", flat=True).first()
+    access.require(user, "deployments.add_nodegroup" if created else "deployments.change_nodegroup",
+                   {node_group.environment_id, previous}, what=str(node_group))
+    access.act_as(node_group, user)
     node_group.full_clean()
     node_group.save()
     changes.environments_changed({node_group.environment_id, previous} - {None}, user=user,
@@ -232,6 +250,8 @@ def node_group_save(*, node_group: NodeGroup, user=None) -> NodeGroup:
 @transaction.atomic
 def node_group_delete(*, node_group: NodeGroup, user=None) -> None:
     environment_id, label = node_group.environment_id, str(node_group)
+    access.require(user, "deployments.delete_nodegroup", {environment_id}, what=label)
+    access.act_as(node_group, user)
     node_group.delete()
     changes.environments_changed({environment_id}, user=user, reason=f"Deleted node group {label}")
 

@@ -8,6 +8,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from deployments import access
 from deployments.models import Environment
 from jobs.admin import JobRunAdminMixin
 from live import services
@@ -41,6 +42,9 @@ class LiveStatusAdmin(admin.ModelAdmin):
     exclude = ["report"]
     change_list_template = "admin/live/livestatus/change_list.html"
 
+    def get_queryset(self, request):
+        return access.visible_environments(super().get_queryset(request), request.user)
+
     def has_add_permission(self, request):
         return False
 
@@ -65,7 +69,9 @@ class LiveStatusAdmin(admin.ModelAdmin):
     def index_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        environments = Environment.objects.exclude(kind=Environment.Kind.COMPOSE).select_related("live_status")
+        environments = access.visible_environments(
+            Environment.objects.exclude(kind=Environment.Kind.COMPOSE).select_related("live_status"), request.user,
+            "pk")
         return TemplateResponse(request, "admin/live/index.html",
                                 self._context(request, title="Live cluster view", environments=environments))
 
@@ -79,6 +85,7 @@ class LiveStatusAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         environment = get_object_or_404(Environment, pk=environment_id)
+        access.require_environment_view(request.user, environment.pk)
         status = self._status(request, environment)
         report = status.report or {}
         projects = {str(p.id): p for p in Project.objects.filter(environment=environment)}
@@ -91,6 +98,7 @@ class LiveStatusAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         project = get_object_or_404(Project.objects.select_related("environment"), pk=project_id)
+        access.require(request.user, "projects.view_project", {project.environment_id}, what=project.slug)
         status = self._status(request, project.environment)
         report = status.report or {}
         verdicts = [v for v in report.get("verdicts", []) if v["project_id"] == str(project.id)]

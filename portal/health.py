@@ -59,16 +59,12 @@ def ready(request):
 @require_GET
 @never_cache
 def public_config(request):
-    """Public configuration: deployment modes and app domains of the environments, and the portal version."""
-    environments = [
-        {"name": env.name, "deployment_mode": "docker" if env.kind == Environment.Kind.COMPOSE else "kubernetes",
-         "kind": env.kind, "app_domain": env.app_domain, "scheme": env.scheme}
-        for env in Environment.objects.order_by("name").only("name", "kind", "app_domain", "tls_mode")
-    ]
+    """Public configuration, as the operator guide's health table lists it: the deployment modes and the app
+    domains (which users reach anyway). Nothing else: no environment names, kinds, versions or job setup, since
+    anyone may call it without logging in."""
+    rows = Environment.objects.order_by("app_domain").values_list("kind", "app_domain")
     return JsonResponse({
-        "version": settings.VERSION,
-        "deployment_modes": sorted({env["deployment_mode"] for env in environments}),
-        "app_domains": [env["app_domain"] for env in environments],
-        "environments": environments,
-        "jobs": "redis" if settings.REDIS_URL else "inline",
+        "deployment_modes": sorted({"docker" if kind == Environment.Kind.COMPOSE else "kubernetes"
+                                    for kind, _ in rows}),
+        "app_domains": sorted({domain for _, domain in rows}),
     })

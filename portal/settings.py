@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "live",
     "snapshots",
     "dashboard",
+    "simple_history",
+    "governance",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +68,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # governance: history rows record the request's user
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+# --- governance (per-environment grants, approvals, audit) -----------------------------------------
+# Role permissions (groups) come from ModelBackend; the environments they apply in from the grants.
+AUTHENTICATION_BACKENDS = [
+    "governance.backends.EnvironmentGrantBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "portal.urls"

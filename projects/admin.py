@@ -4,14 +4,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.adminkit import ServiceAdminMixin
+from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, audit_link
 from projects import services
 from projects.forms import ContainerInlineFormSet
 from projects.models import Container, Project
 from projects.selectors import project_list_for_admin
 
 
-class ContainerInline(admin.TabularInline):
+class ContainerInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = Container
     formset = ContainerInlineFormSet
     extra = 0
@@ -21,7 +21,7 @@ class ContainerInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
@@ -30,7 +30,7 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ["slug", "name", "owner", "id"]
     list_select_related = ["environment"]
     readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
-                       "snapshots_link", "created_at", "updated_at"]
+                       "snapshots_link", "audit_trail", "created_at", "updated_at"]
     inlines = [ContainerInline]
     date_hierarchy = "last_activity_at"
     fieldsets = [
@@ -38,7 +38,7 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
         ("Kubernetes", {"fields": ["id", "namespace", "host_links", "live_status_link"]}),
         ("Where it ships", {"fields": ["git_folder_link", "runs_link", "snapshots_link"]}),
-        ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at"]}),
+        ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at", "audit_trail"]}),
     ]
 
     inline_services = {
@@ -54,7 +54,7 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.
-        return project_list_for_admin()
+        return self.scope_queryset(request, project_list_for_admin())
 
     @admin.display(description="Namespace")
     def namespace(self, obj):
@@ -63,6 +63,10 @@ class ProjectAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj):
         return obj.get_state_display()
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj):
+        return audit_link(project=obj.pk) if obj.pk else "-"
 
     @admin.display(description="Live status")
     def live_status_link(self, obj):

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from deployments import access
 from deployments.models import Environment
 from jobs.admin import JobRunAdminMixin
 from projects.models import Project
@@ -47,7 +48,7 @@ class SnapshotAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Snapshot._meta.fields]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(gone_at__isnull=True)
+        return access.visible_environments(super().get_queryset(request).filter(gone_at__isnull=True), request.user)
 
     def has_add_permission(self, request):
         return False
@@ -89,7 +90,9 @@ class SnapshotAdmin(admin.ModelAdmin):
             return None
         if not value.isdigit():
             raise Http404("No such environment.")
-        return get_object_or_404(Environment, pk=int(value))
+        environment = get_object_or_404(Environment, pk=int(value))
+        access.require_environment_view(request.user, environment.pk)
+        return environment
 
     def _context(self, request, **extra):
         return {**self.admin_site.each_context(request), "opts": self.model._meta, **extra}
@@ -99,7 +102,8 @@ class SnapshotAdmin(admin.ModelAdmin):
             raise PermissionDenied
 
     def changelist_view(self, request, extra_context=None):
-        environments = services.snapshot_environments()
+        visible = access.environment_ids(request.user, access.VIEW_ENVIRONMENT)
+        environments = [env for env in services.snapshot_environments() if visible is None or env.pk in visible]
         extra = {"source_health": source_health(environments), "now": timezone.now(),
                  "environments": environments, **(extra_context or {})}
         return super().changelist_view(request, extra_context=extra)
@@ -107,6 +111,7 @@ class SnapshotAdmin(admin.ModelAdmin):
     def timeline_view(self, request, project_id):
         self._check_view(request)
         project = get_object_or_404(Project.objects.select_related("environment"), pk=project_id)
+        access.require(request.user, "projects.view_project", {project.environment_id}, what=project.slug)
         env, now = project.environment, timezone.now()
         snapshots = selectors.project_snapshots(project)
         too_old, too_many = rules.over_retention(snapshots, retention_days=env.snapshot_retention_days,
@@ -128,7 +133,7 @@ class SnapshotAdmin(admin.ModelAdmin):
     def orphans_view(self, request):
         self._check_view(request)
         environment = self._environment_filter(request)
-        queryset = selectors.orphan_snapshots(environment)
+        queryset = access.visible_environments(selectors.orphan_snapshots(environment), request.user)
         total = queryset.aggregate(total=Sum("monthly_cost"))["total"] or 0
         environments = [environment] if environment else services.snapshot_environments()
         return TemplateResponse(request, "admin/snapshots/orphans.html", self._context(
@@ -140,7 +145,9 @@ class SnapshotAdmin(admin.ModelAdmin):
         self._check_view(request)
         environment = self._environment_filter(request)
         now = timezone.now()
-        found = selectors.over_retention_snapshots(now=now, environment=environment)
+        visible = access.environment_ids(request.user, access.VIEW_ENVIRONMENT)
+        found = [row for row in selectors.over_retention_snapshots(now=now, environment=environment)
+                 if visible is None or row.snapshot.environment_id in visible]
         environments = [environment] if environment else services.snapshot_environments()
         return TemplateResponse(request, "admin/snapshots/over_retention.html", self._context(
             request, title="Snapshots over retention", rows=found[:2000], count=len(found),
@@ -272,6 +279,9 @@ class SnapshotSourceAdmin(admin.ModelAdmin):
                     "item_count"]
     list_filter = ["kind", "last_error_kind"]
     list_select_related = ["environment"]
+
+    def get_queryset(self, request):
+        return access.visible_environments(super().get_queryset(request), request.user)
 
     def has_add_permission(self, request):
         return False

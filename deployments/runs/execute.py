@@ -45,6 +45,7 @@ from deployments.runs.request import (
     one_line,
     username,
 )
+from deployments.runs.signals import render_run_committed, render_run_starting, render_run_trailers
 from deployments.secrets.crypto import SecretUnreadable
 from deployments.secrets.delivery import environment_secrets_deliver
 from deployments.selectors import environments_snapshot
@@ -168,12 +169,18 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
         recorder.step(3, f"{'Dry run' if run.dry_run else 'Render'} of {label}"
                          f"{' (full re-render)' if full else ''}, requested by {username(run.triggered_by)}.")
         if not run.dry_run:
+            refusals = [answer for _receiver, answer in render_run_starting.send(sender=RenderRun, run=run) if answer]
+            if refusals:
+                recorder.log(f"Refused before rendering: {'; '.join(refusals)}")
+                _fail(recorder, env_ids, error="; ".join(refusals), kind=RenderRun.ErrorKind.REFUSED)
+                return
             for environment in environments:
                 for line, warning in environment_secrets_deliver(environment=environment):
                     recorder.warn(line) if warning else recorder.log(line)
             lap("secrets")
             # Taken before the snapshot: anything committed from now on sets the flag again (module docstring).
             environments_take_dirty(environment_ids=env_ids)
+        snapshot_at = timezone.now()
         recorder.step(8, "Reading the snapshot.")
         snapshot = environments_snapshot(environment_ids=env_ids)
         units = tree_units(snapshot)
@@ -198,10 +205,12 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
                                    progress=lambda message: recorder.log(message))
 
         author_name, author_email = _author(run.triggered_by)
+        trailers = {"Portal-Run": str(run.pk), "Changed-By": username(run.triggered_by)}
+        for _receiver, extra in render_run_trailers.send(sender=RenderRun, run=run):
+            trailers.update({key: one_line(value) for key, value in (extra or {}).items()})
+        trailers.update({"Environments": label, "Reason": one_line(run.reason) or "-"})
         result = gitops_commit(
-            units=units, scopes=scopes, message=_commit_message(run, label),
-            trailers={"Portal-Run": str(run.pk), "Changed-By": username(run.triggered_by),
-                      "Environments": label, "Reason": one_line(run.reason) or "-"},
+            units=units, scopes=scopes, message=_commit_message(run, label), trailers=trailers,
             author_name=author_name, author_email=author_email,
             validate=validate, progress=recorder.sub(10, 98), full=full,
             allow_deletions=run.allow_deletions,
@@ -217,6 +226,10 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
         else:
             recorder.log(f"No change: the repository already matches. Timings: {', '.join(timings)}.")
             recorder.finish(status=RenderRun.Status.NO_CHANGE, **counts)
+        for receiver, error in render_run_committed.send_robust(sender=RenderRun, run=recorder.run,
+                                                                 snapshot_at=snapshot_at):
+            if isinstance(error, Exception):  # the commit stands; a receiver's failure is only logged
+                logger.error("After run %s: %s failed: %r", run.pk, receiver, error)
     except TreeValidationError as exc:
         problems = list(exc.problems)
         first = problems[0] if problems else None

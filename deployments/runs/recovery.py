@@ -164,6 +164,9 @@ def _request_dirty_environments() -> list[int]:
     if not retry:
         return []
     request = render_run_request(environment_ids=retry, user=None, reason=RETRY_REASON, absorb=True)
+    if request.run is None:
+        logger.warning("Environments %s were left dirty; their render waits: %s", retry, request.held)
+        return []
     logger.warning("Environments %s were left dirty by a run that did not finish; requested run %s.", retry,
                    request.run.pk)
     return [request.run.pk]

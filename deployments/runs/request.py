@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from deployments.models import Environment, RenderRun
+from deployments.runs.signals import render_requested
 from jobs import queue
 from jobs.progress import append, stamp
 
@@ -34,11 +35,13 @@ REASON_MAX_CHARS = RenderRun._meta.get_field("reason").max_length
 
 class RunRequest(tuple):
     """``(run, created)`` — unpacks as a pair — plus ``ticket``: what became of the hand-over to the queue
-    (``ticket.handed_over`` is known once the transaction committed; None when nothing was enqueued)."""
+    (``ticket.handed_over`` is known once the transaction committed; None when nothing was enqueued), and
+    ``held``: when not None, no run was created (``run`` is None) because the request waits for an approval."""
 
-    def __new__(cls, run: RenderRun, created: bool, ticket: queue.Ticket | None):
+    def __new__(cls, run: RenderRun | None, created: bool, ticket: queue.Ticket | None, held=None):
         self = super().__new__(cls, (run, created))
         self.ticket = ticket
+        self.held = held  # not None: no run; the request waits (e.g. for approval), see runs.signals
         return self
 
     @property
@@ -170,7 +173,8 @@ def render_run_enqueue(*, run: RenderRun) -> queue.Ticket:
 
 
 def render_run_request(*, environment_ids: Iterable[int] | None, user, reason: str, absorb: bool = True,
-                       enqueue: bool = True, dry_run: bool = False, allow_deletions: bool = False) -> RunRequest:
+                       enqueue: bool = True, dry_run: bool = False, allow_deletions: bool = False,
+                       approval=None) -> RunRequest:
     """The one way to start a render run: returns ``RunRequest(run, created)`` with the enqueue ``ticket``.
 
     ``environment_ids=None`` renders every environment (and prunes the folders of removed ones).
@@ -180,10 +184,18 @@ def render_run_request(*, environment_ids: Iterable[int] | None, user, reason: s
     can absorb: a running run may have read its snapshot already.
     ``enqueue=False`` creates the queued run only (the ``render_gitops`` command executes it in the foreground).
     ``allow_deletions`` lets the run commit more deletions than the deletion budget (an explicit confirmation).
+    A receiver of ``runs.signals.render_requested`` may hold the request instead (a protected environment's change
+    waits for approval): then ``run`` is None and ``held`` says why. ``approval``: the approval that releases it.
     """
     ids = environment_ids_check(environment_ids)
     reason = one_line(reason)
     with transaction.atomic():
+        if not dry_run:
+            for _receiver, held in render_requested.send(
+                    sender=RenderRun, environment_ids=ids, user=user, reason=reason, absorb=absorb,
+                    allow_deletions=allow_deletions, approval=approval):
+                if held is not None:
+                    return RunRequest(None, False, None, held=held)
         if absorb and not dry_run:
             environments_mark_dirty(environment_ids=ids)
             _request_lock()
@@ -214,7 +226,14 @@ def render_run_request(*, environment_ids: Iterable[int] | None, user, reason: s
 def render_auto_request(*, environment_ids: Iterable[int] | None, user, reason: str) -> RunRequest | None:
     """After a change: mark the environments dirty always; request a run only when GITOPS_AUTO_RENDER is on."""
     if not getattr(settings, "GITOPS_AUTO_RENDER", True):
-        environments_mark_dirty(environment_ids=environment_check_or_none(environment_ids))
+        ids = environment_check_or_none(environment_ids)
+        environments_mark_dirty(environment_ids=ids)
+        # No run, but a change that needs approval is recorded as waiting for it (runs.signals).
+        for _receiver, held in render_requested.send(sender=RenderRun, environment_ids=ids, user=user,
+                                                     reason=one_line(reason), absorb=True, allow_deletions=False,
+                                                     approval=None):
+            if held is not None:
+                return RunRequest(None, False, None, held=held)
         return None
     return render_run_request(environment_ids=environment_ids, user=user, reason=reason, absorb=True)
 

@@ -89,15 +89,19 @@ def test_ready_without_redis_configured_checks_only_the_database(client, setting
     assert response.json()["checks"] == {"database": "ok"}
 
 
-def test_public_config_lists_modes_and_domains_and_nothing_secret(client):
+def test_public_config_lists_only_modes_and_domains_and_nothing_secret(client):
     call_command("load_demo")
     response = client.get("/api/config")
     assert response.status_code == 200
     body = response.json()
     assert body["deployment_modes"] == ["docker", "kubernetes"]  # the demo's single server runs Docker Compose
     assert sorted(body["app_domains"]) == ["localhost", "studio.example.com", "studio.example.org"]
-    assert body["version"]
+    # Only what the guide's public config names: no environment names, kinds, version or job setup.
+    assert set(body) == {"deployment_modes", "app_domains"}
     text = response.content.decode()
+    from deployments.models import Environment
+    for name in Environment.objects.values_list("name", flat=True):
+        assert f'"{name}"' not in text
     from deployments.models import Secret
     from deployments.secrets.crypto import decrypt
     for secret in Secret.objects.all():

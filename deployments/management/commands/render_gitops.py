@@ -39,10 +39,13 @@ class Command(BaseCommand):
                                    f"Known: {', '.join(Environment.objects.values_list('name', flat=True))}.")
             environment_ids = [found[name] for name in environments]
         try:
-            run = runs.render_run_request(environment_ids=environment_ids, user=None, enqueue=False, absorb=False,
-                                          reason=message or "render_gitops command", dry_run=dry_run).run
+            result = runs.render_run_request(environment_ids=environment_ids, user=None, enqueue=False, absorb=False,
+                                             reason=message or "render_gitops command", dry_run=dry_run)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
+        if result.run is None:
+            raise CommandError(f"Nothing rendered: {result.held}")
+        run = result.run
 
         self._tty = self.stdout.isatty()
         self._last = None

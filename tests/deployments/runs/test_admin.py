@@ -341,6 +341,8 @@ def test_deletes_request_renders(admin_client, gitops, demo):
     assert f"Deleted environment {doomed.name}" in run.reason
 
     groups = NodeGroup.objects.filter(environment=demo["aws-production"])
+    # (Unprotected here: a protected environment's removal waits for approval, see tests/governance.)
+    Environment.objects.filter(pk=demo["aws-production"].pk).update(protected=False)
     response = admin_client.post(reverse("admin:deployments_nodegroup_changelist"), {
         "action": "delete_selected", "_selected_action": list(groups.values_list("pk", flat=True)), "post": "yes"})
     assert response.status_code == 302 and not groups.exists()
