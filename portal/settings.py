@@ -122,7 +122,7 @@ RQ_QUEUES = {
 # for superusers only (portal/rq_dashboard.py), and not at all when jobs run inline.
 RQ_SHOW_ADMIN_LINK = False
 # Enqueue only once the database transaction commits, so a worker never reads uncommitted rows.
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "deployments.worker.GitOpsWorker"}
 # The one scheduler process (`manage.py run_scheduler`) enqueues these; see jobs/scheduler.py for the shape.
 PORTAL_SCHEDULE = [
     # Queued render runs whose job was lost (Redis restarted, enqueue failed) are enqueued again; runs whose worker
