@@ -126,12 +126,15 @@ def _change_one(project) -> None:
 
 
 def _preview_seconds() -> tuple[float, int]:
-    """Seconds for the preview of every environment against the repository (None rendered yet: all added)."""
+    """Seconds for the first page of the preview of every environment against the repository (nothing rendered
+    yet: the whole tree is added), as the admin's preview page asks for it (the diff of its first files)."""
+    from deployments.admin import PREVIEW_PAGE_FILES
     from deployments.models import Environment
     from deployments.runs import environment_preview
 
     start = time.perf_counter()
-    preview = environment_preview(environment_ids=list(Environment.objects.values_list("pk", flat=True)))
+    preview = environment_preview(environment_ids=list(Environment.objects.values_list("pk", flat=True)),
+                                  diff_page=(0, PREVIEW_PAGE_FILES))
     return time.perf_counter() - start, len(preview.diff)
 
 
