@@ -24,6 +24,10 @@ from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
 from jobs.admin import JobRunAdminMixin
 
+# Files per page of a preview's diff: the first screen of a never-rendered environment diffs this many files, not
+# the whole tree (the file list is always complete).
+PREVIEW_PAGE_FILES = 200
+
 # Secret values arrive in POST field names ending in "value"; Django's error reports must not show them.
 sensitive_value = method_decorator(sensitive_post_parameters())
 
@@ -256,10 +260,20 @@ class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.Mod
             raise PermissionDenied
         preview, error = None, ""
         try:
-            preview = runs.environment_preview(environment_ids=[env.pk for env in environments])
+            page = max(1, int(request.GET.get("page", "1")))
+        except ValueError:
+            page = 1
+        try:
+            preview = runs.environment_preview(environment_ids=[env.pk for env in environments],
+                                               diff_page=((page - 1) * PREVIEW_PAGE_FILES, PREVIEW_PAGE_FILES))
         except Exception as exc:  # noqa: BLE001 - shown on the page; the render pipeline's errors carry no values
             error = f"{type(exc).__name__}: {exc}"
+        total = len(preview.paths) if preview else 0
+        pages = max(1, -(-total // PREVIEW_PAGE_FILES))
         context = {
+            "page": min(page, pages), "pages": pages, "page_numbers": range(1, pages + 1),
+            "page_first": (page - 1) * PREVIEW_PAGE_FILES + 1 if preview and preview.diff_paths else 0,
+            "page_last": (page - 1) * PREVIEW_PAGE_FILES + len(preview.diff_paths) if preview else 0,
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Preview: {', '.join(env.name for env in environments)}",

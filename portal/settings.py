@@ -101,6 +101,10 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Keep connections between requests (a new PostgreSQL connection costs a few ms per admin page); health checks
+# drop a connection that died in between.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -147,7 +151,7 @@ RQ_QUEUES = {
 # for superusers only (portal/rq_dashboard.py), and not at all when jobs run inline.
 RQ_SHOW_ADMIN_LINK = False
 # Enqueue only once the database transaction commits, so a worker never reads uncommitted rows.
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "deployments.worker.GitOpsWorker"}
 # The one scheduler process (`manage.py run_scheduler`) enqueues these; see jobs/scheduler.py for the shape.
 PORTAL_SCHEDULE = [
     # Queued render runs whose job was lost (Redis restarted, enqueue failed) are enqueued again; runs whose worker

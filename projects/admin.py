@@ -1,5 +1,8 @@
+import uuid
+
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -20,19 +23,37 @@ class ContainerInline(EnvironmentScopedAdminMixin, admin.TabularInline):
               "data_volume_size"]
 
 
+class ContainerRoleFilter(admin.SimpleListFilter):
+    """Projects with at least one container of a role, as one EXISTS subquery (no join, no DISTINCT)."""
+
+    title = "container role"
+    parameter_name = "role"
+
+    def lookups(self, request, model_admin):
+        return Container.Role.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value not in Container.Role.values:
+            return queryset
+        return queryset.filter(Exists(Container.objects.filter(project=OuterRef("pk"), role=value)))
+
+
 @admin.register(Project)
 class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
                     "last_activity_at"]
-    list_filter = ["state", "environment", "containers__role"]
-    search_fields = ["slug", "name", "owner", "id"]
+    list_filter = ["state", "environment", ContainerRoleFilter, "last_activity_at"]
+    # The id matches exactly (get_search_results): "icontains" on a UUID casts every row to text.
+    search_fields = ["slug", "name", "owner"]
     list_select_related = ["environment"]
+    list_per_page = 50
+    show_full_result_count = False  # a filtered page does not count all 10,000 projects again
     readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
                        "snapshots_link", "audit_trail", "created_at", "updated_at"]
     inlines = [ContainerInline]
-    date_hierarchy = "last_activity_at"
     fieldsets = [
         (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
         ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
@@ -55,6 +76,15 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.
         return self.scope_queryset(request, project_list_for_admin())
+
+    def get_search_results(self, request, queryset, search_term):
+        """Slug, name and owner contain the term; a term that is a project id (UUID) also finds that project."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            project_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return results, may_have_duplicates
+        return results | queryset.filter(pk=project_id), may_have_duplicates
 
     @admin.display(description="Namespace")
     def namespace(self, obj):

@@ -102,10 +102,38 @@ def project_credentials_ensure(*, project: Project) -> int:
 
 
 def environment_credentials_ensure(*, environment_id: int) -> int:
-    """``container_credentials_ensure`` for every container of the environment's active projects."""
+    """``container_credentials_ensure`` for every container of the environment's active projects whose stored
+    credentials are not already what it would make them (read in two queries for the whole environment; every
+    render runs this, so with 10,000 projects the per-container queries and locks are kept for actual changes)."""
     containers = Container.objects.filter(project__environment_id=environment_id,
                                           project__state=Project.State.ACTIVE).select_related("project")
-    return sum(container_credentials_ensure(container=container) for container in containers)
+    stored: dict[int, dict[str, ServiceCredential]] = {}
+    for credential in ServiceCredential.objects.filter(
+            container__project__environment_id=environment_id,
+            container__project__state=Project.State.ACTIVE).only("container_id", "key", "ciphertext", "fingerprint"):
+        stored.setdefault(credential.container_id, {})[credential.key] = credential
+    return sum(container_credentials_ensure(container=container) for container in containers
+               if not _credentials_current(container, stored.get(container.pk, {})))
+
+
+@sensitive_variables("password")
+def _credentials_current(container: Container, stored: dict[str, ServiceCredential]) -> bool:
+    """Whether ``container_credentials_ensure`` (without rotation) would change nothing: the stored keys are the
+    container's keys, and the password and URL rows hold what it would store (compared by fingerprint)."""
+    keys = container_credential_keys(container)
+    if set(stored) != set(keys):
+        return False
+    if not keys:
+        return True
+    password_key, url_key = keys
+    try:
+        password = crypto.decrypt(stored[password_key].ciphertext)
+    except Exception:  # noqa: BLE001 - container_credentials_ensure reports an unreadable value
+        return False
+    family = credential_family(image=container.image, is_service=container.is_service)
+    url = _url(family, host=container.workload_name, port=container.port, password=password)
+    return (crypto.fingerprint(password) == stored[password_key].fingerprint
+            and crypto.fingerprint(url) == stored[url_key].fingerprint)
 
 
 def _active_credentials(environment: Environment):

@@ -5,6 +5,7 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 from deployments import domain, names
 from deployments import validators as v
@@ -216,7 +217,17 @@ def environment_host_conflicts(*, environment: Environment, slug: str, directori
     wanted = {names.host_label(slug, directory): directory for directory in directories}
     if not wanted or environment.pk is None:
         return []
-    rows = (Container.objects.filter(project__environment_id=environment.pk)
+    # Only the (slug, directory) pairs that spell a wanted label can collide: one pair per "-" in the label. The
+    # query looks those up through the unique (environment, slug) and (project, directory) indexes instead of
+    # reading every container of the environment (its cost does not grow with the number of projects).
+    pairs = Q()
+    for label in wanted:
+        for index, char in enumerate(label):
+            if char == "-":
+                pairs |= Q(project__slug=label[:index], directory=label[index + 1:])
+    if not pairs:
+        return []
+    rows = (Container.objects.filter(pairs, project__environment_id=environment.pk)
             .exclude(project__state=Project.State.DELETED)
             .values_list("project__slug", "directory", "project_id"))
     messages = []

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import git
@@ -435,11 +435,15 @@ class Repository:
         self._run("-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", check=False)
 
     # --- diffs ------------------------------------------------------------------------------------
-    def diff(self, old: str | None, new: str, *, max_chars: int) -> str:
-        """Unified diff between two trees or commits, leaving out the portal's manifest; capped in size."""
+    def diff(self, old: str | None, new: str, *, max_chars: int, paths: Sequence[str] | None = None) -> str:
+        """Unified diff between two trees or commits, leaving out the portal's manifest; capped in size.
+        ``paths`` (repository-relative files) limits it to those files (a page of a large diff)."""
+        if paths is not None and not paths:
+            return ""
+        pathspec = [f":(literal){path}" for path in paths] if paths is not None else ["."]
         process = self.git.execute(
             ["git", "diff-tree", "-p", "-r", "--no-color", "--no-ext-diff", "--no-textconv",
-             old or self.empty_tree(), new, "--", ".", DIFF_EXCLUDE], as_process=True)
+             old or self.empty_tree(), new, "--", *pathspec, DIFF_EXCLUDE], as_process=True)
         try:
             data = process.proc.stdout.read(max_chars + 1)
         finally:

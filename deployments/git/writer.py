@@ -123,7 +123,13 @@ class PreviewResult:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    diff: str = ""
+    diff: str = ""  # the unified diff of `diff_paths` (every changed file unless a page was asked for)
+    diff_paths: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every changed path, sorted (the order pages of the diff follow)."""
+        return sorted([*self.added, *self.changed, *self.deleted])
 
 
 def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message: str,
@@ -222,8 +228,12 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
             repo.close()
 
 
-def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: bool = False) -> PreviewResult:
+def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: bool = False,
+                   diff_page: tuple[int, int] | None = None) -> PreviewResult:
     """What gitops_commit would change, against the current remote head (or local head without a remote).
+
+    `diff_page=(first, count)` limits the diff to `count` changed files from index `first` of the sorted changed
+    paths (PreviewResult.paths): a page of a large preview; the file lists are always complete.
 
     Takes no repository lock, so it never waits for a running commit: it fetches into a private scratch
     repository that borrows the repository's objects (git alternates) and builds the tree there, so the
@@ -248,8 +258,15 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
                 return PreviewResult()
             tree = scratch.build_tree(base, plan.writes, plan.deletes)
             added, changed, deleted = scratch.tree_changes(base, tree)
-            return PreviewResult(added=added, changed=changed, deleted=deleted,
-                                 diff=scratch.diff(base, tree, max_chars=max_chars))
+            result = PreviewResult(added=added, changed=changed, deleted=deleted)
+            if diff_page is None:
+                result.diff_paths = result.paths
+                result.diff = scratch.diff(base, tree, max_chars=max_chars)
+            else:
+                first, count = max(0, diff_page[0]), max(0, diff_page[1])
+                result.diff_paths = result.paths[first:first + count]
+                result.diff = scratch.diff(base, tree, max_chars=max_chars, paths=result.diff_paths)
+            return result
         finally:
             scratch.close()
             if main is not None:

@@ -10,12 +10,13 @@ from deployments.runs.request import environment_ids_check
 from deployments.selectors import environments_snapshot
 
 
-def environment_preview(*, environment_ids: Iterable[int]) -> PreviewResult:
+def environment_preview(*, environment_ids: Iterable[int], diff_page: tuple[int, int] | None = None) -> PreviewResult:
     """Render the environments into a scratch tree and diff it against the branch head; commits nothing.
 
     Works for an environment that was never rendered (everything shows as added). Secrets are not resealed or
-    synced here (a preview has no side effects), so it shows the sealed values as they are now.
+    synced here (a preview has no side effects), so it shows the sealed values as they are now. ``diff_page``
+    ``(first, count)``: the diff of only those changed files (gitops_preview), for paging a large preview.
     """
     ids = environment_ids_check(environment_ids)
     snapshot = environments_snapshot(environment_ids=ids)
-    return gitops_preview(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot))
+    return gitops_preview(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot), diff_page=diff_page)

@@ -30,7 +30,7 @@ from django.conf import settings
 
 from deployments.validation.change_safety import ObjectId, change_safety_check
 from deployments.validation.compose import compose_tree_validate
-from deployments.validation.hosts import HostClaims
+from deployments.validation.hosts import HostClaims, environment_of
 from deployments.validation.kustomize import (
     BuildResult,
     BuildUnit,
@@ -122,7 +122,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     if paths is not None:
         # Only some folders were built: the environment's other Ingresses come from their source files.
         for environment in sorted(gate.hosts.environments()):
-            gate.hosts.add_sources(root, environment)
+            gate.hosts.add_sources(root, environment, skip_dirs=gate.built_dirs)
     gate.problems += gate.hosts.problems()
     if read_base is not None:
         changed_files = _changed_files(root, tree, changed if paths is not None else None)
@@ -220,6 +220,8 @@ class _Gate:
         self._tree_crds: list = []
         self._deferred: list[tuple[dict, str]] = []
         self.hosts = HostClaims()
+        # Kustomization folders whose objects came from a successful build (their Ingresses are claimed already).
+        self.built_dirs: set[str] = set()
 
     def plan(self, tree: Tree, tops: list[str], *, changed: set[str] | None = None) -> list[BuildUnit]:
         """Build units for ``tops``. With ``changed``, a pure aggregate contributes only the folders the change
@@ -286,6 +288,7 @@ class _Gate:
                                               f"{result.error}"))
             return
         index = SourceIndex(tree, unit.folders)
+        environment = environment_of(unit.root)
         ids = self._ids.get(unit.root) if unit.decomposed else None
         for obj in result.objects:
             if ids is not None and isinstance(obj, dict):
@@ -297,11 +300,16 @@ class _Gate:
                         source, "kustomize-build",
                         f"kustomize build of {display_dir(unit.root)} would fail: {object_label(obj)} is defined "
                         f"more than once (in the builds of {first} and {unit.label})."))
-            self._check(obj, lambda o, index=index: index.locate(o) or root_file)
+            self._check(obj, lambda o, index=index: index.locate(o) or root_file, environment=environment)
+        self.built_dirs |= tree.closure(unit.folders)
 
-    def _check(self, obj: Any, locate: Callable[[dict], str]) -> None:
+    def _check(self, obj: Any, locate: Callable[[dict], str], *, environment: str | None = None) -> None:
         if isinstance(obj, dict) and obj.get("kind") == "Ingress":
-            self.hosts.add_object(obj, locate(obj))
+            if environment is not None:
+                # The unit lies inside one environment's folder: its source file is looked up only for a problem.
+                self.hosts.add_object(obj, lambda obj=obj: locate(obj), environment=environment)
+            else:
+                self.hosts.add_object(obj, locate(obj))
         if isinstance(obj, dict) and obj.get("kind") == "CustomResourceDefinition" \
                 and split_api_version(str(obj.get("apiVersion", "")))[0] == "apiextensions.k8s.io":
             self._tree_crds += crds_from_documents([obj], "the tree")

@@ -11,12 +11,13 @@ sources, cached by file stat, so a one-project change does not re-parse thousand
 """
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from deployments.validation.kustomize import kind_may_occur
 from deployments.validation.problems import ValidationProblem
 
 RULE = "ingress-host-duplicate"
@@ -68,8 +69,11 @@ class HostClaims:
                 continue
             owners.setdefault((namespace, name), source)
 
-    def add_object(self, obj: dict, source: str) -> None:
-        environment = environment_of(source)
+    def add_object(self, obj: dict, source: "str | Callable[[], str]", *, environment: str | None = None) -> None:
+        """Claim the hosts of a built Ingress. ``source`` is the file it came from, or a callable returning it
+        (resolved only when a problem names it); ``environment`` defaults to the one ``source`` lies in."""
+        if environment is None and isinstance(source, str):
+            environment = environment_of(source)
         if environment is None or not is_ingress(obj):
             return
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -79,11 +83,14 @@ class HostClaims:
     def environments(self) -> set[str]:
         return {environment for environment, _ in self.claims}
 
-    def add_sources(self, root: Path, environment: str) -> None:
-        """Add the Ingress documents of every YAML file under ``environments/<environment>/``."""
+    def add_sources(self, root: Path, environment: str, *, skip_dirs: Collection[str] = ()) -> None:
+        """Add the Ingress documents of every YAML file under ``environments/<environment>/``, except files directly
+        in ``skip_dirs`` (repository-relative kustomization folders whose built objects were added already)."""
         base = Path(root) / "environments" / environment
         for current, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+            if skip_dirs and Path(current).relative_to(root).as_posix() in skip_dirs:
+                continue
             for filename in sorted(filenames):
                 if not filename.endswith(_YAML_SUFFIXES) or filename.startswith("kustomization."):
                     continue
@@ -97,7 +104,7 @@ class HostClaims:
         for (environment, host), owners in sorted(self.claims.items()):
             if len(owners) < 2:
                 continue
-            listed = sorted(owners.items())
+            listed = sorted((key, source() if callable(source) else source) for key, source in owners.items())
             described = ", ".join(f"Ingress {namespace or '?'}/{name} ({source})"
                                   for (namespace, name), source in listed)
             found.append(ValidationProblem(
@@ -119,7 +126,7 @@ def _source_ingresses(full: str) -> list[tuple[str, str, tuple[str, ...]]]:
     found = []
     try:
         data = Path(full).read_bytes()
-        if b"Ingress" in data:
+        if kind_may_occur(data, "Ingress"):  # NetworkPolicies name "Ingress" too: only a kind key counts
             for document in yaml.load_all(data, Loader=_Loader):
                 if is_ingress(document):
                     metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}

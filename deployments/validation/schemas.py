@@ -8,10 +8,17 @@ Speed matters (a tree holds tens of thousands of objects), so everything expensi
 the 4 MB definitions file is loaded and crawled once per Kubernetes version, CRD files once per directory state,
 and one jsonschema validator is kept per (group, version, kind). ``kubernetes_validate.validate()`` itself reloads
 the definitions on every call (~40 ms each), which is why its schemas are used here without its ``validate()``.
+
+Each validator is a pair: a compiled one (jsonschema-rs, Rust) answers "valid?" for every object, and only an
+object it rejects goes through the pure-Python jsonschema validator, which writes the problems (so messages do not
+depend on the compiled library, and whatever the compiled one rejects wrongly the Python one clears). Format
+keywords are annotations in both (2020-12 without a format checker). Without jsonschema-rs installed, the Python
+validator does both.
 """
 
 import functools
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,9 +28,16 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+try:
+    import jsonschema_rs
+except ImportError:  # pragma: no cover - the portal pins it; the Python validator still works alone
+    jsonschema_rs = None
 from kubernetes_validate import utils as kv_utils
 from packaging.version import Version
 from referencing import Registry, Resource
+
+logger = logging.getLogger(__name__)
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 CRD_FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -148,7 +162,34 @@ def _describe(error: jsonschema.ValidationError, redact: bool) -> Iterator[tuple
     yield json_path(path), _clip(error.message)
 
 
-def _problems(validator: jsonschema.protocols.Validator, obj: dict, *, redact: bool) -> list[tuple[str, str]]:
+class SchemaValidator:
+    """A compiled ``is_valid`` (jsonschema-rs, when it accepts the schema) in front of jsonschema's validator, which
+    alone produces error messages (``iter_errors``)."""
+
+    def __init__(self, schema: dict, registry: Registry, compiled_registry: Any = None) -> None:
+        self.python = jsonschema.Draft202012Validator(schema, registry=registry)
+        self.compiled = None
+        if jsonschema_rs is not None:
+            try:
+                self.compiled = jsonschema_rs.Draft202012Validator(
+                    schema, validate_formats=False, registry=compiled_registry)
+            except Exception:  # noqa: BLE001 - a schema it cannot compile is checked by the Python validator alone
+                logger.debug("jsonschema-rs could not compile a schema; using jsonschema alone", exc_info=True)
+
+    def is_valid(self, obj: Any) -> bool:
+        if self.compiled is not None:
+            try:
+                if self.compiled.is_valid(obj):
+                    return True
+            except Exception:  # noqa: BLE001 - e.g. a value it cannot convert: let the Python validator decide
+                pass
+        return self.python.is_valid(obj)
+
+    def iter_errors(self, obj: Any) -> Iterator[jsonschema.ValidationError]:
+        return self.python.iter_errors(obj)
+
+
+def _problems(validator: SchemaValidator, obj: dict, *, redact: bool) -> list[tuple[str, str]]:
     # Valid objects (nearly all) are checked once, as they are; the null-pruned copy is made only for failures.
     if validator.is_valid(obj):
         return []
@@ -186,6 +227,12 @@ class KubernetesSchemas:
             f"kubernetes-json-schema/v{self.schema_version}-local-strict/_definitions.json", self.schema_version)
         self.base_uri = definitions["$id"]
         self.registry = Registry().with_resource(self.base_uri, Resource.from_contents(definitions)).crawl()
+        self.compiled_registry = None
+        if jsonschema_rs is not None:
+            try:
+                self.compiled_registry = jsonschema_rs.Registry([(self.base_uri, definitions)])
+            except Exception:  # noqa: BLE001 - the Python validator checks everything then
+                logger.debug("jsonschema-rs could not load the Kubernetes definitions", exc_info=True)
         self.kinds: dict[tuple[str, str, str], str] = {}
         for name, schema in definitions["$defs"].items():
             for gvk in schema.get("x-kubernetes-group-version-kind") or ():
@@ -196,7 +243,7 @@ class KubernetesSchemas:
         self.groups = {group for group, _, _ in self.kinds}
         self._definitions = definitions["$defs"]
         self._inlined: dict[str, dict | None] = {}
-        self._validators: dict[tuple[str, str, str], jsonschema.protocols.Validator] = {}
+        self._validators: dict[tuple[str, str, str], SchemaValidator] = {}
         self._lock = threading.Lock()
 
     def ref(self, definition: str) -> dict:
@@ -204,14 +251,14 @@ class KubernetesSchemas:
         with self._lock:
             return self._definition(definition) or {"$ref": f"{self.base_uri}#/$defs/{definition}"}
 
-    def validator(self, group: str, version: str, kind: str) -> jsonschema.protocols.Validator | None:
+    def validator(self, group: str, version: str, kind: str) -> SchemaValidator | None:
         key = (group, version, kind)
         found = self._validators.get(key)
         if found is None and key in self.kinds:
             schema = self.ref(self.kinds[key])
             with self._lock:
-                found = self._validators.setdefault(
-                    key, jsonschema.Draft202012Validator(schema, registry=self.registry))
+                found = self._validators.get(key) or self._validators.setdefault(
+                    key, SchemaValidator(schema, self.registry, self.compiled_registry))
         return found
 
     # Resolving a $ref costs a registry lookup on every object (a third of the validation time), so references
@@ -366,7 +413,7 @@ class CRDCatalog:
         self.kinds: dict[tuple[str, str], CustomResourceDefinition] = {}
         for crd in crds:
             self.kinds.setdefault((crd.group, crd.kind), crd)
-        self._validators: dict[tuple[str, str, str, str], jsonschema.protocols.Validator] = {}
+        self._validators: dict[tuple[str, str, str, str], SchemaValidator] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -381,7 +428,7 @@ class CRDCatalog:
         return merged
 
     def validator(self, crd: CustomResourceDefinition, version: str,
-                  kubernetes: KubernetesSchemas) -> jsonschema.protocols.Validator:
+                  kubernetes: KubernetesSchemas) -> SchemaValidator:
         key = (kubernetes.schema_version, crd.group, crd.kind, version)
         found = self._validators.get(key)
         if found is None:
@@ -389,7 +436,7 @@ class CRDCatalog:
                 found = self._validators.get(key)
                 if found is None:
                     schema = crd_root_schema(crd.schemas.get(version) or {"type": "object"}, kubernetes)
-                    found = jsonschema.Draft202012Validator(schema, registry=kubernetes.registry)
+                    found = SchemaValidator(schema, kubernetes.registry, kubernetes.compiled_registry)
                     self._validators[key] = found
         return found
 

@@ -197,6 +197,28 @@ def test_preview_page_of_a_never_rendered_environment_commits_nothing(admin_clie
     assert gitops.head() is None and not RenderRun.objects.exists()
 
 
+def test_preview_of_a_large_tree_diffs_one_page_of_files_and_lists_them_all(admin_client, gitops, demo,
+                                                                             monkeypatch):
+    from deployments import admin as deployments_admin
+
+    monkeypatch.setattr(deployments_admin, "PREVIEW_PAGE_FILES", 3)
+    minikube = demo["minikube"]
+    url = reverse("admin:deployments_environment_preview", args=[minikube.pk])
+    first = admin_client.get(url)
+    preview = first.context["preview"]
+    paths = preview.paths
+    assert len(paths) > 6 and preview.diff_paths == paths[:3]
+    diffed = [line[len("diff --git a/"):].split(" b/")[0] for line in preview.diff.splitlines()
+              if line.startswith("diff --git ")]
+    assert diffed == paths[:3]
+    page = first.content.decode()
+    assert all(path in page for path in paths)  # the file list is complete
+    assert f"Diff of files 1–3 of {len(paths)}" in page and 'page=2"' in page
+    second = admin_client.get(url + "?page=2").context["preview"]
+    assert second.diff_paths == paths[3:6] and f"diff --git a/{paths[3]} " in second.diff
+    assert admin_client.get(url + "?page=bogus").status_code == 200
+
+
 def test_preview_action_shows_several_environments(admin_client, gitops, demo):
     ids = sorted(env.pk for env in demo.values())
     response = admin_client.post(reverse("admin:deployments_environment_changelist"),

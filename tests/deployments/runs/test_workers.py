@@ -66,6 +66,15 @@ class Workers:
         self.processes.append(process)
         return process
 
+    def wait_listening(self, timeout: float = 120) -> None:
+        """Until every started worker listens on its queue (the portal's worker warms its caches first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all("Listening on" in p.log_path.read_text(errors="replace") for p in self.processes):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"workers did not start listening within {timeout} s:\n{self.output()}")
+
     def output(self) -> str:
         return "\n".join(p.log_path.read_text(errors="replace")[-3000:] for p in self.processes)
 
@@ -109,6 +118,7 @@ def test_two_workers_serialize_twenty_renders_and_lose_no_change(gitops, gitops_
     environment = environment_factory()
     workers.start("worker-a", "--max-idle-time", "120")
     workers.start("worker-b", "--max-idle-time", "120")
+    workers.wait_listening()  # both take part in the burst below
     projects, queued = [], []
     for number in range(20):
         # Every change is followed by a render request while the workers are busy with earlier ones.

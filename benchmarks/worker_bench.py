@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Benchmark: a one-project change at 10,000 projects through a real `manage.py rqworker`, and a project save.
+
+Seeds one EKS environment with N projects (3 containers each) in its own PostgreSQL database
+(``<DATABASE_URL name>_worker_bench``), commits the first render into a fresh local repository (its validation
+mirror included; that setup commit is not validated, since a whole-tree validation at 10,000 projects is
+benchmarked by gitops_bench.py), then for each worker class:
+
+  start a fresh ``manage.py rqworker gitops`` (a cold worker: it has run no job), wait until it is idle,
+  change one container's port through ``projects.services.container_save`` (the admin's path: the change requests
+  a render, which is handed to Redis when the transaction commits), and time until the run has finished
+  (``change_to_done_s``: end to end, the worker's first job), then twice more (``warm_s``: the same worker's next
+  jobs). ``run_s`` is the run's own duration (started → finished) of the first job.
+
+The worker classes are the portal's (settings.RQ["WORKER_CLASS"], deployments.worker.GitOpsWorker: the gate's
+caches warmed in the parent before it forks each job) and rq's plain forking ``rq.worker.Worker`` as the baseline,
+side by side in one run.
+
+It also times ``projects.services.project_save`` (auto-render off) on a project of a 100-project environment and
+of the N-project one (``save_100_ms``, ``save_n_ms``, ``save_ratio``; target ≤ 1.3).
+
+Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000]
+       (DATABASE_URL: PostgreSQL; REDIS_URL: a Redis database the benchmark may empty; CRD_SCHEMA_DIR, KUBECTL)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _setup_django(workdir: Path) -> None:
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
+    parsed = urlparse(base)
+    name = f"{parsed.path.lstrip('/') or 'portal'}_worker_bench"
+    import psycopg
+
+    with psycopg.connect(host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432,
+                         user=parsed.username or "postgres", password=parsed.password or None, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if not os.environ.get("REDIS_URL"):
+        raise SystemExit("REDIS_URL must name a Redis database the benchmark may empty")
+    os.environ["DATABASE_URL"] = urlunparse(parsed._replace(path=f"/{name}"))
+    os.environ.update(PORTAL_IGNORE_DOTENV="1", DEBUG="true", GITOPS_REMOTE_URL="", LOG_LEVEL="WARNING",
+                      DJANGO_SETTINGS_MODULE="portal.settings", GITOPS_REPO_DIR=str(workdir / "repo"),
+                      SECRETS_MANAGER_SYNC="false")
+    os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "n1kJ2b6zqYxVhB7gVJ0p3m8Xq9sR4tU5wY6zA7bC8dE=")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import django_rq
+
+    django_rq.get_connection("gitops").flushdb()
+
+
+def _populate(name: str, size: int):
+    from deployments.models import Environment, NodeGroup
+    from projects.models import Container, Project
+
+    environment = Environment.objects.create(
+        name=name, kind="eks", app_domain=f"{name}.example.com", tls_mode="cert-manager-dns01",
+        acme_email="ops@example.com", storage_provisioner="ebs-gp3",
+        image_registry="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        image_tag="production", aws_account_id="123456789012", aws_region="us-east-1", eks_cluster_name=name,
+    )
+    NodeGroup.objects.create(environment=environment, name="spot", capacity_type="SPOT", instance_types="t3.large",
+                             min_size=0, desired_size=0, max_size=10, labels="tesslate.io/workload-type=user-project",
+                             taints="tesslate.io/spot=true:PreferNoSchedule", hosts="user-projects")
+    projects = Project.objects.bulk_create(
+        Project(environment=environment, name=f"Project {i}", slug=f"{name}-p{i}", owner=f"user-{i % 97}")
+        for i in range(size))
+    roles = [("frontend", "frontend", 5173), ("backend", "backend", 8000), ("db", "database", 5432)]
+    Container.objects.bulk_create(
+        Container(project=project, directory=directory, role=role, port=port,
+                  image="postgres:16-alpine" if role == "database" else "tesslate-devserver:latest")
+        for project in projects for directory, role, port in roles)
+    Environment.objects.filter(pk=environment.pk).update(needs_render=False)
+    return environment, projects
+
+
+def _first_commit() -> None:
+    """The tree as a previous validated run left it: one render run, in process (setup only: its whole-tree
+    validation is skipped here, see the module docstring)."""
+    from deployments import runs
+    from deployments.runs import execute
+
+    run = runs.render_run_request(environment_ids=None, user=None, reason="setup", enqueue=False, absorb=False).run
+    original = execute.tree_validate_or_raise
+    execute.tree_validate_or_raise = lambda **kwargs: None
+    try:
+        run = runs.render_run_execute(run_id=run.pk)
+    finally:
+        execute.tree_validate_or_raise = original
+    if run.status != run.Status.SUCCEEDED:
+        raise SystemExit(f"setup run {run.status}: {run.error}")
+
+
+def _save_ms(project, rounds: int = 7) -> float:
+    from django.conf import settings
+
+    from projects.services import project_save
+
+    settings.GITOPS_AUTO_RENDER = False
+    times = []
+    try:
+        for number in range(rounds):
+            project.name = f"renamed {number}"
+            started = time.perf_counter()
+            project_save(project=project)
+            times.append(time.perf_counter() - started)
+    finally:
+        settings.GITOPS_AUTO_RENDER = True
+    return statistics.median(times[1:]) * 1000
+
+
+def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float, float]:
+    """Change one container through the service; (seconds until its run finished, the run's own seconds)."""
+    from deployments.models import RenderRun
+    from projects.services import container_save
+
+    before = RenderRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    container = project.containers.order_by("directory").first()
+    container.port = 20000 + number
+    started = time.perf_counter()
+    container_save(container=container)
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        run = RenderRun.objects.filter(pk__gt=before).order_by("pk").first()
+        if run is not None and run.status in RenderRun.FINISHED:
+            elapsed = time.perf_counter() - started
+            if run.status not in (RenderRun.Status.SUCCEEDED,):
+                raise SystemExit(f"run {run.pk} ended {run.status}: {run.error}")
+            return elapsed, (run.finished_at - run.started_at).total_seconds()
+        time.sleep(0.01)
+    raise SystemExit("the run did not finish in time")
+
+
+def _worker(worker_class: str | None, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "manage.py", "rqworker", "gitops", "--name", f"bench-{os.getpid()}-{time.time_ns()}"]
+    if worker_class:
+        command += ["--worker-class", worker_class]
+    env = {**os.environ, "LOG_LEVEL": "INFO"}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _wait_idle(process: subprocess.Popen, log: Path, timeout: float = 900) -> float:
+    """Seconds until the worker listens on its queue (after its start-up warm-up, when it has one)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"worker exited:\n{log.read_text(errors='replace')[-3000:]}")
+        text = log.read_text(errors="replace")
+        if "Listening on" in text or "*** Listening" in text:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    raise SystemExit("worker did not start")
+
+
+def measure_worker(worker_class: str | None, projects: list, workdir: Path, offset: int) -> dict:
+    log = workdir / f"worker-{offset}.log"
+    process = _worker(worker_class, log)
+    try:
+        startup = _wait_idle(process, log)
+        cold, cold_run = _change_and_wait(projects[offset], offset)
+        warm = [_change_and_wait(projects[offset + k], offset + k)[0] for k in (1, 2)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    return {"worker": worker_class or "settings.RQ WORKER_CLASS", "startup_s": round(startup, 2),
+            "change_to_done_s": round(cold, 3), "run_s": round(cold_run, 3),
+            "warm_s": round(statistics.median(warm), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=10_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="portal-worker-bench-"))
+    try:
+        _setup_django(workdir)
+        from django.conf import settings
+
+        _, small_projects = _populate("small", 100)
+        save_small = _save_ms(small_projects[50])
+        _, projects = _populate("bench", args.projects)
+        save_large = _save_ms(projects[args.projects // 2])
+        started = time.perf_counter()
+        _first_commit()
+        setup_s = time.perf_counter() - started
+        rows = [measure_worker(None, projects, workdir, 10), measure_worker("rq.worker.Worker", projects, workdir, 20)]
+        assert settings.RQ.get("WORKER_CLASS")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{args.projects:,} projects; setup commit {setup_s:.1f} s")
+    print(f"{'worker':>28} | {'startup_s':>9} | {'change_to_done_s':>16} | {'run_s':>6} | {'warm_s':>6}")
+    for row in rows:
+        print(f"{row['worker']:>28} | {row['startup_s']:>9} | {row['change_to_done_s']:>16} | {row['run_s']:>6} | "
+              f"{row['warm_s']:>6}")
+    save = {"save_100_ms": round(save_small, 1), "save_n_ms": round(save_large, 1),
+            "save_ratio": round(save_large / save_small, 2)}
+    print(f"project save: 100 projects {save['save_100_ms']} ms, {args.projects:,} projects {save['save_n_ms']} ms "
+          f"(ratio {save['save_ratio']}, target ≤ 1.3)")
+    print(json.dumps({"projects": args.projects, "workers": rows, **save,
+                      "targets": {"change_to_done_s_max": 1.0, "save_ratio_max": 1.3}}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

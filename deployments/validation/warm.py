@@ -1,0 +1,56 @@
+"""Warm the validation gate's per-process caches before a worker forks its jobs.
+
+rq's worker forks one child per job, and every cache a child fills dies with it: a one-project change at 10,000
+projects would parse every kustomization of the tree and every project's Ingress source again in each job (about
+2 s). The gate's caches are keyed by file state (mtime, size, inode), so filling them once in the worker's parent
+process and refreshing them between jobs is always safe: a child inherits them (copy-on-write) and reparses only
+what changed since.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from deployments.validation.hosts import HostClaims
+from deployments.validation.kustomize import tree_scan
+from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
+
+logger = logging.getLogger(__name__)
+
+
+def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> dict[str, float]:
+    """Fill the gate's caches for the tree under ``tree`` (the validation mirror's folder; None or missing: only
+    the schemas): Kubernetes and CRD schemas with a compiled validator per kind (settings.KUBERNETES_VERSION,
+    CRD_SCHEMA_DIR), the parsed kustomization files, and the Ingress hosts of every environment's source files.
+    Returns the seconds each part took ({"schemas": s, "kustomizations": s, "hosts": s}). Never raises for a
+    broken tree: what cannot be read is left for the validation itself to report."""
+    timings = {}
+    started = time.monotonic()
+    kubernetes = kubernetes_schemas(getattr(settings, "KUBERNETES_VERSION", "1.32"))
+    catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""))
+    if compile_validators:
+        for group, version, kind in list(kubernetes.kinds):
+            kubernetes.validator(group, version, kind)
+        for crd in list(catalog.kinds.values()) if catalog is not None else ():
+            for version in crd.served_versions:
+                catalog.validator(crd, version, kubernetes)
+    timings["schemas"] = time.monotonic() - started
+    if tree is None or not Path(tree).is_dir():
+        return timings
+    started = time.monotonic()
+    try:
+        tree_scan(Path(tree))
+    except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
+        logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
+    timings["kustomizations"] = time.monotonic() - started
+    started = time.monotonic()
+    environments = Path(tree) / "environments"
+    if environments.is_dir():
+        claims = HostClaims()
+        for folder in sorted(environments.iterdir()):
+            if folder.is_dir() and not folder.name.startswith("."):
+                claims.add_sources(Path(tree), folder.name)
+    timings["hosts"] = time.monotonic() - started
+    return timings

@@ -1,0 +1,44 @@
+"""The portal's rq worker (settings.RQ["WORKER_CLASS"]): rq's forking worker with the validation gate warm.
+
+Before its first job, and again after each job, the parent process fills the gate's caches
+(deployments.validation.warm) from the validation mirror; the child forked for each job inherits them, so a
+one-project change does not re-read the whole tree in every job. Everything else is rq's own Worker.
+"""
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from rq.worker import Worker
+
+from deployments.validation.warm import validation_warm
+
+logger = logging.getLogger(__name__)
+
+
+def mirror_tree() -> Path:
+    """The validation mirror's plain tree (deployments.git.mirror: ``<GITOPS_REPO_DIR>.validate/tree``)."""
+    return Path(str(Path(settings.GITOPS_REPO_DIR)).rstrip("/") + ".validate") / "tree"
+
+
+class GitOpsWorker(Worker):
+    """rq.Worker that warms the validation caches in the parent before forking jobs."""
+
+    def work(self, *args, **kwargs):
+        self._warm("start")
+        return super().work(*args, **kwargs)
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            self._warm("after a job")
+
+    def _warm(self, when: str) -> None:
+        try:
+            timings = validation_warm(mirror_tree())
+        except Exception:  # noqa: BLE001 - a cold cache is slower, never wrong
+            logger.warning("Could not warm the validation caches (%s)", when, exc_info=True)
+            return
+        logger.info("Validation caches warm (%s): %s", when,
+                    ", ".join(f"{part} {seconds:.2f} s" for part, seconds in timings.items()))

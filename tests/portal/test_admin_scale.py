@@ -1,0 +1,126 @@
+"""The admin's lists at scale: the project list, its search and filters, and the run list run a number of SQL
+queries that does not grow with the number of rows; a project's host-collision check is one indexed query."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from deployments.models import Environment, RenderRun
+from projects.models import Container, Project, environment_host_conflicts
+from tests.factories import project_factory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def superuser_client(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-test-password")
+    client.force_login(user)
+    return client
+
+
+def _add_projects(environment: Environment, prefix: str, count: int) -> list[Project]:
+    projects = Project.objects.bulk_create(
+        Project(environment=environment, name=f"{prefix} {n}", slug=f"{prefix}-{n}", owner=f"owner-{n % 7}")
+        for n in range(count))
+    Container.objects.bulk_create(
+        Container(project=project, directory=directory, role=role, image="tesslate-devserver:latest", port=port)
+        for project in projects
+        for directory, role, port in (("frontend", "frontend", 5173), ("db", "database", 5432)))
+    return projects
+
+
+def _queries(client, url: str, params: dict | None = None) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url, params or {})
+    assert response.status_code == 200, (url, params)
+    return len(ctx), response.content.decode()
+
+
+PROJECT_PAGES = [
+    {},
+    {"q": "shop"},
+    {"role": "database"},
+    {"role": "database", "q": "shop"},
+    {"state": "active", "environment__id__exact": "ENV"},
+    {"o": "-9"},
+]
+
+
+def test_project_list_search_and_filters_have_constant_queries(superuser_client):
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    url = reverse("admin:projects_project_changelist")
+
+    def counts() -> list[int]:
+        pages = [{k: (str(environment.pk) if v == "ENV" else v) for k, v in page.items()} for page in PROJECT_PAGES]
+        return [_queries(superuser_client, url, page)[0] for page in pages]
+
+    _add_projects(environment, "shop", 3)
+    few = counts()
+    _add_projects(environment, "shop-more", 120)
+    _add_projects(environment, "other", 60)
+    assert counts() == few
+
+
+def test_role_filter_finds_projects_with_that_role_once(superuser_client):
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    with_db = project_factory(environment, slug="has-db", containers=())
+    Container.objects.create(project=with_db, directory="db", role="database", image="postgres:16", port=5432)
+    Container.objects.create(project=with_db, directory="db2", role="database", image="postgres:16", port=5433)
+    project_factory(environment, slug="no-db", containers=("frontend",))
+    _, page = _queries(superuser_client, reverse("admin:projects_project_changelist"), {"role": "database"})
+    change_url = reverse("admin:projects_project_change", args=[with_db.pk])
+    assert page.count(f'href="{change_url}?') == 1  # one row (filters kept), although it has two database containers
+    assert "has-db" in page and "no-db" not in page
+
+
+def test_search_by_project_id_finds_it(superuser_client):
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    wanted = project_factory(environment, slug="wanted")
+    project_factory(environment, slug="unwanted")
+    _, page = _queries(superuser_client, reverse("admin:projects_project_changelist"), {"q": str(wanted.pk)})
+    assert "wanted" in page and "unwanted" not in page
+    _, page = _queries(superuser_client, reverse("admin:projects_project_changelist"), {"q": "not-a-uuid"})
+    assert "wanted" not in page
+
+
+def test_run_list_has_constant_queries_and_loads_no_diff(superuser_client):
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    url = reverse("admin:deployments_renderrun_changelist")
+
+    def add_runs(count: int) -> None:
+        for _ in range(count):
+            run = RenderRun.objects.create(reason="scale", diff="+x\n" * 100, log="line\n" * 100)
+            run.environments.add(environment)
+
+    add_runs(2)
+    few, _ = _queries(superuser_client, url)
+    add_runs(80)
+    with CaptureQueriesContext(connection) as ctx:
+        assert superuser_client.get(url).status_code == 200
+    assert len(ctx) == few
+    listing = [q["sql"] for q in ctx.captured_queries if 'FROM "deployments_renderrun"' in q["sql"]
+               and "COUNT(" not in q["sql"]]
+    assert listing and all('"deployments_renderrun"."diff"' not in sql and '"deployments_renderrun"."log"' not in sql
+                           for sql in listing)
+
+
+def test_host_conflicts_are_one_query_whatever_the_number_of_projects():
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    _add_projects(environment, "p", 5)
+    with CaptureQueriesContext(connection) as small:
+        assert environment_host_conflicts(environment=environment, slug="new", directories=["frontend"]) == []
+    _add_projects(environment, "q", 200)
+    with CaptureQueriesContext(connection) as large:
+        assert environment_host_conflicts(environment=environment, slug="new", directories=["frontend"]) == []
+    assert len(small) == len(large) == 1
+    # The query names the candidate pairs instead of reading every container of the environment.
+    assert "'new'" in large.captured_queries[0]["sql"] or "new" in large.captured_queries[0]["sql"]
+    # shop/api-v2 and shop-api/v2 spell the same host label; both splits of the label are found.
+    project_factory(environment, slug="shop", containers=("api-v2",))
+    found = environment_host_conflicts(environment=environment, slug="shop-api", directories=["v2"])
+    assert len(found) == 1 and "shop" in found[0] and "api-v2" in found[0]
+    found = environment_host_conflicts(environment=environment, slug="q-1", directories=["frontend"])
+    assert len(found) == 1 and "q-1" in found[0]
