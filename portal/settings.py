@@ -224,6 +224,13 @@ BACKUP_AUDIT_DB_MAX_AGE_HOURS = env.int("BACKUP_AUDIT_DB_MAX_AGE_HOURS", default
 BACKUP_AUDIT_REPORT_BUCKET = env.str("BACKUP_AUDIT_REPORT_BUCKET", default="")
 BACKUP_AUDIT_REPORT_PREFIX = env.str("BACKUP_AUDIT_REPORT_PREFIX", default="backup-audit/")
 
+# --- hibernation (projects.services.project_hibernate, snapshots.hibernation) ----------------------
+# How long a hibernation waits for every VolumeSnapshot to be readyToUse (DOMAIN.md: 300 s) before it gives up and
+# keeps the namespace; the cluster is polled every POLL seconds at first, doubling up to POLL_MAX.
+HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS = env.int("HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS", default=300)
+HIBERNATION_POLL_SECONDS = env.float("HIBERNATION_POLL_SECONDS", default=2.0)
+HIBERNATION_POLL_MAX_SECONDS = env.float("HIBERNATION_POLL_MAX_SECONDS", default=15.0)
+
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Health probes come over plain HTTP from inside the cluster; never redirect them.

@@ -10,6 +10,7 @@ from deployments import domain, names
 from deployments import validators as v
 from deployments.models import Environment, canonicalize_quantities, check_request_le_limit
 from deployments.validation.change_safety import volume_resize_problem
+from jobs.models import JobRun
 
 DNS_LABEL_MAX = 63
 
@@ -35,8 +36,15 @@ class Project(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     restore_snapshot_id = models.CharField(
         max_length=22, blank=True, validators=[v.validate_ebs_snapshot_id],
-        help_text="EBS snapshot to restore the project volume from (snap-…). EKS environments only.",
+        help_text="EBS snapshot to restore the project volume from (snap-…). EKS environments only. A wake from "
+                  "a hibernation's snapshot set restores every volume instead (Volume restores).",
     )
+    hibernation_stamp = models.CharField(
+        max_length=15, blank=True, editable=False,
+        help_text="YYYYmmdd-HHMMSS (UTC) of the hibernation in progress: names its VolumeSnapshots.")
+    hibernation_error = models.CharField(
+        max_length=1000, blank=True, editable=False,
+        help_text="Why the last hibernation failed (the namespace and its volumes were kept). Empty: none failed.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,8 +64,13 @@ class Project(models.Model):
 
     @property
     def is_rendered(self) -> bool:
-        """Only active projects have a namespace in git; the GitOps tool prunes the others."""
-        return self.state == self.State.ACTIVE
+        """Active and hibernating projects have a namespace in git, and so do hibernated projects of clusters
+        without VolumeSnapshots (stopped: zero replicas); the GitOps tool prunes the others."""
+        return domain.project_is_rendered(self.state, self.environment.kind, self.environment.storage_provisioner)
+
+    @property
+    def hibernation_failed(self) -> bool:
+        return bool(self.hibernation_error)
 
     def host_for(self, directory: str) -> str:
         return domain.project_host(self.slug, directory, self.environment.app_domain)
@@ -227,6 +240,83 @@ def environment_host_conflicts(*, environment: Environment, slug: str, directori
                 f"Host {label}.{environment.app_domain} is already used by project {other_slug} (directory "
                 f"{other_directory}) in this environment. Choose another slug or directory.")
     return messages
+
+
+class HibernationRun(JobRun):
+    """One hibernation of a project on a cluster with EBS VolumeSnapshots (DOMAIN.md "Hibernation and snapshots").
+
+    Steps: render and commit the project in state Hibernating with a VolumeSnapshot of every volume
+    (``snapshot_render_run``); wait up to ``timeout_seconds`` until the cluster reports each ``readyToUse`` and
+    record its EBS snapshot id (``volumes``); only then set the project Hibernated and commit the removal of its
+    folder (``prune_render_run``). A failed or late snapshot leaves the project active, its folder in git and the
+    reason on ``Project.hibernation_error``. A succeeded run is a *snapshot set* a wake can restore.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="hibernation_runs")
+    stamp = models.CharField(max_length=15, help_text="YYYYmmdd-HHMMSS (UTC) in the VolumeSnapshot names.")
+    timeout_seconds = models.PositiveIntegerField(
+        default=300, help_text="How long to wait for every VolumeSnapshot to be readyToUse (DOMAIN.md: 300 s).")
+    snapshot_render_run = models.ForeignKey("deployments.RenderRun", null=True, blank=True,
+                                            on_delete=models.SET_NULL, related_name="+")
+    prune_render_run = models.ForeignKey("deployments.RenderRun", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+
+    class Meta(JobRun.Meta):
+        verbose_name = "hibernation run"
+
+    def __str__(self) -> str:
+        return f"Hibernation {self.pk} of {self.project} ({self.get_status_display()})"
+
+    @property
+    def is_complete_set(self) -> bool:
+        """Succeeded (with or without warnings), and every volume has its EBS snapshot id."""
+        volumes = list(self.volumes.all())
+        finished = self.status in (JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS)
+        return finished and bool(volumes) and all(volume.snapshot_handle for volume in volumes)
+
+
+class HibernationVolume(models.Model):
+    """One volume (PVC) of a hibernation: its VolumeSnapshot and, once ready, the EBS snapshot id."""
+
+    run = models.ForeignKey(HibernationRun, on_delete=models.CASCADE, related_name="volumes")
+    volume_name = models.CharField(max_length=253, help_text="The PVC: project-storage or svc-{dir}-data.")
+    volume_snapshot_name = models.CharField(max_length=253)
+    volume_snapshot_content_name = models.CharField(max_length=253, blank=True)
+    snapshot_handle = models.CharField(max_length=32, blank=True,
+                                       help_text="EBS snapshot id (status.snapshotHandle of the bound content).")
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "volume_name"]
+        constraints = [models.UniqueConstraint(fields=["run", "volume_name"], name="hibernationvolume_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.volume_name} → {self.snapshot_handle or self.volume_snapshot_name}"
+
+
+class VolumeRestore(models.Model):
+    """A volume of a project restored from an EBS snapshot (DOMAIN.md "Restore"): rendered as a pre-provisioned
+    VolumeSnapshotContent, a VolumeSnapshot bound to it and the PVC with ``dataSource`` → that VolumeSnapshot.
+
+    A PVC's ``dataSource`` is immutable, so the row (and the three objects) stay for as long as the project is
+    rendered; a wake replaces the rows only after a hibernation removed the namespace and its PVCs.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="volume_restores")
+    volume_name = models.CharField(max_length=253, help_text="The PVC: project-storage or svc-{dir}-data.")
+    source_snapshot_name = models.CharField(max_length=253,
+                                            help_text="The hibernation's VolumeSnapshot (names the restore objects).")
+    snapshot_handle = models.CharField(max_length=22, validators=[v.validate_ebs_snapshot_id])
+    hibernation_run = models.ForeignKey(HibernationRun, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "volume_name"]
+        constraints = [models.UniqueConstraint(fields=["project", "volume_name"], name="volumerestore_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.volume_name} ← {self.snapshot_handle}"
 
 
 class ServiceCredential(models.Model):
