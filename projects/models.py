@@ -75,6 +75,23 @@ class Project(models.Model):
     def host_for(self, directory: str) -> str:
         return domain.project_host(self.slug, directory, self.environment.app_domain)
 
+    def _state_change_problem(self, stored_state: str) -> str:
+        """Why the state may not change from ``stored_state`` by editing it, on a cluster with EBS VolumeSnapshots
+        (empty: it may). Hibernating removes the namespace and its volumes, so only the hibernation job may set
+        it, after every volume is snapshotted (issue 11); waking a project that has snapshots restores them."""
+        if not self.environment.supports_snapshots:
+            return ""
+        if stored_state == self.State.HIBERNATING:
+            return "A hibernation of this project is running; its run sets the state when it ends."
+        if self.state in (self.State.HIBERNATING, self.State.HIBERNATED):
+            return ("Use the action \"Hibernate\": it snapshots every volume before the namespace is removed. "
+                    "Setting the state here would delete the volumes without a snapshot.")
+        if stored_state == self.State.HIBERNATED and self.state == self.State.ACTIVE and self.hibernation_runs.filter(
+                status__in=(JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS)).exists():
+            return ("Use the action \"Wake\": it restores every volume from a snapshot set. Setting the state here "
+                    "would start the project with empty volumes.")
+        return ""
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         canonicalize_quantities(self, ("volume_size",))
@@ -86,6 +103,10 @@ class Project(models.Model):
                                                 expansion_allowed=self.environment.volume_expansion_allowed)
                 if problem:
                     errors["volume_size"] = [problem]
+            if stored and stored["state"] != self.state:
+                problem = self._state_change_problem(stored["state"])
+                if problem:
+                    errors["state"] = [problem]
         if self.restore_snapshot_id and self.environment_id and not self.environment.supports_snapshots:
             errors["restore_snapshot_id"] = [
                 "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."]

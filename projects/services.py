@@ -152,6 +152,9 @@ def project_wake(*, project: Project, user=None, snapshot_set: HibernationRun | 
             restore.save()
         # The per-volume restore replaces the legacy single-volume one.
         project.restore_snapshot_id = ""
+    # Not through project_save: its validation refuses this state change by hand (Project._state_change_problem).
     project.state = Project.State.ACTIVE
     project.hibernation_stamp = ""
-    return project_save(project=project, user=user)
+    project.save(update_fields=["state", "hibernation_stamp", "restore_snapshot_id", "updated_at"])
+    changes.environments_changed({project.environment_id}, user=user, reason=f"Woke project {project}")
+    return project

@@ -60,12 +60,13 @@ def hibernation_execute(*, run_id: int) -> HibernationRun:
     """Execute a queued hibernation run (module docstring). Returns the run in its final state; a failure is
     recorded on the run and on ``Project.hibernation_error``, never raised. A run no longer queued is returned
     untouched."""
+    # Claim the run in one UPDATE: of two jobs for one run (a requeue, a command), only one starts it.
+    claimed = HibernationRun.objects.filter(pk=run_id, status=JobRun.Status.QUEUED).update(
+        status=JobRun.Status.RUNNING, started_at=timezone.now())
     run = HibernationRun.objects.select_related("project__environment", "triggered_by").get(pk=run_id)
-    if run.status != JobRun.Status.QUEUED:
+    if not claimed:
         return run
     recorder = Recorder(run)
-    run.status, run.started_at = JobRun.Status.RUNNING, timezone.now()
-    run.save(update_fields=["status", "started_at"])
     project = run.project
     try:
         if project.state != Project.State.HIBERNATING or project.hibernation_stamp != run.stamp:

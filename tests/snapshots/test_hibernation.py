@@ -262,3 +262,80 @@ def test_hibernate_and_wake_refuse_what_they_cannot_do(kube_store, fast_polls, g
         Project.objects.filter(pk=project.pk).update(state=Project.State.ACTIVE)
         services.project_hibernate(project=project, user=None)
     assert "already running" in error.value.message_dict["state"][0]
+
+
+def _snapshot_set(project, stamp: str, handles: dict[str, str]) -> HibernationRun:
+    """A finished hibernation (a complete snapshot set) as the job leaves it."""
+    from projects.models import HibernationVolume
+
+    run = HibernationRun.objects.create(project=project, stamp=stamp, status=JobRun.Status.SUCCEEDED)
+    for volume, handle in handles.items():
+        HibernationVolume.objects.create(run=run, volume_name=volume, snapshot_handle=handle,
+                                         volume_snapshot_name=f"snap-{str(project.pk)[:8]}-{stamp}")
+    return run
+
+
+def test_the_state_cannot_be_set_by_hand_where_hibernation_deletes_volumes(kube_store):
+    from tests.factories import field_errors
+
+    project = project_factory(eks_environment_factory(kube_context=kube_store.context))
+    project.state = Project.State.HIBERNATED
+    assert "Use the action \"Hibernate\"" in field_errors(project)["state"][0]
+    Project.objects.filter(pk=project.pk).update(state=Project.State.HIBERNATED)
+    project.state = Project.State.ACTIVE
+    project.full_clean()  # no snapshot set: nothing to restore
+    _snapshot_set(project, "20260101-000000", {"project-storage": "snap-0123456789abcdef0"})
+    assert "Use the action \"Wake\"" in field_errors(project)["state"][0]
+    stopped = project_factory(environment_factory())
+    stopped.state = Project.State.HIBERNATED
+    stopped.full_clean()  # Minikube: hibernation only stops the project
+
+
+def test_admin_actions_hibernate_and_wake_from_a_chosen_set(admin_client, kube_store, gitops, gitops_queue):
+    project = project_factory(eks_environment_factory(kube_context=kube_store.context))
+    stopped = project_factory(environment_factory())
+    response = admin_client.post("/admin/projects/project/", {
+        "action": "hibernate_projects", "_selected_action": [project.pk, stopped.pk]}, follow=True)
+    text = response.content.decode()
+    run = HibernationRun.objects.get(project=project)
+    assert f"hibernation run {run.pk}</a> queued" in text and "stops: its Deployments" in text
+    assert gitops_queue.fetch_job(f"hibernation-{run.pk}") is not None
+    project.refresh_from_db()
+    stopped.refresh_from_db()
+    assert (project.state, stopped.state) == (Project.State.HIBERNATING, Project.State.HIBERNATED)
+    page = admin_client.get(f"/admin/projects/hibernationrun/{run.pk}/change/").content.decode()
+    assert run.stamp in page and "progress" in page
+
+    HibernationRun.objects.filter(pk=run.pk).update(status=JobRun.Status.FAILED)
+    Project.objects.filter(pk=project.pk).update(state=Project.State.HIBERNATED)
+    older = _snapshot_set(project, "20260101-000000", {"project-storage": "snap-0000000000000000a"})
+    _snapshot_set(project, "20260102-000000", {"project-storage": "snap-0000000000000000b"})
+    response = admin_client.post("/admin/projects/hibernationrun/", {
+        "action": "wake_from_set", "_selected_action": [older.pk]}, follow=True)
+    assert "is waking from the snapshots of 20260101-000000" in response.content.decode()
+    assert [r.snapshot_handle for r in project.volume_restores.all()] == ["snap-0000000000000000a"]
+    project.refresh_from_db()
+    assert project.state == Project.State.ACTIVE
+    page = admin_client.get(f"/admin/projects/project/{project.pk}/change/").content.decode()
+    assert "snap-0000000000000000a" in page
+
+
+def test_commands_hibernate_and_wake(kube_store, gitops, gitops_queue):
+    from django.core.management import CommandError, call_command
+
+    project = project_factory(eks_environment_factory(kube_context=kube_store.context))
+    with pytest.raises(CommandError, match="Only a hibernated project can wake"):
+        call_command("wake_project", project.slug, environment=project.environment.name)
+    from io import StringIO
+
+    out = StringIO()
+    call_command("hibernate_project", project.slug, environment=project.environment.name, stdout=out)
+    run = HibernationRun.objects.get(project=project)
+    assert f"Hibernation run {run.pk} queued on the gitops queue." in out.getvalue()
+    with pytest.raises(CommandError, match="No project 'nope'"):
+        call_command("hibernate_project", "nope", environment=project.environment.name)
+    HibernationRun.objects.filter(pk=run.pk).update(status=JobRun.Status.FAILED)
+    Project.objects.filter(pk=project.pk).update(state=Project.State.HIBERNATED)
+    chosen = _snapshot_set(project, "20260101-000000", {"project-storage": "snap-0000000000000000c"})
+    call_command("wake_project", project.slug, environment=project.environment.name, set_id=chosen.pk, stdout=out)
+    assert "is active again: project-storage=snap-0000000000000000c" in out.getvalue()
