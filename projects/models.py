@@ -97,7 +97,9 @@ class Project(models.Model):
         canonicalize_quantities(self, ("volume_size",))
         if not self._state.adding and self.environment_id:
             stored = Project.objects.filter(pk=self.pk).values("volume_size", "state").first()
-            if stored and stored["state"] == self.State.ACTIVE and self.state == self.State.ACTIVE:
+            env = self.environment
+            if stored and all(domain.project_is_rendered(state, env.kind, env.storage_provisioner)
+                              for state in (stored["state"], self.state)):  # the PVC exists and stays
                 problem = volume_resize_problem(what="The project volume", old_size=stored["volume_size"],
                                                 new_size=self.volume_size,
                                                 expansion_allowed=self.environment.volume_expansion_allowed)
@@ -214,7 +216,7 @@ class Container(models.Model):
             check_request_le_limit(self, low, high, errors)
         if self.pk and self.project_id and self.is_service:
             stored = Container.objects.filter(pk=self.pk).values("data_volume_size", "role").first()
-            if stored and stored["role"] in self.SERVICE_ROLES and self.project.state == Project.State.ACTIVE:
+            if stored and stored["role"] in self.SERVICE_ROLES and self.project.is_rendered:
                 problem = volume_resize_problem(
                     what=f"The volume {names.service_data_claim_name(self.directory)}",
                     old_size=stored["data_volume_size"], new_size=self.data_volume_size,
