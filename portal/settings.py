@@ -136,6 +136,9 @@ PORTAL_SCHEDULE = [
      "interval": env.int("SNAPSHOT_SYNC_INTERVAL", default=3600)},
     {"name": "backup-audit", "func": "snapshots.tasks.audit_scheduled_job", "queue": "default",
      "cron": env.str("BACKUP_AUDIT_CRON", default="30 4 * * *")},
+    # Hibernations whose hand-over failed are enqueued again; those whose worker died are failed (project kept).
+    {"name": "hibernations-recover", "func": "snapshots.tasks.hibernations_recover_job", "queue": "default",
+     "interval": env.int("RENDER_RECOVERY_INTERVAL", default=60)},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -230,6 +233,8 @@ BACKUP_AUDIT_REPORT_PREFIX = env.str("BACKUP_AUDIT_REPORT_PREFIX", default="back
 HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS = env.int("HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS", default=300)
 HIBERNATION_POLL_SECONDS = env.float("HIBERNATION_POLL_SECONDS", default=2.0)
 HIBERNATION_POLL_MAX_SECONDS = env.float("HIBERNATION_POLL_MAX_SECONDS", default=15.0)
+# A hibernation still running this long after its timeout lost its worker: recovery fails it (the project stays).
+HIBERNATION_STALE_SECONDS = env.int("HIBERNATION_STALE_SECONDS", default=1800)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

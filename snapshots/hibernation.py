@@ -18,8 +18,10 @@ Active again with ``hibernation_error`` set, its folder (namespace and volumes) 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from clients.kubernetes import ClusterError
@@ -28,6 +30,7 @@ from deployments import domain, names, runs
 from deployments.models import RenderRun
 from jobs.models import JobRun
 from jobs.progress import Recorder
+from jobs.queue import enqueue
 from projects.models import Container, HibernationRun, HibernationVolume, Project, VolumeRestore
 from snapshots.services import snapshot_record
 
@@ -94,8 +97,14 @@ def hibernation_execute(*, run_id: int) -> HibernationRun:
         return _fail(run, project, recorder, str(exc), exc.kind)
     # Every volume is safe in an EBS snapshot: now the folder may go (the PVCs go with the namespace, so the
     # restore records of the previous wake go too).
-    Project.objects.filter(pk=project.pk).update(state=Project.State.HIBERNATED, hibernation_error="",
-                                                 updated_at=timezone.now())
+    if not Project.objects.filter(pk=project.pk, state=Project.State.HIBERNATING,
+                                  hibernation_stamp=run.stamp).update(state=Project.State.HIBERNATED,
+                                                                      hibernation_error="",
+                                                                      updated_at=timezone.now()):
+        # Recovery gave this run up meanwhile (hibernations_recover): the project is active again; keep it.
+        recorder.finish(status=JobRun.Status.FAILED, error_kind=JobRun.ErrorKind.ORPHANED,
+                        error="The project is no longer hibernating with this run's stamp; its folder stays.")
+        return run
     VolumeRestore.objects.filter(project=project).delete()
     recorder.step(85, "Every snapshot is ready; committing the removal of the project's folder.")
     prune = _render(run, f"Hibernate project {project}: every volume snapshotted, remove the folder")
@@ -166,3 +175,47 @@ def _fail(run: HibernationRun, project: Project, recorder: Recorder, message: st
                                  reason=f"Hibernation of {project} failed: the project stays active")
     recorder.finish(status=JobRun.Status.FAILED, error=message, error_kind=kind)
     return run
+
+
+REQUEUE_LIMIT = 3
+
+
+def _requeue(run: HibernationRun) -> None:
+    def failed(reason: str) -> None:
+        HibernationRun.objects.filter(pk=run.pk).update(enqueue_error=reason[:500])
+
+    enqueue("gitops", "snapshots.tasks.hibernation_run_job", run.pk, job_id=f"hibernation-{run.pk}",
+            on_failure=failed)
+
+
+def hibernations_recover(*, now: datetime | None = None) -> dict[str, list[int]]:
+    """Scheduled (PORTAL_SCHEDULE ``hibernations-recover``): no project stays Hibernating forever.
+
+    - a queued run whose hand-over to the queue failed (``enqueue_error``) is enqueued again, at most
+      ``REQUEUE_LIMIT`` times, then failed (``enqueue``);
+    - a running run older than its timeout plus ``HIBERNATION_STALE_SECONDS`` (its worker died) is failed
+      (``orphaned``).
+
+    A failed run leaves the project Active with the reason, its folder in git (as any failed hibernation).
+    Returns ``{"requeued": [run ids], "failed": [run ids]}``.
+    """
+    now = now or timezone.now()
+    result: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for run in HibernationRun.objects.filter(status=JobRun.Status.QUEUED).exclude(enqueue_error=""):
+        if run.requeue_count < REQUEUE_LIMIT:
+            HibernationRun.objects.filter(pk=run.pk).update(enqueue_error="", requeue_count=F("requeue_count") + 1)
+            _requeue(run)
+            result["requeued"].append(run.pk)
+        elif HibernationRun.objects.filter(pk=run.pk, status=JobRun.Status.QUEUED).update(
+                status=JobRun.Status.RUNNING, started_at=now):
+            run.refresh_from_db()
+            _fail(run, run.project, Recorder(run), f"Could not be queued after {REQUEUE_LIMIT} attempts: "
+                  f"{run.enqueue_error}", JobRun.ErrorKind.ENQUEUE)
+            result["failed"].append(run.pk)
+    stale = float(settings.HIBERNATION_STALE_SECONDS)
+    for run in HibernationRun.objects.filter(status=JobRun.Status.RUNNING).select_related("project"):
+        if run.started_at and run.started_at + timedelta(seconds=run.timeout_seconds + stale) < now:
+            _fail(run, run.project, Recorder(run), "The worker running this hibernation stopped before it ended.",
+                  JobRun.ErrorKind.ORPHANED)
+            result["failed"].append(run.pk)
+    return result

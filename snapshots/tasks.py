@@ -38,3 +38,10 @@ def hibernation_run_job(run_id: int) -> None:
     from snapshots.hibernation import hibernation_execute
 
     hibernation_execute(run_id=run_id)
+
+
+def hibernations_recover_job() -> None:
+    """Scheduled (PORTAL_SCHEDULE ``hibernations-recover``)."""
+    from snapshots.hibernation import hibernations_recover
+
+    hibernations_recover()

@@ -339,3 +339,38 @@ def test_commands_hibernate_and_wake(kube_store, gitops, gitops_queue):
     chosen = _snapshot_set(project, "20260101-000000", {"project-storage": "snap-0000000000000000c"})
     call_command("wake_project", project.slug, environment=project.environment.name, set_id=chosen.pk, stdout=out)
     assert "is active again: project-storage=snap-0000000000000000c" in out.getvalue()
+
+
+def test_recovery_requeues_lost_hand_overs_and_fails_hibernations_whose_worker_died(
+        kube_store, gitops, gitops_queue, settings):
+    import datetime
+
+    from django.utils import timezone
+
+    from snapshots.hibernation import REQUEUE_LIMIT, hibernations_recover
+
+    assert any(e["func"] == "snapshots.tasks.hibernations_recover_job" for e in settings.PORTAL_SCHEDULE)
+    environment = eks_environment_factory(kube_context=kube_store.context)
+    lost, dead, fresh = (project_factory(environment) for _ in range(3))
+    lost_run, dead_run, fresh_run = (services.project_hibernate(project=p, user=None) for p in (lost, dead, fresh))
+    gitops_queue.empty()
+    HibernationRun.objects.filter(pk=lost_run.pk).update(enqueue_error="Redis down")
+    long_ago = timezone.now() - datetime.timedelta(seconds=300 + settings.HIBERNATION_STALE_SECONDS + 1)
+    HibernationRun.objects.filter(pk=dead_run.pk).update(status=JobRun.Status.RUNNING, started_at=long_ago)
+    HibernationRun.objects.filter(pk=fresh_run.pk).update(status=JobRun.Status.RUNNING, started_at=timezone.now())
+
+    assert hibernations_recover() == {"requeued": [lost_run.pk], "failed": [dead_run.pk]}
+    assert gitops_queue.fetch_job(f"hibernation-{lost_run.pk}") is not None
+    dead_run.refresh_from_db()
+    assert (dead_run.status, dead_run.error_kind) == (JobRun.Status.FAILED, JobRun.ErrorKind.ORPHANED)
+    dead.refresh_from_db()
+    assert dead.state == Project.State.ACTIVE and "worker" in dead.hibernation_error
+    fresh.refresh_from_db()
+    assert fresh.state == Project.State.HIBERNATING
+
+    HibernationRun.objects.filter(pk=lost_run.pk).update(enqueue_error="Redis down", requeue_count=REQUEUE_LIMIT)
+    assert hibernations_recover()["failed"] == [lost_run.pk]
+    lost.refresh_from_db()
+    assert lost.state == Project.State.ACTIVE and "Could not be queued" in lost.hibernation_error
+    # A late worker of the failed run changes nothing: the run is no longer queued.
+    assert hibernation_execute(run_id=lost_run.pk).status == JobRun.Status.FAILED
