@@ -374,3 +374,27 @@ def test_recovery_requeues_lost_hand_overs_and_fails_hibernations_whose_worker_d
     assert lost.state == Project.State.ACTIVE and "Could not be queued" in lost.hibernation_error
     # A late worker of the failed run changes nothing: the run is no longer queued.
     assert hibernation_execute(run_id=lost_run.pk).status == JobRun.Status.FAILED
+
+
+def test_the_live_view_expects_the_namespaces_of_hibernating_and_stopped_projects(kube_store):
+    from clients.live import ClusterState, Namespace
+    from live.checks import compare_namespaces
+    from live.selectors import expectations_for
+
+    eks = eks_environment_factory(kube_context=kube_store.context)
+    hibernating = project_factory(eks)
+    hibernated = project_factory(eks)
+    Project.objects.filter(pk=hibernating.pk).update(state=Project.State.HIBERNATING)
+    Project.objects.filter(pk=hibernated.pk).update(state=Project.State.HIBERNATED)
+    minikube = environment_factory()
+    stopped = project_factory(minikube)
+    Project.objects.filter(pk=stopped.pk).update(state=Project.State.HIBERNATED)
+    present = Namespace(name=hibernated.namespace, phase="Active", created=None, deletion_timestamp=None,
+                        finalizers=(), conditions=())
+    cluster = ClusterState(nodes=(), namespaces=(present,), pods=(), endpoint_slices=(), certificates=None,
+                           applications=None, kustomizations=None)
+    rows = {row.namespace: row for env in (eks, minikube)
+            for row in compare_namespaces(expectations_for(environment=env), cluster)}
+    assert rows[hibernating.namespace].verdict == "missing-in-cluster"
+    assert rows[stopped.namespace].verdict == "missing-in-cluster"
+    assert rows[hibernated.namespace].verdict == "not-in-model"  # its namespace should be gone
