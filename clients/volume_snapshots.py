@@ -160,3 +160,37 @@ def list_volume_snapshots(*, context: str = "") -> ClusterSnapshots:
     bound = {snap.content_name for snap in snapshots}
     unbound = tuple(sorted((c for name, c in contents.items() if name not in bound), key=lambda c: c.name))
     return ClusterSnapshots(snapshots=snapshots, unbound_contents=unbound)
+
+
+def read_volume_snapshot(*, context: str = "", namespace: str, name: str) -> VolumeSnapshotInfo | None:
+    """One VolumeSnapshot joined with its bound VolumeSnapshotContent (``content`` None while unbound), or None
+    when the cluster has no such VolumeSnapshot (yet: the GitOps tool may not have synced it).
+
+    The hibernation polls this until ``ready_to_use`` is true and ``snapshot_handle`` (the content's
+    ``status.snapshotHandle``, the EBS snapshot id) is known. Raises ClusterError (unreachable, 401/403, 5xx).
+    """
+    from kubernetes.client import CustomObjectsApi
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        with api_client(context=context) as api:
+            custom = CustomObjectsApi(api)
+            try:
+                obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "volumesnapshots", name,
+                                                          _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            contents = {}
+            content_name = (obj.get("status") or {}).get("boundVolumeSnapshotContentName")
+            if content_name:
+                try:
+                    contents[content_name] = _content(custom.get_cluster_custom_object(
+                        GROUP, VERSION, "volumesnapshotcontents", content_name, _request_timeout=REQUEST_TIMEOUT))
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one ClusterError
+        raise cluster_error(context, exc) from None
+    return _snapshot(obj, contents)

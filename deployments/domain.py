@@ -54,6 +54,8 @@ SERVICE_ROLES = frozenset({ROLE_DATABASE, ROLE_SERVICE})
 
 # Project.state: only active projects have a folder in git (DOMAIN.md: hibernation deletes the namespace).
 STATE_ACTIVE = "active"
+STATE_HIBERNATING = "hibernating"
+STATE_HIBERNATED = "hibernated"
 STATE_DELETED = "deleted"
 
 
@@ -64,6 +66,43 @@ def is_kubernetes(kind: str) -> bool:
 def supports_snapshots(kind: str, storage_provisioner: str) -> bool:
     """EBS VolumeSnapshots exist only on EKS with EBS storage (the guide: Minikube has no VolumeSnapshots)."""
     return kind == KIND_EKS and storage_provisioner == STORAGE_EBS_GP3
+
+
+def hibernation_stops(kind: str, storage_provisioner: str) -> bool:
+    """Kubernetes clusters without EBS VolumeSnapshots (Minikube) hibernate a project by stopping it: zero
+    replicas, namespace and volumes kept, never pruned (DOMAIN.md: "Minikube has no VolumeSnapshots")."""
+    return is_kubernetes(kind) and not supports_snapshots(kind, storage_provisioner)
+
+
+def project_is_rendered(state: str, kind: str, storage_provisioner: str) -> bool:
+    """Whether a project in ``state`` has a folder in git: active projects; hibernating projects of clusters with
+    VolumeSnapshots (the hibernation commits its VolumeSnapshots before anything is removed); hibernated projects
+    of clusters without them (stopped, never pruned)."""
+    if state == STATE_ACTIVE:
+        return True
+    if state == STATE_HIBERNATING:
+        return supports_snapshots(kind, storage_provisioner)
+    return state == STATE_HIBERNATED and hibernation_stops(kind, storage_provisioner)
+
+
+PROJECT_VOLUME = "project-storage"
+SNAPSHOT_TYPE_HIBERNATION = "hibernation"
+
+
+def hibernation_snapshot_name(project_id: str, stamp: str, volume_name: str) -> str:
+    """The VolumeSnapshot of one volume in a hibernation (DOMAIN.md: ``snap-{first 8 of project id}-{YYYYmmdd-
+    HHMMSS}``). Every PVC of the project is snapshotted in one namespace, so the service volumes append their PVC
+    name: ``snap-1a2b3c4d-20260101-120000`` (project-storage), ``snap-1a2b3c4d-20260101-120000-svc-db-data``."""
+    base = f"snap-{str(project_id)[:8]}-{stamp}"
+    return base if volume_name == PROJECT_VOLUME else f"{base}-{volume_name}"
+
+
+def restore_object_names(snapshot_name: str, namespace: str) -> tuple[str, str]:
+    """(VolumeSnapshotContent, VolumeSnapshot) names restoring ``snapshot_name`` into ``namespace``: Studio's
+    ``restored-{snapshot}-{last 8 of the namespace}`` for the cluster-scoped content (DOMAIN.md "Restore"), and
+    ``restored-{snapshot}`` for the VolumeSnapshot bound to it (never the hibernation's own name, which may still
+    exist while a namespace is being deleted)."""
+    return f"restored-{snapshot_name}-{namespace[-8:]}", f"restored-{snapshot_name}"
 
 
 def uses_external_secrets(kind: str) -> bool:

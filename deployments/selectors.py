@@ -18,8 +18,21 @@ from deployments.rendering.snapshot import (
     ProjectSnapshot,
     SecretSnapshot,
     TreeSnapshot,
+    VolumeRestoreSnapshot,
 )
-from projects.models import Container, Project, ServiceCredential
+from projects.models import Container, Project, ServiceCredential, VolumeRestore
+
+
+def _rendered_projects(prefix: str, environment_rows: list[dict]) -> Q:
+    """The projects that have a folder in git (``domain.project_is_rendered``) as a filter; ``prefix`` is the
+    path to the project (``""``, ``"project__"``, ``"container__project__"``)."""
+    snapshots = [row["id"] for row in environment_rows
+                 if domain.supports_snapshots(row["kind"], row["storage_provisioner"])]
+    stops = [row["id"] for row in environment_rows
+             if domain.hibernation_stops(row["kind"], row["storage_provisioner"])]
+    return (Q(**{f"{prefix}state": domain.STATE_ACTIVE})
+            | Q(**{f"{prefix}state": domain.STATE_HIBERNATING, f"{prefix}environment_id__in": snapshots})
+            | Q(**{f"{prefix}state": domain.STATE_HIBERNATED, f"{prefix}environment_id__in": stops}))
 
 
 def gitops_source_url() -> str:
@@ -28,9 +41,10 @@ def gitops_source_url() -> str:
 
 
 def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> TreeSnapshot:
-    """Read what the renderer needs for some environments (None: all of them) in six queries.
+    """Read what the renderer needs for some environments (None: all of them) in seven queries.
 
-    Only ACTIVE projects are read: hibernated and deleted projects have no folder in git.
+    Only the projects with a folder in git are read (``domain.project_is_rendered``: active, hibernating on EKS,
+    stopped on Minikube); hibernated (EKS) and deleted projects have none.
     Rows are sorted in Python, not by the database, so the order (and the rendered bytes) does not depend on the
     database's collation.
     """
@@ -62,12 +76,14 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
     # Generated credentials of service containers: versions and sealed values only, never the plaintext.
     credentials: dict[int, list[tuple[str, int, str]]] = {}
     for container_id, key, version, sealed_value in ServiceCredential.objects.filter(
-            container__project__environment_id__in=ids, container__project__state=domain.STATE_ACTIVE).values_list(
+            _rendered_projects("container__project__", environment_rows),
+            container__project__environment_id__in=ids).values_list(
             "container_id", "key", "version", "sealed_value"):
         credentials.setdefault(container_id, []).append((key, version, sealed_value))
 
     containers: dict[str, list[ContainerSnapshot]] = {}
-    for row in Container.objects.filter(project__environment_id__in=ids, project__state=domain.STATE_ACTIVE).values(
+    for row in Container.objects.filter(_rendered_projects("project__", environment_rows),
+                                        project__environment_id__in=ids).values(
             "project_id", "id", *CONTAINER_FIELDS):
         project_id = str(row.pop("project_id"))
         workload = domain.workload_name(row["role"], row["directory"])
@@ -78,14 +94,25 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None) -> Tr
         row["env_vars"] = tuple(validators.parse_env_vars(row["env_vars"]))
         containers.setdefault(project_id, []).append(ContainerSnapshot(**row))
 
+    restores: dict[str, list[VolumeRestoreSnapshot]] = {}
+    for project_id, volume_name, source, handle in VolumeRestore.objects.filter(
+            _rendered_projects("project__", environment_rows), project__environment_id__in=ids).order_by().values_list(
+            "project_id", "volume_name", "source_snapshot_name", "snapshot_handle"):
+        restores.setdefault(str(project_id), []).append(VolumeRestoreSnapshot(
+            volume_name=volume_name, source_snapshot_name=source, snapshot_handle=handle))
+
     projects: dict[int, list[ProjectSnapshot]] = {pk: [] for pk in ids}
-    for row in Project.objects.filter(environment_id__in=ids, state=domain.STATE_ACTIVE).values(
-            "id", "environment_id", "slug", "owner", "volume_size", "restore_snapshot_id"):
+    for row in Project.objects.filter(_rendered_projects("", environment_rows), environment_id__in=ids).values(
+            "id", "environment_id", "slug", "owner", "volume_size", "restore_snapshot_id", "state",
+            "hibernation_stamp"):
         project_id = str(row["id"])
         projects[row["environment_id"]].append(ProjectSnapshot(
             id=project_id, slug=row["slug"], owner=row["owner"], volume_size=row["volume_size"],
             restore_snapshot_id=row["restore_snapshot_id"],
             containers=tuple(sorted(containers.get(project_id, ()), key=lambda c: c.directory)),
+            hibernation_stamp=row["hibernation_stamp"] if row["state"] == domain.STATE_HIBERNATING else "",
+            stopped=row["state"] == domain.STATE_HIBERNATED,
+            restores=tuple(sorted(restores.get(project_id, ()), key=lambda r: r.volume_name)),
         ))
 
     return TreeSnapshot(

@@ -41,6 +41,13 @@ class ProjectModel:
     namespace: str
     state: str
     services: tuple[tuple[str, str], ...]  # (Service name dev-{dir}, host) of the containers with an Ingress
+    # Has a folder in git, so a namespace (domain.project_is_rendered: also hibernating projects and projects
+    # stopped by a Minikube hibernation); None: active projects only.
+    rendered: bool | None = None
+
+    @property
+    def expects_namespace(self) -> bool:
+        return self.state == "active" if self.rendered is None else self.rendered
 
 
 @dataclass(frozen=True)
@@ -204,14 +211,14 @@ def compare_namespaces(expect: Expectations, state: ClusterState) -> list[Namesp
     cluster = {ns.name: ns for ns in state.namespaces if ns.name.startswith("proj-")}
     projects = {p.namespace: p for p in expect.projects}
     rows = []
-    for name in sorted(set(cluster) | {p.namespace for p in expect.projects if p.state == "active"}):
+    for name in sorted(set(cluster) | {p.namespace for p in expect.projects if p.expects_namespace}):
         project = projects.get(name)
         ns = cluster.get(name)
         if ns is None:
             verdict = "missing-in-cluster"
         elif ns.deletion_timestamp is not None or ns.phase == "Terminating":
             verdict = "terminating"
-        elif project is None or project.state != "active":
+        elif project is None or not project.expects_namespace:
             verdict = "not-in-model"
         else:
             verdict = "ok"
@@ -226,7 +233,7 @@ def _apps_for(expect: Expectations, state: ClusterState) -> tuple[list[GitOpsApp
         if state.kustomizations is None:
             return [], expected, "Flux's Kustomization API is not served by this cluster."
         return [k for k in state.kustomizations if k.name in expected], expected, ""
-    expected = [f"tesslate-platform-{env}"] + [f"{env}-{p.namespace}" for p in expect.projects if p.state == "active"]
+    expected = [f"tesslate-platform-{env}"] + [f"{env}-{p.namespace}" for p in expect.projects if p.expects_namespace]
     if state.applications is None:
         return [], expected, "Argo CD's Application API is not served by this cluster."
     return [a for a in state.applications if a.project == f"tesslate-{env}"], expected, ""

@@ -31,7 +31,7 @@ def expectations_for(*, environment: Environment) -> Expectations:
         services = tuple((c.workload_name, project.host_for(c.directory)) for c in project.containers.all()
                          if not c.is_service)
         projects.append(ProjectModel(id=str(project.id), slug=project.slug, namespace=project.namespace,
-                                     state=project.state, services=services))
+                                     state=project.state, services=services, rendered=project.is_rendered))
     return Expectations(environment=environment.name, gitops_tool=environment.gitops_tool, node_groups=groups,
                         projects=tuple(projects), last_commit=last_commit_sha())
 

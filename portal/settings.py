@@ -169,6 +169,9 @@ PORTAL_SCHEDULE = [
      "interval": env.int("SNAPSHOT_SYNC_INTERVAL", default=3600)},
     {"name": "backup-audit", "func": "snapshots.tasks.audit_scheduled_job", "queue": "default",
      "cron": env.str("BACKUP_AUDIT_CRON", default="30 4 * * *")},
+    # Hibernations whose hand-over failed are enqueued again; those whose worker died are failed (project kept).
+    {"name": "hibernations-recover", "func": "snapshots.tasks.hibernations_recover_job", "queue": "default",
+     "interval": env.int("RENDER_RECOVERY_INTERVAL", default=60)},
 ]
 # A save in the admin marks the environment dirty and enqueues one render (bursts collapse into one run).
 GITOPS_AUTO_RENDER = env.bool("GITOPS_AUTO_RENDER", default=True)
@@ -261,6 +264,15 @@ BACKUP_AUDIT_DB_MAX_AGE_HOURS = env.int("BACKUP_AUDIT_DB_MAX_AGE_HOURS", default
 # Reports are uploaded as CSV and JSON under s3://BUCKET/PREFIX when a bucket is set.
 BACKUP_AUDIT_REPORT_BUCKET = env.str("BACKUP_AUDIT_REPORT_BUCKET", default="")
 BACKUP_AUDIT_REPORT_PREFIX = env.str("BACKUP_AUDIT_REPORT_PREFIX", default="backup-audit/")
+
+# --- hibernation (projects.services.project_hibernate, snapshots.hibernation) ----------------------
+# How long a hibernation waits for every VolumeSnapshot to be readyToUse (DOMAIN.md: 300 s) before it gives up and
+# keeps the namespace; the cluster is polled every POLL seconds at first, doubling up to POLL_MAX.
+HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS = env.int("HIBERNATION_SNAPSHOT_TIMEOUT_SECONDS", default=300)
+HIBERNATION_POLL_SECONDS = env.float("HIBERNATION_POLL_SECONDS", default=2.0)
+HIBERNATION_POLL_MAX_SECONDS = env.float("HIBERNATION_POLL_MAX_SECONDS", default=15.0)
+# A hibernation still running this long after its timeout lost its worker: recovery fails it (the project stays).
+HIBERNATION_STALE_SECONDS = env.int("HIBERNATION_STALE_SECONDS", default=1800)
 
 # --- HTTPS / deploy -------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

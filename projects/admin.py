@@ -1,17 +1,24 @@
 import uuid
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, audit_link
+from jobs.admin import JobRunAdminMixin
 from projects import services
 from projects.forms import ContainerInlineFormSet
-from projects.models import Container, Project
+from projects.models import Container, HibernationRun, HibernationVolume, Project
 from projects.selectors import project_list_for_admin
+
+
+def hibernation_run_link(run: HibernationRun):
+    url = reverse("admin:projects_hibernationrun_change", args=[run.pk])
+    return format_html('<a href="{}">hibernation run {}</a>', url, run.pk)
 
 
 class ContainerInline(EnvironmentScopedAdminMixin, admin.TabularInline):
@@ -52,11 +59,13 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
     list_per_page = 50
     show_full_result_count = False  # a filtered page does not count all 10,000 projects again
     readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
-                       "snapshots_link", "audit_trail", "created_at", "updated_at"]
+                       "snapshots_link", "audit_trail", "created_at", "updated_at", "hibernation_block",
+                       "volume_restores_block"]
     inlines = [ContainerInline]
+    actions = ["hibernate_projects", "wake_projects"]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "environment", "owner", "state"]}),
-        ("Storage", {"fields": ["volume_size", "restore_snapshot_id"]}),
+        (None, {"fields": ["name", "slug", "environment", "owner", "state", "hibernation_block"]}),
+        ("Storage", {"fields": ["volume_size", "restore_snapshot_id", "volume_restores_block"]}),
         ("Kubernetes", {"fields": ["id", "namespace", "host_links", "live_status_link"]}),
         ("Where it ships", {"fields": ["git_folder_link", "runs_link", "snapshots_link"]}),
         ("Activity", {"fields": ["last_activity_at", "created_at", "updated_at", "audit_trail"]}),
@@ -92,11 +101,64 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj):
+        if obj.hibernation_error:
+            return f"{obj.get_state_display()} (hibernation failed)"
         return obj.get_state_display()
 
     @admin.display(description="Audit trail")
     def audit_trail(self, obj):
         return audit_link(project=obj.pk) if obj.pk else "-"
+
+    @admin.display(description="Hibernation")
+    def hibernation_block(self, obj):
+        """The last hibernation run and, when it failed, why (the namespace and its volumes were kept)."""
+        if not obj.pk:
+            return "-"
+        run = obj.hibernation_runs.order_by("-created_at", "-pk").first()
+        if run is None:
+            return "Never hibernated with snapshots."
+        if obj.hibernation_error:
+            return format_html("Hibernation failed, nothing was deleted: {} ({})", obj.hibernation_error,
+                               hibernation_run_link(run))
+        return format_html("Last: {} ({})", hibernation_run_link(run), run.get_status_display())
+
+    @admin.display(description="Volume restores")
+    def volume_restores_block(self, obj):
+        """The volumes the last wake restored (kept while the project is rendered: a PVC's dataSource is
+        immutable)."""
+        restores = list(obj.volume_restores.all()) if obj.pk else []
+        if not restores:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{} ← {} ({})",
+                                ((r.volume_name, r.snapshot_handle, r.source_snapshot_name) for r in restores))
+
+    @admin.action(description="Hibernate selected projects (snapshot every volume first; Minikube: stop)",
+                  permissions=["change"])
+    def hibernate_projects(self, request, queryset):
+        for project in queryset:
+            try:
+                run = services.project_hibernate(project=project, user=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{project}: {' '.join(exc.messages)}", messages.ERROR)
+                continue
+            if run is None:
+                self.message_user(request, f"{project} stops: its Deployments are rendered with zero replicas; "
+                                           "the namespace and volumes stay.", messages.SUCCESS)
+            else:
+                self.message_user(request, format_html(
+                    "{}: {} queued. It commits a VolumeSnapshot of every volume and removes the namespace only "
+                    "once all are ready.", project, hibernation_run_link(run)), messages.SUCCESS)
+
+    @admin.action(description="Wake selected projects (restore every volume from the newest snapshot set)",
+                  permissions=["change"])
+    def wake_projects(self, request, queryset):
+        for project in queryset:
+            try:
+                services.project_wake(project=project, user=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{project}: {' '.join(exc.messages)}", messages.ERROR)
+                continue
+            self.message_user(request, f"{project} is waking: a render was requested.", messages.SUCCESS)
 
     @admin.display(description="Live status")
     def live_status_link(self, obj):
@@ -156,3 +218,55 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
             mark_safe("<br>"), '<a href="{}://{}" rel="noopener" target="_blank">{}</a>',
             ((scheme, obj.host_for(c.directory), obj.host_for(c.directory)) for c in containers),
         )
+
+
+class HibernationVolumeInline(admin.TabularInline):
+    model = HibernationVolume
+    extra = 0
+    fields = readonly_fields = ["volume_name", "volume_snapshot_name", "volume_snapshot_content_name",
+                                "snapshot_handle", "ready_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HibernationRun)
+class HibernationRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
+    """Hibernation runs: the live progress, the snapshot set (one row per volume) and the two render runs."""
+
+    list_display = ["id", "status_progress", "project", "stamp", "created_at", "duration_display"]
+    list_filter = ["status", "project__environment"]
+    list_select_related = ["project", "triggered_by"]
+    search_fields = ["project__slug", "project__id", "stamp"]
+    inlines = [HibernationVolumeInline]
+    actions = ["wake_from_set"]
+    readonly_fields = [*JobRunAdminMixin.job_readonly_fields, "project", "stamp", "timeout_seconds",
+                       "snapshot_render_run", "prune_render_run"]
+    fieldsets = [
+        (None, {"fields": ["progress_block", "project", "stamp", "timeout_seconds", "triggered_by", "reason"]}),
+        ("Renders", {"fields": ["snapshot_render_run", "prune_render_run"]}),
+        ("Timing", {"fields": ["created_at", "started_at", "finished_at", "duration_display"]}),
+        ("Error", {"fields": ["error_kind", "error_block"]}),
+        ("Log", {"fields": ["log_block"]}),
+    ]
+
+    def get_actions(self, request):
+        # Runs are read-only history, but waking from a chosen set is a change of the project.
+        actions = super().get_actions(request)
+        if not request.user.has_perm("projects.change_project"):
+            actions.pop("wake_from_set", None)
+        return actions
+
+    @admin.action(description="Wake the project from this snapshot set")
+    def wake_from_set(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one snapshot set.", messages.ERROR)
+            return
+        run = queryset.select_related("project").get()
+        try:
+            services.project_wake(project=run.project, user=request.user, snapshot_set=run)
+        except ValidationError as exc:
+            self.message_user(request, f"{run.project}: {' '.join(exc.messages)}", messages.ERROR)
+            return
+        self.message_user(request, f"{run.project} is waking from the snapshots of {run.stamp}.", messages.SUCCESS)

@@ -11,6 +11,7 @@ from deployments import domain, names
 from deployments import validators as v
 from deployments.models import Environment, canonicalize_quantities, check_request_le_limit
 from deployments.validation.change_safety import volume_resize_problem
+from jobs.models import JobRun
 
 DNS_LABEL_MAX = 63
 
@@ -36,8 +37,15 @@ class Project(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     restore_snapshot_id = models.CharField("restore snapshot ID",
         max_length=22, blank=True, validators=[v.validate_ebs_snapshot_id],
-        help_text="EBS snapshot to restore the project volume from (snap-…). EKS environments only.",
+        help_text="EBS snapshot to restore the project volume from (snap-…). EKS environments only. A wake from "
+                  "a hibernation's snapshot set restores every volume instead (Volume restores).",
     )
+    hibernation_stamp = models.CharField(
+        max_length=15, blank=True, editable=False,
+        help_text="YYYYmmdd-HHMMSS (UTC) of the hibernation in progress: names its VolumeSnapshots.")
+    hibernation_error = models.CharField(
+        max_length=1000, blank=True, editable=False,
+        help_text="Why the last hibernation failed (the namespace and its volumes were kept). Empty: none failed.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -57,23 +65,51 @@ class Project(models.Model):
 
     @property
     def is_rendered(self) -> bool:
-        """Only active projects have a namespace in git; the GitOps tool prunes the others."""
-        return self.state == self.State.ACTIVE
+        """Active and hibernating projects have a namespace in git, and so do hibernated projects of clusters
+        without VolumeSnapshots (stopped: zero replicas); the GitOps tool prunes the others."""
+        return domain.project_is_rendered(self.state, self.environment.kind, self.environment.storage_provisioner)
+
+    @property
+    def hibernation_failed(self) -> bool:
+        return bool(self.hibernation_error)
 
     def host_for(self, directory: str) -> str:
         return domain.project_host(self.slug, directory, self.environment.app_domain)
+
+    def _state_change_problem(self, stored_state: str) -> str:
+        """Why the state may not change from ``stored_state`` by editing it, on a cluster with EBS VolumeSnapshots
+        (empty: it may). Hibernating removes the namespace and its volumes, so only the hibernation job may set
+        it, after every volume is snapshotted (issue 11); waking a project that has snapshots restores them."""
+        if not self.environment.supports_snapshots:
+            return ""
+        if stored_state == self.State.HIBERNATING:
+            return "A hibernation of this project is running; its run sets the state when it ends."
+        if self.state in (self.State.HIBERNATING, self.State.HIBERNATED):
+            return ("Use the action \"Hibernate\": it snapshots every volume before the namespace is removed. "
+                    "Setting the state here would delete the volumes without a snapshot.")
+        if stored_state == self.State.HIBERNATED and self.state == self.State.ACTIVE and self.hibernation_runs.filter(
+                status__in=(JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS)).exists():
+            return ("Use the action \"Wake\": it restores every volume from a snapshot set. Setting the state here "
+                    "would start the project with empty volumes.")
+        return ""
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         canonicalize_quantities(self, ("volume_size",))
         if not self._state.adding and self.environment_id:
             stored = Project.objects.filter(pk=self.pk).values("volume_size", "state").first()
-            if stored and stored["state"] == self.State.ACTIVE and self.state == self.State.ACTIVE:
+            env = self.environment
+            if stored and all(domain.project_is_rendered(state, env.kind, env.storage_provisioner)
+                              for state in (stored["state"], self.state)):  # the PVC exists and stays
                 problem = volume_resize_problem(what="The project volume", old_size=stored["volume_size"],
                                                 new_size=self.volume_size,
                                                 expansion_allowed=self.environment.volume_expansion_allowed)
                 if problem:
                     errors["volume_size"] = [problem]
+            if stored and stored["state"] != self.state:
+                problem = self._state_change_problem(stored["state"])
+                if problem:
+                    errors["state"] = [problem]
         if self.restore_snapshot_id and self.environment_id and not self.environment.supports_snapshots:
             errors["restore_snapshot_id"] = [
                 "This environment has no EBS VolumeSnapshots; it cannot restore a snapshot."]
@@ -181,7 +217,7 @@ class Container(models.Model):
             check_request_le_limit(self, low, high, errors)
         if self.pk and self.project_id and self.is_service:
             stored = Container.objects.filter(pk=self.pk).values("data_volume_size", "role").first()
-            if stored and stored["role"] in self.SERVICE_ROLES and self.project.state == Project.State.ACTIVE:
+            if stored and stored["role"] in self.SERVICE_ROLES and self.project.is_rendered:
                 problem = volume_resize_problem(
                     what=f"The volume {names.service_data_claim_name(self.directory)}",
                     old_size=stored["data_volume_size"], new_size=self.data_volume_size,
@@ -238,6 +274,83 @@ def environment_host_conflicts(*, environment: Environment, slug: str, directori
                 f"Host {label}.{environment.app_domain} is already used by project {other_slug} (directory "
                 f"{other_directory}) in this environment. Choose another slug or directory.")
     return messages
+
+
+class HibernationRun(JobRun):
+    """One hibernation of a project on a cluster with EBS VolumeSnapshots (DOMAIN.md "Hibernation and snapshots").
+
+    Steps: render and commit the project in state Hibernating with a VolumeSnapshot of every volume
+    (``snapshot_render_run``); wait up to ``timeout_seconds`` until the cluster reports each ``readyToUse`` and
+    record its EBS snapshot id (``volumes``); only then set the project Hibernated and commit the removal of its
+    folder (``prune_render_run``). A failed or late snapshot leaves the project active, its folder in git and the
+    reason on ``Project.hibernation_error``. A succeeded run is a *snapshot set* a wake can restore.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="hibernation_runs")
+    stamp = models.CharField(max_length=15, help_text="YYYYmmdd-HHMMSS (UTC) in the VolumeSnapshot names.")
+    timeout_seconds = models.PositiveIntegerField(
+        default=300, help_text="How long to wait for every VolumeSnapshot to be readyToUse (DOMAIN.md: 300 s).")
+    snapshot_render_run = models.ForeignKey("deployments.RenderRun", null=True, blank=True,
+                                            on_delete=models.SET_NULL, related_name="+")
+    prune_render_run = models.ForeignKey("deployments.RenderRun", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+
+    class Meta(JobRun.Meta):
+        verbose_name = "hibernation run"
+
+    def __str__(self) -> str:
+        return f"Hibernation {self.pk} of {self.project} ({self.get_status_display()})"
+
+    @property
+    def is_complete_set(self) -> bool:
+        """Succeeded (with or without warnings), and every volume has its EBS snapshot id."""
+        volumes = list(self.volumes.all())
+        finished = self.status in (JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS)
+        return finished and bool(volumes) and all(volume.snapshot_handle for volume in volumes)
+
+
+class HibernationVolume(models.Model):
+    """One volume (PVC) of a hibernation: its VolumeSnapshot and, once ready, the EBS snapshot id."""
+
+    run = models.ForeignKey(HibernationRun, on_delete=models.CASCADE, related_name="volumes")
+    volume_name = models.CharField(max_length=253, help_text="The PVC: project-storage or svc-{dir}-data.")
+    volume_snapshot_name = models.CharField(max_length=253)
+    volume_snapshot_content_name = models.CharField(max_length=253, blank=True)
+    snapshot_handle = models.CharField(max_length=32, blank=True,
+                                       help_text="EBS snapshot id (status.snapshotHandle of the bound content).")
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "volume_name"]
+        constraints = [models.UniqueConstraint(fields=["run", "volume_name"], name="hibernationvolume_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.volume_name} → {self.snapshot_handle or self.volume_snapshot_name}"
+
+
+class VolumeRestore(models.Model):
+    """A volume of a project restored from an EBS snapshot (DOMAIN.md "Restore"): rendered as a pre-provisioned
+    VolumeSnapshotContent, a VolumeSnapshot bound to it and the PVC with ``dataSource`` → that VolumeSnapshot.
+
+    A PVC's ``dataSource`` is immutable, so the row (and the three objects) stay for as long as the project is
+    rendered; a wake replaces the rows only after a hibernation removed the namespace and its PVCs.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="volume_restores")
+    volume_name = models.CharField(max_length=253, help_text="The PVC: project-storage or svc-{dir}-data.")
+    source_snapshot_name = models.CharField(max_length=253,
+                                            help_text="The hibernation's VolumeSnapshot (names the restore objects).")
+    snapshot_handle = models.CharField(max_length=22, validators=[v.validate_ebs_snapshot_id])
+    hibernation_run = models.ForeignKey(HibernationRun, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "volume_name"]
+        constraints = [models.UniqueConstraint(fields=["project", "volume_name"], name="volumerestore_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.volume_name} ← {self.snapshot_handle}"
 
 
 class ServiceCredential(models.Model):

@@ -31,3 +31,17 @@ def audit_scheduled_job() -> None:
     from snapshots.services import audit_run
 
     audit_run(report=AuditReport.objects.create(reason="Scheduled daily audit"))
+
+
+def hibernation_run_job(run_id: int) -> None:
+    """Queue ``gitops`` (projects.services.project_hibernate): one hibernation run."""
+    from snapshots.hibernation import hibernation_execute
+
+    hibernation_execute(run_id=run_id)
+
+
+def hibernations_recover_job() -> None:
+    """Scheduled (PORTAL_SCHEDULE ``hibernations-recover``)."""
+    from snapshots.hibernation import hibernations_recover
+
+    hibernations_recover()

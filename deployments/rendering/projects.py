@@ -307,6 +307,57 @@ def _container_context(penv: ProjectEnvironment, project: ProjectSnapshot, conta
     return context
 
 
+def project_volumes(project: ProjectSnapshot) -> list[str]:
+    """Every PVC of a project: ``project-storage`` and ``svc-{dir}-data`` of each service container, sorted."""
+    return sorted([domain.PROJECT_VOLUME] + [f"{c.workload}-data" for c in project.containers if c.is_service])
+
+
+def hibernation_snapshots(penv: ProjectEnvironment, project: ProjectSnapshot) -> list[dict]:
+    """Template contexts of the VolumeSnapshots a hibernation takes, one per volume (DOMAIN.md "Hibernation and
+    snapshots": named ``snap-{first 8 of project id}-{stamp}``, labelled project-id, user-id, snapshot-type, app,
+    managed-by — the bare keys Studio's backend reads and the ``tesslate.io/`` keys of project objects — class
+    the environment's VolumeSnapshotClass, which retains the EBS snapshot when the namespace goes)."""
+    labels = {"app": "tesslate", "app.kubernetes.io/managed-by": MANAGED_BY, "project-id": project.id,
+              "user-id": project.owner, "snapshot-type": domain.SNAPSHOT_TYPE_HIBERNATION,
+              "tesslate.io/project-id": project.id, "tesslate.io/user-id": project.owner,
+              "tesslate.io/snapshot-type": domain.SNAPSHOT_TYPE_HIBERNATION}
+    return [{"snapshot_name": domain.hibernation_snapshot_name(project.id, project.hibernation_stamp, volume),
+             "namespace": project.namespace, "snapshot_class": penv.volume_snapshot_class, "pvc_name": volume,
+             "labels": dict(sorted({**labels, "tesslate.io/volume": volume}.items()))}
+            for volume in project_volumes(project)]
+
+
+def project_restores(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[str, dict]:
+    """volume name -> restore objects' context (content name, snapshot name, EBS handle, driver, class).
+
+    Per-volume restores (``project.restores``) use Studio's names (``domain.restore_object_names``); the legacy
+    ``restore_snapshot_id`` of project-storage keeps the names it was first rendered with (a PVC's dataSource is
+    immutable). Only clusters with EBS VolumeSnapshots restore."""
+    if not penv.supports_snapshots:
+        return {}
+    restores = {}
+    if project.restore_snapshot_id:
+        restores[domain.PROJECT_VOLUME] = {
+            "content_name": f"{project.namespace}-{project.restore_snapshot_id}",
+            "snapshot_name": f"restore-{project.restore_snapshot_id}",
+            "snapshot_handle": project.restore_snapshot_id}
+    for restore in project.restores:
+        content_name, snapshot_name = domain.restore_object_names(restore.source_snapshot_name, project.namespace)
+        restores[restore.volume_name] = {"content_name": content_name, "snapshot_name": snapshot_name,
+                                         "snapshot_handle": restore.snapshot_handle}
+    return {volume: {**values, "driver": EBS_DRIVER, "snapshot_class": penv.volume_snapshot_class}
+            for volume, values in restores.items()}
+
+
+def _restore_documents(restore: dict | None, namespace: str) -> list[str]:
+    """The pre-provisioned VolumeSnapshotContent and the VolumeSnapshot bound to it (none without a restore)."""
+    if not restore:
+        return []
+    context = {**restore, "namespace": namespace, "labels": None, "pvc_name": None}
+    return [render_template("project/volume-snapshot-content.yaml.j2", context),
+            render_template("project/volume-snapshot.yaml.j2", context)]
+
+
 def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[str, bytes]:
     prefix = f"environments/{penv.name}/projects/{project.namespace}/"
     namespace = project.namespace
@@ -315,16 +366,7 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     pull_policy = image_pull_policy(penv.kind)
     common = {"namespace": namespace, "placement": project_placement(penv, project.id)}
 
-    restore = None
-    if project.restore_snapshot_id and penv.supports_snapshots:
-        restore = {
-            "content_name": f"{namespace}-{project.restore_snapshot_id}",
-            "snapshot_name": f"restore-{project.restore_snapshot_id}",
-            "snapshot_handle": project.restore_snapshot_id,
-            "driver": EBS_DRIVER,
-            "snapshot_class": penv.volume_snapshot_class,
-        }
-
+    restores = project_restores(penv, project)
     files: dict[str, str] = {}
     files["namespace.yaml"] = render_template("project/namespace.yaml.j2", {
         "name": namespace, "labels": dict(sorted(base_labels.items()))})
@@ -336,30 +378,31 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
         "name": "project-storage", "namespace": namespace,
         "labels": dict(sorted({**base_labels, "tesslate.io/component": "storage"}.items())),
         "size": project.volume_size, "storage_class": penv.storage_class_name,
-        "restore": restore,
+        "restore": restores.get(domain.PROJECT_VOLUME),
     })]
-    if restore:
-        storage.append(render_template("project/volume-snapshot-content.yaml.j2", {**restore, "namespace": namespace}))
-        storage.append(render_template("project/volume-snapshot.yaml.j2", {**restore, "namespace": namespace}))
+    storage += _restore_documents(restores.get(domain.PROJECT_VOLUME), namespace)
     files["storage.yaml"] = yaml_documents(*storage).decode()
     files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
         **common,
         "labels": dict(sorted({**base_labels, "app": "file-manager", "tesslate.io/component": "file-manager"}.items())),
         "image": f"{DEVSERVER_IMAGE}:{penv.image_tag}", "pull_policy": pull_policy,
-        "command": [TSINIT, "serve"],
+        "command": [TSINIT, "serve"], "replicas": 0 if project.stopped else None,
     })
     resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml"]
     connections = _connections(project, penv.uses_external_secrets)
     for container in project.containers:
-        context = {**common, **_container_context(penv, project, container, base_labels, pull_policy, connections)}
+        context = {**common, **_container_context(penv, project, container, base_labels, pull_policy, connections),
+                   "replicas": 0 if project.stopped else None}
         documents = []
         if container.workload in connections:
             documents.append(_credentials_document(penv, project, container, connections[container.workload]))
         if context["service"]:
             documents.append(render_template("project/pvc.yaml.j2", {
                 "name": context["data_claim"], "namespace": namespace, "labels": context["labels"],
-                "size": context["data_size"], "storage_class": penv.storage_class_name, "restore": None,
+                "size": context["data_size"], "storage_class": penv.storage_class_name,
+                "restore": restores.get(context["data_claim"]),
             }))
+            documents += _restore_documents(restores.get(context["data_claim"]), namespace)
         documents.append(render_template("project/deployment.yaml.j2", context))
         documents.append(render_template("project/service.yaml.j2", context))
         if not context["service"]:
@@ -368,6 +411,11 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
         files[filename] = yaml_documents(*documents).decode()
         resources.append(filename)
 
+    if project.hibernation_stamp and penv.supports_snapshots:
+        files["volume-snapshots.yaml"] = yaml_documents(*(
+            render_template("project/volume-snapshot.yaml.j2", snapshot)
+            for snapshot in hibernation_snapshots(penv, project))).decode()
+        resources.append("volume-snapshots.yaml")
     files["kustomization.yaml"] = render_template("project/kustomization.yaml.j2", {
         "resources": resources,
         "images": image_overrides(penv, (DEVSERVER_IMAGE,)),

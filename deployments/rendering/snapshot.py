@@ -64,13 +64,25 @@ class ContainerSnapshot:
 
 
 @dataclass(frozen=True)
+class VolumeRestoreSnapshot:
+    """One volume restored from an EBS snapshot (projects.models.VolumeRestore)."""
+
+    volume_name: str  # project-storage or svc-{dir}-data
+    source_snapshot_name: str  # the hibernation's VolumeSnapshot; names the restore objects
+    snapshot_handle: str  # EBS snapshot id (snap-…)
+
+
+@dataclass(frozen=True)
 class ProjectSnapshot:
     id: str  # UUID text
     slug: str
     owner: str
     volume_size: str
-    restore_snapshot_id: str
+    restore_snapshot_id: str  # legacy single-volume restore of project-storage (names restore-{snap})
     containers: tuple[ContainerSnapshot, ...]  # sorted by directory
+    hibernation_stamp: str = ""  # non-empty while hibernating: render a VolumeSnapshot of every volume
+    stopped: bool = False  # hibernated without VolumeSnapshots (Minikube): every Deployment at zero replicas
+    restores: tuple[VolumeRestoreSnapshot, ...] = ()  # sorted by volume name
 
     @property
     def namespace(self) -> str:
@@ -112,7 +124,7 @@ class EnvironmentSnapshot:
     disabled_addons: tuple[str, ...]  # sorted add-on names the cluster already runs
     node_groups: tuple[NodeGroupSnapshot, ...]  # sorted by name
     secrets: tuple[SecretSnapshot, ...]  # sorted by (secret_name, key)
-    projects: tuple[ProjectSnapshot, ...]  # ACTIVE projects only, sorted by id
+    projects: tuple[ProjectSnapshot, ...]  # rendered projects (domain.project_is_rendered), sorted by id
     # Docker Compose servers (the guide's Path 1); defaults keep snapshots built by hand short.
     server_ip: str = ""
     server_ram_gb: int = 16

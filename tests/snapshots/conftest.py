@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from projects.models import Project
+from tests.deployments.runfixtures import gitops, gitops_queue  # noqa: F401 - fixtures of the hibernation tests
 from tests.factories import container_factory, eks_environment_factory, project_factory
 from tests.snapshots.awsproxy import PagingProxy
 

@@ -997,7 +997,7 @@ def test_snapshot_reads_in_a_constant_number_of_queries(gitops_source):
         snapshot = environments_snapshot()
     assert sum(len(env.projects) for env in snapshot.environments) == 55
     assert all(len(project.containers) == 3 for env in snapshot.environments for project in env.projects)
-    assert len(small.captured_queries) == len(large.captured_queries) == 6
+    assert len(small.captured_queries) == len(large.captured_queries) == 7
 
 
 def test_snapshot_is_plain_immutable_data(demo):

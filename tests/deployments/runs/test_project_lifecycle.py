@@ -29,19 +29,22 @@ def test_hibernate_delete_and_wake_a_project(gitops):
     # The demo's hibernated project never had a folder.
     assert f"proj-{demo_project_id('aws-production', 'blog')}" not in _project_dirs(gitops, "aws-production")
 
+    # Minikube has no VolumeSnapshots: a hibernated project is stopped (zero replicas), never pruned.
     Project.objects.filter(id=todo).update(state=Project.State.HIBERNATED)
     run = _render("hibernate todo-app")
-    assert run.status == "succeeded" and run.files_deleted >= 6
-    assert _project_dirs(gitops, "minikube") == {f"proj-{landing}"}
-    index = gitops.show("environments/minikube/projects/kustomization.yaml")
-    assert f"proj-{todo}" not in index and f"proj-{landing}" in index
+    assert run.status == "succeeded" and run.files_deleted == 0 and run.files_changed >= 2
+    assert _project_dirs(gitops, "minikube") == {f"proj-{todo}", f"proj-{landing}"}
+    assert "replicas: 0" in gitops.show(f"environments/minikube/projects/proj-{todo}/file-manager.yaml")
 
     Project.objects.filter(id=landing).update(state=Project.State.DELETED)
-    _render("delete landing-page")
-    assert _project_dirs(gitops, "minikube") == set()
+    run = _render("delete landing-page")
+    assert run.files_deleted >= 6
+    assert _project_dirs(gitops, "minikube") == {f"proj-{todo}"}
+    index = gitops.show("environments/minikube/projects/kustomization.yaml")
+    assert f"proj-{todo}" in index and f"proj-{landing}" not in index
 
     Project.objects.filter(id=todo).update(state=Project.State.ACTIVE)
     run = _render("wake todo-app")
-    assert run.files_added >= 6
+    assert run.files_changed >= 2
+    assert "replicas" not in gitops.show(f"environments/minikube/projects/proj-{todo}/file-manager.yaml")
     assert _project_dirs(gitops, "minikube") == {f"proj-{todo}"}
-    assert f"proj-{todo}" in gitops.show("environments/minikube/projects/kustomization.yaml")

@@ -292,7 +292,9 @@ def test_a_project_volume_cannot_shrink_nor_grow_without_expansion():
     minikube = project_factory(environment_factory(), volume_size="2Gi")
     minikube.volume_size = "3Gi"
     assert "does not allow volume expansion" in field_errors(minikube)["volume_size"][0]
-    minikube.state = "hibernated"  # no volume in the cluster: the next restore makes a new one
+    minikube.state = "hibernated"  # Minikube hibernation only stops the project: the volume stays
+    assert "does not allow volume expansion" in field_errors(minikube)["volume_size"][0]
+    minikube.state = "deleted"  # no volume in the cluster any more
     minikube.full_clean()
 
 
