@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.contrib.auth.backends import ModelBackend
 from rules.permissions import ObjectPermissionBackend
 
+from governance.models import EnvironmentGrant
+
 _model_backend = ModelBackend()
 
 
@@ -21,8 +23,6 @@ class EnvironmentGrantBackend(ObjectPermissionBackend):
         environment). Empty without the role permission or without grants."""
         if not _model_backend.has_perm(user, perm):
             return set()
-        from governance.models import EnvironmentGrant
-
         cache = getattr(user, "_environment_grant_cache", None)
         if cache is None:
             cache = list(EnvironmentGrant.objects.filter(user_id=user.pk).values_list("environment_id", flat=True))

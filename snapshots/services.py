@@ -30,12 +30,15 @@ from clients.volume_snapshots import (
     VolumeSnapshotInfo,
     list_volume_snapshots,
 )
+from deployments.git import gitops_head
 from deployments.models import Environment
 from jobs.models import JobRun
 from jobs.progress import Recorder
+from jobs.queue import enqueue
 from projects.models import Project
 from snapshots import audit, rules
 from snapshots.models import AuditFinding, AuditReport, Snapshot, SnapshotSource, SnapshotSyncRun
+from snapshots.reports import finding_rows, report_csv, report_json
 from snapshots.selectors import audit_inputs
 
 logger = logging.getLogger(__name__)
@@ -319,8 +322,6 @@ def snapshot_sync(*, run: SnapshotSyncRun, callback=None) -> SnapshotSyncRun:
 
 def snapshot_sync_request(*, environment: Environment | None = None, user=None, reason: str = "") -> SnapshotSyncRun:
     """Create a queued sync run and enqueue it (inline without REDIS_URL) after the transaction commits."""
-    from jobs.queue import enqueue
-
     run = SnapshotSyncRun.objects.create(environment=environment, triggered_by=user, reason=reason[:500])
 
     def failed(reason_text: str) -> None:
@@ -383,8 +384,6 @@ def _gitops_finding(now: datetime, data_sources: dict) -> audit.Finding:
 
     No remote configured or nothing committed yet: UNKNOWN. Unreachable, missing branch or another commit:
     NON_COMPLIANT (reachability is what this control checks)."""
-    from deployments.git import gitops_head
-
     url, branch = settings.GITOPS_REMOTE_URL, settings.GITOPS_BRANCH
     resource = f"{redact_url(url)}#{branch}" if url else "(no remote)"
 
@@ -481,8 +480,6 @@ def audit_run(*, report: AuditReport, sync: bool = True, now: datetime | None = 
 
 def _upload(report: AuditReport, recorder: Recorder) -> None:
     """CSV and JSON to s3://BACKUP_AUDIT_REPORT_BUCKET/<prefix><date>/<uuid>.{csv,json}; failure is a warning."""
-    from snapshots.reports import finding_rows, report_csv, report_json
-
     bucket = settings.BACKUP_AUDIT_REPORT_BUCKET
     base = f"{settings.BACKUP_AUDIT_REPORT_PREFIX}{report.evaluated_at:%Y-%m-%d}/{report.uuid}"
     rows = finding_rows(report)
@@ -501,8 +498,6 @@ def _upload(report: AuditReport, recorder: Recorder) -> None:
 
 def audit_request(*, user=None, reason: str = "") -> AuditReport:
     """Create a queued audit report and enqueue its run (inline without REDIS_URL) after the commit."""
-    from jobs.queue import enqueue
-
     report = AuditReport.objects.create(triggered_by=user, reason=reason[:500])
 
     def failed(reason_text: str) -> None:
