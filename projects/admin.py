@@ -208,7 +208,8 @@ class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAd
     def host_links(self, obj):
         if not obj.pk or not obj.environment_id:
             return "-"
-        if not obj.is_rendered:
+        if obj.state != Project.State.ACTIVE:
+            # Hibernated (pruned or, without VolumeSnapshots, stopped at zero replicas): nothing answers there.
             return format_html('<span class="muted">none while {}</span>', obj.get_state_display().lower())
         scheme = obj.environment.scheme
         containers = [c for c in obj.containers.all() if not c.is_service]

@@ -15,7 +15,7 @@ from jobs.models import JobRun
 from live.models import LiveStatus
 from projects.models import Project
 from snapshots.models import AuditFinding, AuditReport
-from tests.factories import environment_factory, project_factory
+from tests.factories import eks_environment_factory, environment_factory, project_factory
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +140,8 @@ def test_labels_and_neutral_render_state(admin_client):
 
 @override_settings(GITOPS_BROWSE_URL="https://git.example.com/org/gitops/tree/main/{path}")
 def test_project_page_links_and_hibernated_hosts(admin_client):
-    env = environment_factory(name="links", app_domain="links.example.com")
+    # EKS: a hibernated project's folder is pruned (on Minikube it stays, stopped at zero replicas).
+    env = eks_environment_factory(name="links", app_domain="links.example.com")
     project = project_factory(env, slug="shop", containers=("frontend",))
     html = admin_client.get(reverse("admin:projects_project_change", args=[project.pk])).content.decode()
     folder = f"environments/links/projects/proj-{project.pk}/"
