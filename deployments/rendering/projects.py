@@ -49,6 +49,7 @@ class ProjectEnvironment:
     ingress_class: str
     ingress_controller_namespace: str
     tls_mode: str
+    gitops_tool: str
     storage_class_name: str
     volume_snapshot_class: str
     supports_snapshots: bool
@@ -65,7 +66,7 @@ class ProjectEnvironment:
         return cls(
             name=env.name, kind=env.kind, app_domain=env.app_domain, ingress_class=env.ingress_class,
             ingress_controller_namespace=env.ingress_controller_namespace,
-            tls_mode=env.tls_mode, storage_class_name=env.storage_class_name,
+            tls_mode=env.tls_mode, gitops_tool=env.gitops_tool, storage_class_name=env.storage_class_name,
             volume_snapshot_class=env.volume_snapshot_class, supports_snapshots=env.supports_snapshots,
             uses_external_secrets=env.uses_external_secrets,
             image_registry=env.image_registry, image_tag=env.image_tag,
@@ -382,13 +383,21 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     })]
     storage += _restore_documents(restores.get(domain.PROJECT_VOLUME), namespace)
     files["storage.yaml"] = yaml_documents(*storage).decode()
-    files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
-        **common,
-        "labels": dict(sorted({**base_labels, "app": "file-manager", "tesslate.io/component": "file-manager"}.items())),
-        "image": f"{DEVSERVER_IMAGE}:{penv.image_tag}", "pull_policy": pull_policy,
-        "command": [TSINIT, "serve"], "replicas": 0 if project.stopped else None,
-    })
-    resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml"]
+    resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml"]
+    # A stopped project (hibernated without VolumeSnapshots) runs no pod. Flux applies `replicas: 0`; Argo CD
+    # ignores spec.replicas of Deployments (the ApplicationSet's ignoreDifferences with RespectIgnoreDifferences,
+    # so Studio's runtime scaling is never undone), so under Argo CD the Deployments are left out and pruned
+    # instead. Volumes, Services and the Namespace stay either way.
+    prune_workloads = project.stopped and penv.gitops_tool == domain.GITOPS_ARGOCD
+    if not prune_workloads:
+        files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
+            **common,
+            "labels": dict(sorted({**base_labels, "app": "file-manager",
+                                   "tesslate.io/component": "file-manager"}.items())),
+            "image": f"{DEVSERVER_IMAGE}:{penv.image_tag}", "pull_policy": pull_policy,
+            "command": [TSINIT, "serve"], "replicas": 0 if project.stopped else None,
+        })
+        resources.append("file-manager.yaml")
     connections = _connections(project, penv.uses_external_secrets)
     for container in project.containers:
         context = {**common, **_container_context(penv, project, container, base_labels, pull_policy, connections),
@@ -403,7 +412,8 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
                 "restore": restores.get(context["data_claim"]),
             }))
             documents += _restore_documents(restores.get(context["data_claim"]), namespace)
-        documents.append(render_template("project/deployment.yaml.j2", context))
+        if not prune_workloads:
+            documents.append(render_template("project/deployment.yaml.j2", context))
         documents.append(render_template("project/service.yaml.j2", context))
         if not context["service"]:
             documents.append(render_template("project/ingress.yaml.j2", context))

@@ -80,3 +80,34 @@ def test_backend_rbac_covers_what_studio_does_at_runtime(demo_tree):
               ("storage.k8s.io", "storageclasses", "list")]
     missing = [need for need in needs if not allowed(*need)]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("tool", ["flux", "argocd"])
+def test_a_stopped_project_runs_no_pod_under_either_gitops_tool(settings, tmp_path, tool):
+    """A Minikube hibernation stops the project. Flux applies `replicas: 0`; Argo CD would ignore it (the
+    ApplicationSet's ignoreDifferences on spec.replicas with RespectIgnoreDifferences), so there the Deployments
+    are left out of git and pruned. The volumes, Services and the Namespace stay under both."""
+    from deployments.models import Environment
+    from projects.models import Project
+
+    settings.GITOPS_SOURCE_URL = SOURCE_URL
+    demo_load()
+    Environment.objects.filter(name="minikube").update(gitops_tool=tool)
+    project = Project.objects.get(environment__name="minikube", slug="todo-app")
+    Project.objects.filter(pk=project.pk).update(state=Project.State.HIBERNATED)
+    built = build_all(render_tree(environments_snapshot()), tmp_path)
+    folder = f"environments/minikube/projects/proj-{project.pk}"
+    objects = built[folder]
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    if tool == "flux":
+        assert deployments and all(d["spec"]["replicas"] == 0 for d in deployments)
+    else:
+        assert deployments == []
+    kinds_left = {o["kind"] for o in objects}
+    assert {"Namespace", "PersistentVolumeClaim", "Service", "NetworkPolicy"} <= kinds_left
+    claims = {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert "project-storage" in claims and len(claims) >= 2, claims
+    # The project next to it is untouched: its Deployments carry no replicas.
+    other = [o for o in built[[k for k in built if k.startswith("environments/minikube/projects/proj-")
+                               and k != folder][0]] if o["kind"] == "Deployment"]
+    assert other and all("replicas" not in d["spec"] for d in other)
