@@ -18,7 +18,6 @@ Limits and where they come from:
 - Image name, 255 (distribution reference grammar ``NameTotalLengthMax``).
 """
 
-import datetime
 import uuid
 from dataclasses import dataclass
 
@@ -125,19 +124,6 @@ def service_data_claim_name(directory: str) -> str:
 def ingress_tls_secret_name(directory: str) -> str:
     """``dev-<dir>-tls``: the TLS Secret cert-manager writes for a dev container's Ingress (HTTP-01)."""
     return f"{workload_name(directory, service=False)}-tls"
-
-
-def hibernation_snapshot_name(project_id: uuid.UUID | str, when: datetime.datetime) -> str:
-    """``snap-<first 8 of the project id>-<YYYYmmdd-HHMMSS>`` (29 characters): Studio's VolumeSnapshot names."""
-    return f"snap-{str(project_id)[:8]}-{when:%Y%m%d-%H%M%S}"
-
-
-def restore_snapshot_name(snapshot_id: str) -> str:
-    return f"restore-{snapshot_id}"
-
-
-def restore_snapshot_content_name(project_id: uuid.UUID | str, snapshot_id: str) -> str:
-    return f"{project_namespace(project_id)}-{snapshot_id}"
 
 
 def image_name(registry: str, image: str) -> str:

@@ -2,12 +2,11 @@
 in the model layer, with a field error on the input that makes it too long; reserved Secret names; cross-row
 host and certificate rules through the ORM."""
 
-import datetime
 import uuid
 
 import pytest
 
-from deployments import names
+from deployments import domain, names
 from deployments.models import Environment, Secret
 from deployments.rendering import common
 from deployments.rendering.clusters import ClusterEntry, render_cluster_entry
@@ -48,8 +47,11 @@ def test_fixed_shapes():
     project_id = uuid.UUID("5b0c4c57-8a53-4f3c-9d1e-7a0e5e3d2c10")
     namespace = names.project_namespace(project_id)
     assert namespace == f"proj-{project_id}" and len(namespace) == 41
-    snapshot = names.hibernation_snapshot_name(project_id, datetime.datetime(2026, 1, 2, 3, 4, 5))
+    # Hibernation snapshots: one rule, in deployments.domain (the renderer and the hibernation job both use it).
+    snapshot = domain.hibernation_snapshot_name(str(project_id), "20260102-030405", domain.PROJECT_VOLUME)
     assert snapshot == "snap-5b0c4c57-20260102-030405" and len(snapshot) == 29
+    assert domain.hibernation_snapshot_name(str(project_id), "20260102-030405", "svc-db-data") == \
+        "snap-5b0c4c57-20260102-030405-svc-db-data"
     assert names.service_data_claim_name("db") == "svc-db-data"
     assert names.workload_name("web", service=False) == "dev-web"
     assert names.ingress_tls_secret_name("web") == "dev-web-tls"
