@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from deployments import access
-from deployments.adminkit import EnvironmentScopedAdminMixin, diff_html, run_link
+from deployments.adminkit import EnvironmentScopedAdminMixin, diff_file_list, diff_html, run_link
 from deployments.models import Environment
 from governance import selectors, services
 from governance.models import ChangeRequest, EnvironmentGrant
@@ -126,7 +126,8 @@ class ChangeRequestAdmin(EnvironmentScopedAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": change_request,
             "title": str(change_request), "change_request": change_request, "error": error,
-            "diff_html": diff_html(change_request.diff), "can_decide": can_decide,
+            "diff_html": diff_html(change_request.diff), "diff_files": diff_file_list(change_request.diff),
+            "can_decide": can_decide,
             "contributors": ", ".join(user.get_username() for user in change_request.contributors.all()) or "system",
         }
         return TemplateResponse(request, "admin/governance/changerequest/decide.html", context)

@@ -209,6 +209,8 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
         for _receiver, extra in render_run_trailers.send(sender=RenderRun, run=run):
             trailers.update({key: one_line(value) for key, value in (extra or {}).items()})
         trailers.update({"Environments": label, "Reason": one_line(run.reason) or "-"})
+        extra = {key: value for key, value in trailers.items() if key not in ("Portal-Run", "Environments", "Reason")}
+        recorder.log("Commit trailers: " + "; ".join(f"{key}: {value}" for key, value in extra.items()))
         result = gitops_commit(
             units=units, scopes=scopes, message=_commit_message(run, label), trailers=trailers,
             author_name=author_name, author_email=author_email,
