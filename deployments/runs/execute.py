@@ -30,7 +30,7 @@ from django.utils import timezone
 from deployments.git import (
     GitOpsDeletionRefused,
     GitOpsInvariantError,
-    GitOpsPushError,
+    GitOpsRemoteError,
     gitops_commit,
     gitops_preview,
 )
@@ -244,7 +244,7 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
     except (GitOpsInvariantError, GitOpsDeletionRefused) as exc:
         recorder.log(f"Refused: {type(exc).__name__}; nothing was pushed.")
         _fail(recorder, env_ids, error=str(exc), kind=RenderRun.ErrorKind.REFUSED)
-    except GitOpsPushError as exc:
+    except GitOpsRemoteError as exc:  # a push refused or failed, or the fetch before rendering failed
         recorder.log("The remote refused or could not be reached; nothing was pushed.")
         _fail(recorder, env_ids, error=str(exc), kind=RenderRun.ErrorKind.REMOTE)
     except SecretUnreadable as exc:
