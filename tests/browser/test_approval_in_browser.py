@@ -138,6 +138,8 @@ def test_a_second_user_approves_a_protected_change(portal_server, browser_page, 
     row = page.locator("#result_list tbody tr").first
     assert "Awaiting approval" in row.inner_text() and "alice" in row.inner_text()
     _shot(page, screenshot_dir, "23-approver-list")
+    assert page.evaluate("(() => { const r = document.querySelector('.results'); "
+                         "return r.scrollWidth <= r.clientWidth; })()"), "the list scrolls sideways at 1366 px"
     row.locator("th a, td a").first.click()
     page.wait_for_selector("#diff")
     assert "v2.0.0" in page.inner_text("#diff") and page.locator("#diff .diff-add").count() >= 1
