@@ -81,6 +81,7 @@ class EnvironmentCard:
     audit: AuditVerdict | None = None
     monthly_cost_usd: Decimal | None = None
     live: LiveHealth | None = None
+    pending_changes: int = 0  # change requests awaiting approval that cover this environment
 
     @property
     def state(self) -> str:
@@ -89,7 +90,7 @@ class EnvironmentCard:
         if (self.last_run and self.last_run.status == JobRun.Status.FAILED) or (
                 self.audit and self.audit.state == FAILING):
             return FAILING
-        if self.needs_render or (self.last_run and self.last_run.warning_count) or (
+        if self.needs_render or self.pending_changes or (self.last_run and self.last_run.warning_count) or (
                 self.live and self.live.state == ATTENTION):
             return ATTENTION
         return OK
@@ -178,6 +179,21 @@ def _live_health() -> dict[int, LiveHealth]:
             for row in LiveStatus.objects.only("environment_id", "fetched_at", "problem_count", "last_error")}
 
 
+def _pending_changes() -> tuple[dict[int, int], int]:
+    """({environment id: pending change requests naming it}, pending requests of every environment) — ({}, 0)
+    without the governance app."""
+    if not apps.is_installed("governance"):
+        return {}, 0
+    from django.db.models import Count
+
+    from governance.models import ChangeRequest
+
+    pending = ChangeRequest.objects.filter(status=ChangeRequest.Status.PENDING)
+    every = pending.filter(all_environments=True).count()
+    rows = pending.filter(all_environments=False).values("environments").annotate(n=Count("id"))
+    return {row["environments"]: row["n"] for row in rows if row["environments"] is not None}, every
+
+
 def environment_cards() -> list[EnvironmentCard]:
     """One card per environment, by name. Queries: a few per environment (the portal has a handful)."""
     from django.db.models import Count
@@ -185,6 +201,7 @@ def environment_cards() -> list[EnvironmentCard]:
     environments = Environment.objects.annotate(
         _active=Count("projects", filter=Q(projects__state="active"))).order_by("name")
     audits, live = _audit_verdicts(), _live_health()
+    pending, pending_everywhere = _pending_changes()
     cards = []
     for env in environments:
         last_run, failed = _last_run(env)
@@ -192,7 +209,7 @@ def environment_cards() -> list[EnvironmentCard]:
             pk=env.pk, name=env.name, kind_display=env.get_kind_display(), protected=env.protected,
             needs_render=env.needs_render, active_projects=env._active, last_run=last_run,
             failed_since_success=failed, audit=audits.get(env.name), monthly_cost_usd=_monthly_cost(env),
-            live=live.get(env.pk)))
+            live=live.get(env.pk), pending_changes=pending.get(env.pk, 0) + pending_everywhere))
     return cards
 
 

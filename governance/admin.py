@@ -10,10 +10,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from deployments import access
-from deployments.adminkit import EnvironmentScopedAdminMixin, diff_html, run_link
+from deployments.adminkit import EnvironmentScopedAdminMixin, diff_file_list, diff_html, run_link
 from deployments.models import Environment
 from governance import selectors, services
 from governance.models import ChangeRequest, EnvironmentGrant
@@ -52,8 +53,8 @@ class EnvironmentGrantAdmin(admin.ModelAdmin):
 class ChangeRequestAdmin(EnvironmentScopedAdminMixin, admin.ModelAdmin):
     """Changes of protected environments awaiting a second person; the page shows the diff and decides."""
 
-    list_display = ["id", "status", "environment_names", "author", "short_reason", "files", "created_at",
-                    "approver", "run_column"]
+    list_display = ["id", "status", "environments_label", "author", "short_reason", "files", "requested",
+                    "decision"]
     list_filter = ["status", "environments", "author", "approver"]
     search_fields = ["reason", "environment_names", "author__username", "approver__username", "comment"]
     list_select_related = ["author", "approver", "run"]
@@ -72,13 +73,26 @@ class ChangeRequestAdmin(EnvironmentScopedAdminMixin, admin.ModelAdmin):
     def short_reason(self, obj):
         return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
 
-    @admin.display(description="Files (+/~/−)")
+    @admin.display(description="Environments", ordering="environment_names")
+    def environments_label(self, obj):
+        return obj.environment_names or "every environment"
+
+    @admin.display(description="Requested", ordering="created_at")
+    def requested(self, obj):
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="Files")
     def files(self, obj):
         return f"+{obj.files_added} ~{obj.files_changed} −{obj.files_deleted}"
 
-    @admin.display(description="Run")
-    def run_column(self, obj):
-        return run_link(obj.run) if obj.run_id else "-"
+    @admin.display(description="Decided by", ordering="approver__username")
+    def decision(self, obj):
+        """Who decided, and the run an approval started (one column: the list stays readable at 1366 px)."""
+        if not obj.approver_id:
+            return "-"
+        if obj.run_id:
+            return format_html("{}, run {}", obj.approver.get_username(), run_link(obj.run))
+        return obj.approver.get_username()
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -126,7 +140,8 @@ class ChangeRequestAdmin(EnvironmentScopedAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": change_request,
             "title": str(change_request), "change_request": change_request, "error": error,
-            "diff_html": diff_html(change_request.diff), "can_decide": can_decide,
+            "diff_html": diff_html(change_request.diff), "diff_files": diff_file_list(change_request.diff),
+            "can_decide": can_decide,
             "contributors": ", ".join(user.get_username() for user in change_request.contributors.all()) or "system",
         }
         return TemplateResponse(request, "admin/governance/changerequest/decide.html", context)

@@ -162,7 +162,8 @@ def render_request_gate(*, environment_ids, user, reason: str, absorb: bool, all
     an unshipped change a user made in it (also through a render of every environment, e.g. after a removal or
     move), or a change whose request is pending or was rejected. An approved request passes; so does a render of
     a protected environment whose changes were all approved, and a change made by the system (``user=None``:
-    server-side commands and data loads, which need shell access to the portal).
+    server-side commands and data loads, which need shell access to the portal; not silently: the commit and the
+    run's log name them, ``run_trailers``, and the audit trail shows them as the system's).
 
     A save makes its user the request's author. A render that only meets a held change (a manual render, the
     recovery job) is answered with the pending request, or, when there is none (the last one was rejected), with a
@@ -267,12 +268,33 @@ def run_refusal(*, run: RenderRun) -> str:
     return f"change {names} is not approved; this run would ship it, so nothing was rendered."
 
 
+def _unshipped_system_changes(protected: list[Environment]) -> list[str]:
+    """Names of the protected environments holding changes the system made (history rows without a user) that
+    no run has shipped yet."""
+    ids = {env.pk for env in protected}
+    if not ids:
+        return []
+    found: set[int] = set()
+    for model in AUDITED_MODELS:
+        found |= set(model.history.model.objects.filter(
+            render_run__isnull=True, history_user__isnull=True, audit_environment_id__in=ids,
+        ).values_list("audit_environment_id", flat=True).distinct())
+    return [env.name for env in protected if env.pk in found]
+
+
 def run_trailers(*, run: RenderRun) -> dict[str, str]:
-    """``Approved-By`` (and ``Change-Request``) for the run an approval started."""
+    """``Approved-By`` (and ``Change-Request``) for the run an approval started. Otherwise, when the run ships
+    changes the system made in a protected environment (commands and data loads pass the two-person rule, see
+    ``render_request_gate``), ``Unapproved-System-Change`` names those environments: the commit and the run's log
+    say that nobody approved them."""
     approved = ChangeRequest.objects.filter(run=run, status=ChangeRequest.Status.APPROVED).first()
-    if approved is None:
+    if approved is not None:
+        return {"Approved-By": username(approved.approver), "Change-Request": f"#{approved.pk}"}
+    ids = set(run.environments.values_list("pk", flat=True)) or None
+    system = _unshipped_system_changes(_protected_in(ids))
+    if not system:
         return {}
-    return {"Approved-By": username(approved.approver), "Change-Request": f"#{approved.pk}"}
+    return {"Unapproved-System-Change": ", ".join(system)}
 
 
 # --- audit ----------------------------------------------------------------------------------------------

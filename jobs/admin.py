@@ -34,7 +34,7 @@ class JobRunAdminMixin:
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is not None and not obj.error:
+        if obj is not None and not (obj.error or obj.enqueue_error):  # a failed hand-over is shown too
             fieldsets = [(name, options) for name, options in fieldsets if name != "Error"]
         return fieldsets
 
@@ -87,9 +87,12 @@ class JobRunAdminMixin:
     def progress_block(self, obj):
         return format_html(
             '<div id="run-progress" data-url="{}" data-finished="{}"><progress value="{}" max="100"></progress> '
-            '<span class="run-status">{} — {}%</span></div>',
+            '<span class="run-status">{} — {}%</span>{}</div>',
             self._progress_url(obj), "1" if obj.is_finished else "0", obj.progress, obj.get_status_display(),
             obj.progress,
+            format_html(' <span class="run-not-queued">Not queued yet: the queue could not be reached (see the '
+                        'error below); the recovery job queues it again once the queue is back.</span>')
+            if obj.status == JobRun.Status.QUEUED and obj.enqueue_error else "",
         )
 
     progress_block.short_description = "Progress"

@@ -67,8 +67,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def portal_server(transactional_db, tmp_path, settings):
-    """gunicorn (2 threads) + ``manage.py rqworker gitops default``; yields a PortalServer. Extra environment
+def portal_server_env() -> dict:
+    """Extra environment variables for the server and the worker (override in a test module)."""
+    return {}
+
+
+@pytest.fixture
+def portal_server(transactional_db, tmp_path, settings, portal_server_env):
+    """gunicorn (4 threads) + ``manage.py rqworker gitops default``; yields a PortalServer. Extra environment
     variables for both processes may be given by overriding the ``portal_server_env`` fixture."""
     from django.db import connection
 
@@ -81,6 +87,7 @@ def portal_server(transactional_db, tmp_path, settings):
         "SESSION_COOKIE_SECURE": "false", "CSRF_COOKIE_SECURE": "false", "SECURE_SSL_REDIRECT": "false",
         "SECURE_HSTS_SECONDS": "0", "GITOPS_AUTO_RENDER": "false", "PYTHONUNBUFFERED": "1",
     })
+    env.update(portal_server_env)
     log_dir = tmp_path / "server-logs"
     log_dir.mkdir()
     web_log, worker_log = log_dir / "gunicorn.log", log_dir / "worker.log"

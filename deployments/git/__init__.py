@@ -7,7 +7,7 @@ mirror.py for the plain-file tree the validation gate reads.
 """
 
 from deployments.git.manifest import MANIFEST_PATH, ManifestError
-from deployments.git.repository import GitOpsError, GitOpsPushError, GitOpsPushRejected
+from deployments.git.repository import GitOpsError, GitOpsPushError, GitOpsPushRejected, GitOpsRemoteError
 from deployments.git.writer import (
     CommitResult,
     GitOpsDeletionRefused,
@@ -28,6 +28,7 @@ __all__ = [
     "GitOpsInvariantError",
     "GitOpsPushError",
     "GitOpsPushRejected",
+    "GitOpsRemoteError",
     "ManifestError",
     "PreviewResult",
     "RenderUnit",

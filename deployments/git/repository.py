@@ -55,7 +55,12 @@ class GitOpsError(Exception):
     """The GitOps repository could not be read or written."""
 
 
-class GitOpsPushError(GitOpsError):
+class GitOpsRemoteError(GitOpsError):
+    """The remote could not be reached, read or written (network, authentication, hooks): nothing about the render
+    itself, the same run may succeed once the remote is back."""
+
+
+class GitOpsPushError(GitOpsRemoteError):
     """The remote refused the push for a reason other than having moved on (auth, hook, network)."""
 
 
@@ -277,8 +282,8 @@ class Repository:
                               "--no-recurse-submodules", "origin", f"+{self.ref}:{self.remote_ref}"])
         except GitCommandError as exc:
             if "couldn't find remote ref" not in (exc.stderr or ""):
-                raise GitOpsError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
-                                         self.remote_url)) from None
+                raise GitOpsRemoteError(redact(f"git fetch from {self.remote_url} failed: {_output(exc)}",
+                                               self.remote_url)) from None
             self.set_ref(self.remote_ref, None)
             target = None
         else:

@@ -30,7 +30,7 @@ from django.utils import timezone
 from deployments.git import (
     GitOpsDeletionRefused,
     GitOpsInvariantError,
-    GitOpsPushError,
+    GitOpsRemoteError,
     gitops_commit,
     gitops_preview,
 )
@@ -209,6 +209,8 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
         for _receiver, extra in render_run_trailers.send(sender=RenderRun, run=run):
             trailers.update({key: one_line(value) for key, value in (extra or {}).items()})
         trailers.update({"Environments": label, "Reason": one_line(run.reason) or "-"})
+        extra = {key: value for key, value in trailers.items() if key not in ("Portal-Run", "Environments", "Reason")}
+        recorder.log("Commit trailers: " + "; ".join(f"{key}: {value}" for key, value in extra.items()))
         result = gitops_commit(
             units=units, scopes=scopes, message=_commit_message(run, label), trailers=trailers,
             author_name=author_name, author_email=author_email,
@@ -242,7 +244,7 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
     except (GitOpsInvariantError, GitOpsDeletionRefused) as exc:
         recorder.log(f"Refused: {type(exc).__name__}; nothing was pushed.")
         _fail(recorder, env_ids, error=str(exc), kind=RenderRun.ErrorKind.REFUSED)
-    except GitOpsPushError as exc:
+    except GitOpsRemoteError as exc:  # a push refused or failed, or the fetch before rendering failed
         recorder.log("The remote refused or could not be reached; nothing was pushed.")
         _fail(recorder, env_ids, error=str(exc), kind=RenderRun.ErrorKind.REMOTE)
     except SecretUnreadable as exc:

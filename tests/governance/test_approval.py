@@ -185,3 +185,37 @@ def test_removing_a_protected_environment_waits_and_an_open_one_does_not(gitops,
     with changes.change_batch(user=author) as batch:
         services.environment_delete(environment=another, user=author)
     assert batch.request.run is None and batch.request.held.status == ChangeRequest.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_system_changes_of_a_protected_environment_ship_named_and_approved_ones_do_not(gitops, people, demo):
+    """A command's change (user=None) is not held, but its commit and its run's log name the protected
+    environments whose changes nobody approved; an approved change's commit names its approver instead."""
+    _first_render(gitops)  # the demo was loaded by the system: aws-production's creation was never approved
+    assert _trailers(gitops.message())["Unapproved-System-Change"] == "aws-production"
+
+    production = Environment.objects.get(name="aws-production")
+    production.backend_replicas = 3
+    with changes.change_batch(user=None) as batch:
+        services.environment_save(environment=production, user=None)
+    assert batch.request.held is None and batch.request.run is not None
+    run = runs.render_run_execute(run_id=batch.request.run.pk)
+    assert run.status in (RenderRun.Status.SUCCEEDED, RenderRun.Status.WARNINGS), run.error
+    trailers = _trailers(gitops.message())
+    assert trailers["Changed-By"] == "system" and trailers["Unapproved-System-Change"] == "aws-production"
+    assert "Approved-By" not in trailers and "Unapproved-System-Change: aws-production" in run.log
+
+    # An open environment's system change names nothing; a person's approved change carries Approved-By only.
+    change = _change_production(people["admin_all"], image_tag="v6.0.0").held
+    result = governance.change_request_approve(change_request=change, user=people["approver"],
+                                               diff_sha256=change.diff_sha256)
+    assert tasks.render_run_job(result.run.pk) in (RenderRun.Status.SUCCEEDED, RenderRun.Status.WARNINGS)
+    trailers = _trailers(gitops.message())
+    assert trailers["Approved-By"] == "approver" and "Unapproved-System-Change" not in trailers
+    minikube = Environment.objects.get(name="minikube")
+    minikube.backend_replicas = 2
+    with changes.change_batch(user=None) as batch:
+        services.environment_save(environment=minikube, user=None)
+    open_run = runs.render_run_execute(run_id=batch.request.run.pk)
+    assert open_run.commit_sha and open_run.commit_sha == gitops.head()
+    assert "Unapproved-System-Change" not in _trailers(gitops.message())

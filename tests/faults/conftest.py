@@ -1,0 +1,1 @@
+from tests.faults.stack import stack  # noqa: F401 - fixture
