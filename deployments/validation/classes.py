@@ -37,7 +37,6 @@ YAML 1.1, decimal in 1.2), no tags, directives or document-end markers.
 import hashlib
 import json
 import logging
-import marshal
 import os
 import pickle
 import re
@@ -64,7 +63,10 @@ IMAGE_KEYS = frozenset({"name", "newName", "newTag", "digest"})
 _DOCUMENT_START = re.compile(rb"^---[ \t]*\r?$", re.MULTILINE)
 # Written forms the fast parser may read differently from PyYAML: "---" with content, "...", directives, tags,
 # integers with a leading zero or 0o (YAML 1.1 octal), and floats are checked on the parsed values.
-_RISKY = re.compile(rb"^(?:---[ \t]*\S|\.\.\.|%)|(?:^|[\s\[{,:])!|(?<![\w.\-\"'])[-+]?0(?:[0-9_]|o)", re.MULTILINE)
+_MARKER_WITH_CONTENT = re.compile(rb"^---[ \t]*[^\s#]", re.MULTILINE)
+# A plain integer with a leading zero or 0o (octal or a string in YAML 1.1, decimal in 1.2), after a space, a tab
+# or a flow indicator (quoted text matching this is refused too: conservative).
+_LEADING_ZERO = re.compile(rb"[ \t\[,{][-+]?0[0-9_o]")
 _STR_TAG = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
 _RESOLVES_AS_STRING: dict[str, bool] = {}
@@ -123,8 +125,10 @@ def _fast_documents(data: bytes, path: str) -> list[Any]:
     """The documents of one resource file read with yaml-rs, or Refused where that could differ from PyYAML."""
     if yaml_rs is None:
         raise Refused("the fast YAML parser is not installed")
-    if _RISKY.search(data):
-        raise Refused(f"{path} is written with YAML forms only a real build reads reliably")
+    if (b"!" in data or b"\n..." in data or data.startswith((b"...", b"%")) or b"\n%" in data
+            or (b"---" in data and _MARKER_WITH_CONTENT.search(data)) or _LEADING_ZERO.search(data)):
+        raise Refused(f"{path} is written with YAML forms only a real build reads reliably (tags, directives, "
+                      "document ends, integers with a leading zero)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -142,57 +146,82 @@ def _fast_documents(data: bytes, path: str) -> list[Any]:
     return documents
 
 
-class _Walker:
-    def __init__(self, kept: set = frozenset()) -> None:
-        self.tokens: list = []
-        self.values: list = []
-        self.table: dict = {}
-        self.structural: set = set(kept)
-        self.kept = kept  # values never renamed, wherever they occur
+def _walk(files: list[tuple[str, list[Any]]], tokens: list, structural: set) -> tuple[list, dict]:
+    """Append the shape tokens of ``files`` [(name, documents)] to ``tokens``; returns (values, table). Keys and
+    markers are str/bytes tokens, a structural value is ("=", value), a renamed one the int 2n (string) or 2n + 1
+    (integer) for the n-th renamed value. Structural (tag, value) pairs are added to ``structural``."""
+    values: list = []
+    table: dict = {}
+    append = tokens.append
+    memo = _RESOLVES_AS_STRING
+    structural_keys = STRUCTURAL_KEYS
+    prefixes = STRUCTURAL_PREFIXES
 
-    def walk(self, node: Any, structural: bool) -> None:
-        tokens = self.tokens
+    def string_ok(text: str) -> bool:
+        found = memo.get(text)
+        return _is_string_everywhere(text) if found is None else found
+
+    def walk(node: Any, fixed: bool) -> None:
         kind = type(node)
         if kind is dict:
-            tokens.append(b"{")
+            append(b"{")
             for key, value in node.items():
                 if type(key) is str:
-                    if not _is_string_everywhere(key):
+                    if not string_ok(key):
                         raise Refused(f"the key {key!r} reads differently in YAML 1.1")
-                    tokens.append(key)
-                    inner = structural or key in STRUCTURAL_KEYS or key.startswith(STRUCTURAL_PREFIXES)
+                    append(key)
+                    kind_of = type(value)
+                    if fixed or key in structural_keys or key.startswith(prefixes):
+                        walk(value, True)
+                    elif kind_of is str:  # the common case, inline
+                        if not value:
+                            append(("=", value))
+                            structural.add((0, value))
+                            continue
+                        if not string_ok(value):
+                            raise Refused(f"the value {value!r} reads differently in YAML 1.1")
+                        number = table.get((0, value))
+                        if number is None:
+                            number = table[(0, value)] = len(values)
+                            values.append(value)
+                        append(number * 2)
+                    else:
+                        walk(value, False)
                 else:
-                    tokens.append(("key", repr(key)))
-                    inner = structural
-                self.walk(value, inner)
-            tokens.append(b"}")
+                    append(("key", repr(key)))
+                    walk(value, fixed)
+            append(b"}")
         elif kind is list:
-            tokens.append(b"[")
+            append(b"[")
             for item in node:
-                self.walk(item, structural)
-            tokens.append(b"]")
-        elif kind is str:
-            if not _is_string_everywhere(node):
+                walk(item, fixed)
+            append(b"]")
+        elif kind is str or kind is int:
+            tag = 0 if kind is str else 1
+            if tag == 0 and not string_ok(node):
                 raise Refused(f"the value {node!r} reads differently in YAML 1.1")
-            self._leaf(node, 0, structural or not node)
-        elif kind is int:
-            self._leaf(node, 1, structural)
+            if fixed or (tag == 0 and not node):
+                structural.add((tag, node))
+                append(("=", node))
+                return
+            number = table.get((tag, node))
+            if number is None:
+                number = table[(tag, node)] = len(values)
+                values.append(node)
+            append(number * 2 + tag)
         elif node is None or kind is bool:
-            tokens.append(("=", node))
+            append(("=", node))
         else:
             raise Refused(f"a {kind.__name__} value is not renamed safely")
 
-    def _leaf(self, value: Any, tag: int, structural: bool) -> None:
-        key = (tag, value)
-        if structural or key in self.kept:
-            self.structural.add(key)
-            self.tokens.append(("=", value))
-            return
-        number = self.table.get(key)
-        if number is None:
-            number = self.table[key] = len(self.values)
-            self.values.append(value)
-        self.tokens.append(number * 2 + tag)
+    for name, documents in files:
+        append(("file", name))
+        for document in documents:
+            if type(document) is not dict:
+                raise Refused(f"{name} holds a document that is not a mapping")
+            append(b"---")
+            walk(document, False)
+    return values, table
 
 
 def _strings_of(node: Any, into: set) -> None:
@@ -238,25 +267,19 @@ def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) ->
         except OSError as exc:
             raise Refused("a resource cannot be read") from exc
         files.append((entry, _fast_documents(file_bytes, entry)))
-    kept: set = set()
-    for _attempt in range(2):
-        walker = _Walker(kept)
-        _strings_of(data, walker.structural)
-        walker.tokens.append(("kustomization", os.path.basename(kustomization_file), kustomization_bytes))
-        for entry, documents in files:
-            walker.tokens.append(("file", entry))
-            for document in documents:
-                walker.tokens.append(b"---")
-                walker.walk(document, False)
-        overlap = walker.structural.intersection(walker.table)
-        if not overlap:
-            break
-        kept = kept | overlap  # walk again keeping those values wherever they occur
-    else:  # pragma: no cover - the second walk renames no kept value, so it cannot overlap
-        raise Refused("a renamed value also occurs as a structural value")
-    walker.tokens.append(("kept", sorted(kept)))
-    digest = hashlib.blake2b(SHAPE_VERSION + marshal.dumps(walker.tokens), digest_size=20).hexdigest()
-    return Shape(digest=digest, values=walker.values, table=walker.table, structural=walker.structural)
+    tokens: list = [("kustomization", os.path.basename(kustomization_file), kustomization_bytes)]
+    structural: set = set()
+    _strings_of(data, structural)
+    values, table = _walk(files, tokens, structural)
+    kept = structural.intersection(table)
+    if kept:
+        # Those values are kept wherever they occur: a member of the class must hold the same value under the same
+        # number, and the template never renames them (they leave the table), so renamed and structural values
+        # never overlap.
+        tokens.append(("kept", sorted((table.pop(key), key) for key in kept)))
+    # repr, not marshal or pickle: their output depends on object identity (shared references), not only value.
+    digest = hashlib.blake2b(SHAPE_VERSION + repr(tokens).encode(), digest_size=20).hexdigest()
+    return Shape(digest=digest, values=values, table=table, structural=structural)
 
 
 def template_from(objects: list[Any], shape: Shape) -> list[Any]:

@@ -1,0 +1,305 @@
+"""Equivalence classes of kustomization folders (deployments/validation/classes.py and their use in gate.py).
+
+Real ``kubectl kustomize`` through a counting wrapper: the tests assert which folders were built, not time.
+"""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployments.validation import tree_validate
+from deployments.validation.classes import Refused, folder_shape
+from deployments.validation.kustomize import tree_scan
+from tests.deployments.validation.test_gate import (
+    FIXTURES,
+    REAL_KUBECTL,
+    CountingKubectl,
+    checked_count,
+    write,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- namespace.yaml
+- app.yaml
+images:
+- name: devserver
+  newName: registry.example.com/devserver
+  newTag: production
+"""
+
+
+def project_files(name: str, *, port: int = 8000, protocol: str = "TCP", replicas: str = "1",
+                  widget_replicas: int = 3) -> dict[str, str]:
+    return {
+        "kustomization.yaml": KUSTOMIZATION,
+        "namespace.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n"
+                          f"    tesslate.io/project: \"{name}\"\n",
+        "app.yaml": f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: devserver:latest
+        ports:
+        - containerPort: {port}
+          protocol: {protocol}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: {name}
+spec:
+  selector:
+    app: web
+  ports:
+  - port: {port}
+    targetPort: {port}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: isolation
+  namespace: {name}
+spec:
+  podSelector: {{}}
+  policyTypes:
+  - Ingress
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: gadget
+  namespace: {name}
+spec:
+  port: {port}
+  replicas: {widget_replicas}
+""",
+    }
+
+
+def make_tree(root: Path, count: int, **overrides) -> list[str]:
+    """``count`` project folders under projects/ (one pure aggregate); ``overrides`` maps a project index to
+    project_files keyword arguments."""
+    names = [f"proj-{index:03d}" for index in range(count)]
+    for index, name in enumerate(names):
+        for file, text in project_files(name, port=8000 + index, **overrides.get(str(index), {})).items():
+            write(root, f"projects/{name}/{file}", text)
+    write(root, "projects/kustomization.yaml", "resources:\n" + "".join(f"- {name}\n" for name in names))
+    return names
+
+
+@pytest.fixture
+def first_samples(monkeypatch):
+    """Sample the first members instead of random ones, so a test knows which folders are derived."""
+    monkeypatch.setattr(random, "sample", lambda population, k: list(population)[:k])
+
+
+def run(root: Path, kubectl: CountingKubectl, template_dir: Path, **kwargs):
+    messages: list[str] = []
+    problems = tree_validate(root=root, kubectl=str(kubectl.path), crd_dir=FIXTURES / "crds",
+                             progress=messages.append, template_dir=template_dir, **kwargs)
+    return problems, messages
+
+
+def built_folders(kubectl: CountingKubectl, root: Path) -> list[str]:
+    """Folders built alone (a chunk is a scratch kustomization outside the tree and counts as '<chunk>')."""
+    prefix = str(root.resolve()) + "/"
+    return sorted(target[len(prefix):] if target.startswith(prefix) else "<chunk>" for target in kubectl.targets())
+
+
+def shape_of(root: Path, folder: str):
+    tree = tree_scan(root)
+    kustomization = tree.kustomizations[folder]
+    return folder_shape(root, folder, kustomization.file, kustomization.data)
+
+
+# --- the equivalence proof ------------------------------------------------------------------------------------
+
+
+def test_folders_of_one_template_share_a_shape_and_a_kept_value_splits_them(tmp_path):
+    make_tree(tmp_path, 3)
+    shapes = [shape_of(tmp_path, f"projects/proj-{index:03d}") for index in range(3)]
+    assert len({shape.digest for shape in shapes}) == 1
+    assert shapes[0].values != shapes[1].values
+    # "Ingress" is a kind elsewhere in the tree's vocabulary? Here it is only a policy type; make it structural:
+    (tmp_path / "projects/proj-002/extra.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: x\n")
+    write(tmp_path, "projects/proj-002/kustomization.yaml", KUSTOMIZATION.replace("- app.yaml\n",
+                                                                                   "- app.yaml\n- extra.yaml\n"))
+    shape = shape_of(tmp_path, "projects/proj-002")
+    assert (0, "Ingress") not in shape.table and (0, "Ingress") in shape.structural
+
+
+@pytest.mark.parametrize("kustomization", [
+    KUSTOMIZATION + "namePrefix: a-\n",
+    KUSTOMIZATION + "namespace: other\n",
+    KUSTOMIZATION + "commonLabels:\n  a: b\n",
+    KUSTOMIZATION + "configMapGenerator:\n- name: c\n  literals: [a=b]\n",
+    KUSTOMIZATION + "patches:\n- path: app.yaml\n",
+    KUSTOMIZATION.replace("- app.yaml", "- sub"),
+    KUSTOMIZATION.replace("- app.yaml", "- https://example.com/app.yaml"),
+    KUSTOMIZATION.replace("- app.yaml", "- missing.yaml"),
+    KUSTOMIZATION.replace("  newTag: production", "  newTag: production\n  extra: x"),
+], ids=["namePrefix", "namespace", "commonLabels", "generator", "patches", "folder", "remote", "missing",
+        "image-key"])
+def test_the_proof_refuses_kustomizations_beyond_resources_and_images(tmp_path, kustomization):
+    make_tree(tmp_path, 1)
+    write(tmp_path, "projects/proj-000/sub/kustomization.yaml", "resources: []\n")
+    write(tmp_path, "projects/proj-000/kustomization.yaml", kustomization)
+    with pytest.raises(Refused):
+        shape_of(tmp_path, "projects/proj-000")
+
+
+@pytest.mark.parametrize("old, new", [
+    ("replicas: 1", "replicas: [1"),          # not parseable
+    ("replicas: 1", "replicas: 0755"),        # octal in YAML 1.1, decimal in 1.2
+    ("replicas: 1", "replicas: 1.5"),         # a float
+    ("protocol: TCP", "protocol: yes"),       # a boolean in YAML 1.1, a string in 1.2
+    ("protocol: TCP", "protocol: 12:30"),     # sexagesimal in YAML 1.1
+    ("protocol: TCP", "protocol: !!str TCP"),  # a tag
+    ("app: web\n  template", "app: web\n    <<: {a: b}\n  template"),  # a merge key
+    ("---\napiVersion: v1", "...\n---\napiVersion: v1"),  # a document end marker
+], ids=["unparseable", "octal", "float", "yes", "sexagesimal", "tag", "merge", "document-end"])
+def test_the_proof_refuses_resources_the_parsers_could_read_differently(tmp_path, old, new):
+    make_tree(tmp_path, 1)
+    app = tmp_path / "projects/proj-000/app.yaml"
+    assert old in app.read_text()
+    app.write_text(app.read_text().replace(old, new, 1))
+    with pytest.raises(Refused):
+        shape_of(tmp_path, "projects/proj-000")
+
+
+def test_quoted_lookalikes_are_plain_strings_for_both_parsers(tmp_path):
+    make_tree(tmp_path, 2)
+    app = tmp_path / "projects/proj-001/app.yaml"
+    app.write_text(app.read_text().replace("protocol: TCP", 'protocol: "true"'))
+    assert "true" in shape_of(tmp_path, "projects/proj-001").values
+
+
+# --- the gate -------------------------------------------------------------------------------------------------
+
+
+def test_a_class_is_built_once_plus_samples_and_every_object_is_checked(tmp_path, first_samples):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    names = make_tree(root, 8)
+
+    problems, messages = run(root, kubectl, tmp_path / "templates")
+
+    assert problems == []
+    assert checked_count(messages) == 8 * 5
+    # The representative and two samples are built alone; the 5 others are derived, none of them built.
+    assert built_folders(kubectl, root) == sorted(f"projects/{name}" for name in names[:3])
+    assert any("5 folder(s) derived from 1 equivalence class(es)" in message for message in messages)
+
+
+def test_a_member_that_differs_structurally_is_built_for_real(tmp_path, first_samples):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    make_tree(root, 8, **{"7": {"replicas": '"2"'}})  # a string where the others hold an integer
+
+    problems, messages = run(root, kubectl, tmp_path / "templates")
+
+    assert [(p.file, p.message) for p in problems] == [(
+        "projects/proj-007/app.yaml",
+        "apps/v1 Deployment proj-007/web: spec.replicas: expected integer, got string \"2\"")]
+    assert checked_count(messages) == 8 * 5
+    assert "<chunk>" in built_folders(kubectl, root) or "projects/proj-007" in built_folders(kubectl, root)
+    assert any("4 folder(s) derived" in message for message in messages)
+
+
+def test_a_derived_object_with_a_bad_value_fails_the_schema_check(tmp_path, first_samples):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    make_tree(root, 8, **{"6": {"widget_replicas": 0}})  # same shape; the Widget CRD wants replicas > 0
+
+    problems, messages = run(root, kubectl, tmp_path / "templates")
+
+    assert "projects/proj-006" not in built_folders(kubectl, root)  # derived, not built
+    assert any("5 folder(s) derived" in message for message in messages)
+    assert [(p.file, p.rule, p.message) for p in problems] == [(
+        "projects/proj-006/app.yaml", "crd-schema", "example.com/v1 Widget proj-006/gadget: spec.replicas: 0 is "
+                                                    "less than or equal to the minimum of 0")]
+
+
+def test_a_sample_that_differs_from_the_template_is_reported_and_its_class_built(tmp_path, first_samples):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    templates = tmp_path / "templates"
+    names = make_tree(root, 8)
+    run(root, kubectl, templates)
+    [stored] = list(templates.glob("*.template"))
+    # A template that derives wrong objects (as if kustomize had changed how it builds these folders).
+    import pickle
+    identity, template = pickle.loads(stored.read_bytes())
+    for obj in template:
+        if obj["kind"] == "Service":
+            obj["spec"]["type"] = "NodePort"
+    stored.write_bytes(pickle.dumps((identity, template)))
+    kubectl.log.unlink()
+
+    problems, messages = run(root, kubectl, templates)
+
+    assert problems == []
+    assert any(message.startswith("Equivalence check failed") for message in messages)
+    assert not any("derived from" in message for message in messages)
+    assert checked_count(messages) == 8 * 5
+    # The two samples alone, then the six other folders in a chunk: every folder built for real.
+    assert built_folders(kubectl, root) == ["<chunk>", f"projects/{names[0]}", f"projects/{names[1]}"]
+    assert not stored.exists()  # the wrong template is dropped
+
+
+def test_a_stored_template_is_reused_by_a_fresh_process(tmp_path, first_samples, settings):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    templates = tmp_path / "templates"
+    names = make_tree(root, 8)
+    run(root, kubectl, templates)
+    assert len(list(templates.glob("*.template"))) == 1
+    kubectl.log.unlink()
+
+    script = (
+        "import random, sys\n"
+        "random.sample = lambda population, k: list(population)[:k]\n"
+        "from deployments.validation import tree_validate\n"
+        "messages = []\n"
+        f"problems = tree_validate(root={str(root)!r}, kubectl={str(kubectl.path)!r}, "
+        f"crd_dir={str(FIXTURES / 'crds')!r}, template_dir={str(templates)!r}, progress=messages.append)\n"
+        "print(len(problems)); print(messages[-1])\n")
+    completed = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=REPO, capture_output=True,
+                               text=True, check=False, env={**os.environ, "LOG_LEVEL": "WARNING"}, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    count, summary = completed.stdout.strip().splitlines()[-2:]
+
+    assert count == "0"
+    # Only the two samples were built; the representative was not needed, the 6 others were derived.
+    assert built_folders(kubectl, root) == [f"projects/{names[0]}", f"projects/{names[1]}"]
+    assert "from 2 build(s) and 6 folder(s) derived" in summary and "Validated 40 object(s)" in summary
+
+
+def test_small_classes_and_changed_paths_are_built_for_real(tmp_path):
+    root, kubectl = tmp_path / "gitops", CountingKubectl(tmp_path)
+    make_tree(root, 3)  # a representative and two samples would be all of it: nothing to derive
+
+    problems, messages = run(root, kubectl, tmp_path / "templates",
+                             paths=["projects/proj-001/app.yaml"])
+
+    assert problems == []
+    assert not any("derived" in message for message in messages)
+    assert built_folders(kubectl, root) == ["projects/proj-001"]
+    assert REAL_KUBECTL
