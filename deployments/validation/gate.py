@@ -13,8 +13,7 @@
 Folders of a pure aggregate that are equivalent (classes.py: same kustomization, same shape of resources) are
 built once; the others' objects are derived from that build and checked like built ones. Every run builds a
 sample of each class for real and compares; a difference is logged as an error and every folder of the class is
-built. Class templates are kept on disk (``template_dir``; default settings.VALIDATION_TEMPLATE_DIR, else
-``<mirror>/templates`` beside a validation mirror's tree, else a folder in the system's temporary directory).
+built. Class templates and the parsed CRDs are kept on disk in the validation cache (``validation_cache_dir``).
 YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
 the same way, without a build.
 """
@@ -85,7 +84,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
                   progress: Callable[[str], None] | None = None,
                   read_base: Callable[[str], bytes | None] | None = None,
                   replacements: Collection[ObjectId] = (),
-                  template_dir: str | Path | None = None) -> list[ValidationProblem]:
+                  cache_dir: str | Path | None = None) -> list[ValidationProblem]:
     """Problems of the tree under ``root`` (none: it may be committed).
 
     ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
@@ -98,7 +97,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     ``replacements`` lists the (API group, kind, namespace, name) of objects whose replacement was explicitly
     confirmed. Without it (a first render, a preview) that check is skipped.
 
-    ``template_dir`` holds the class templates of equivalent folders (module docstring; None: the default).
+    ``cache_dir`` holds class templates and parsed CRDs (None: ``validation_cache_dir(root)``).
     """
     started = time.monotonic()
 
@@ -113,12 +112,13 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     kubectl = kubectl or getattr(settings, "KUBECTL", "kubectl")
     crd_dir = getattr(settings, "CRD_SCHEMA_DIR", "") if crd_dir is None else crd_dir
     kubernetes = kubernetes_schemas(kubernetes_version or getattr(settings, "KUBERNETES_VERSION", "1.32"))
-    catalog = crd_catalog_load(crd_dir)
+    cache = validation_cache_dir(root, cache_dir)
+    catalog = crd_catalog_load(crd_dir, cache)
     if catalog is None:
         where = f"{crd_dir} is missing or holds no CRDs" if crd_dir else "no CRD schema folder is configured"
         report(f"Custom resources are not checked: {where} (CRD_SCHEMA_DIR).")
     checker = ObjectChecker(kubernetes, catalog)
-    templates = TemplateCache(_template_dir(root, template_dir), kubectl_identity(shutil.which(kubectl) or kubectl))
+    templates = TemplateCache(cache, kubectl_identity(shutil.which(kubectl) or kubectl))
     gate = _Gate(root=root, checker=checker, templates=templates)
 
     tree = tree_scan(root)
@@ -175,24 +175,29 @@ def tree_validate_or_raise(*, root: Path, paths: Iterable[str] | None = None, ku
                            progress: Callable[[str], None] | None = None,
                            read_base: Callable[[str], bytes | None] | None = None,
                            replacements: Collection[ObjectId] = (),
-                           template_dir: str | Path | None = None) -> None:
+                           cache_dir: str | Path | None = None) -> None:
     """``tree_validate`` for the commit path: raises ``TreeValidationError`` when anything is wrong."""
     problems = tree_validate(root=root, paths=paths, kubectl=kubectl, crd_dir=crd_dir,
                              kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
-                             replacements=replacements, template_dir=template_dir)
+                             replacements=replacements, cache_dir=cache_dir)
     if problems:
         raise TreeValidationError(problems)
 
 
-def _template_dir(root: Path, given: str | Path | None) -> Path:
+def validation_cache_dir(root: Path, given: str | Path | None = None) -> Path:
+    """Where the gate keeps what it may reuse across runs and processes (class templates, parsed CRDs; every entry
+    is keyed by what it depends on): ``given``, else settings.VALIDATION_CACHE_DIR, else ``<mirror>/cache`` beside
+    the validation mirror's tree (``<GITOPS_REPO_DIR>.validate/cache``), else a folder in the system's
+    temporary directory."""
     if given is not None:
         return Path(given)
-    configured = getattr(settings, "VALIDATION_TEMPLATE_DIR", "")
+    configured = getattr(settings, "VALIDATION_CACHE_DIR", "")
     if configured:
         return Path(configured)
+    root = Path(root)
     if (root.parent / "COMMIT").exists():  # the validation mirror (deployments/git/mirror.py)
-        return root.parent / "templates"
-    return Path(tempfile.gettempdir()) / f"portal-validation-templates-{os.getuid()}"
+        return root.parent / "cache"
+    return Path(tempfile.gettempdir()) / f"portal-validation-cache-{os.getuid()}"
 
 
 def _read(root: Path, path: str) -> bytes | None:

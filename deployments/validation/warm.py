@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from deployments.validation.gate import validation_cache_dir
 from deployments.validation.hosts import HostClaims
 from deployments.validation.kustomize import tree_scan
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
@@ -29,7 +30,8 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
     timings = {}
     started = time.monotonic()
     kubernetes = kubernetes_schemas(getattr(settings, "KUBERNETES_VERSION", "1.32"))
-    catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""))
+    cache = validation_cache_dir(Path(tree)) if tree is not None else None
+    catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""), cache)
     if compile_validators:
         for group, version, kind in list(kubernetes.kinds):
             kubernetes.validator(group, version, kind)

@@ -114,10 +114,10 @@ def first_samples(monkeypatch):
     monkeypatch.setattr(random, "sample", lambda population, k: list(population)[:k])
 
 
-def run(root: Path, kubectl: CountingKubectl, template_dir: Path, **kwargs):
+def run(root: Path, kubectl: CountingKubectl, cache_dir: Path, **kwargs):
     messages: list[str] = []
     problems = tree_validate(root=root, kubectl=str(kubectl.path), crd_dir=FIXTURES / "crds",
-                             progress=messages.append, template_dir=template_dir, **kwargs)
+                             progress=messages.append, cache_dir=cache_dir, **kwargs)
     return problems, messages
 
 
@@ -279,7 +279,7 @@ def test_a_stored_template_is_reused_by_a_fresh_process(tmp_path, first_samples,
         "from deployments.validation import tree_validate\n"
         "messages = []\n"
         f"problems = tree_validate(root={str(root)!r}, kubectl={str(kubectl.path)!r}, "
-        f"crd_dir={str(FIXTURES / 'crds')!r}, template_dir={str(templates)!r}, progress=messages.append)\n"
+        f"crd_dir={str(FIXTURES / 'crds')!r}, cache_dir={str(templates)!r}, progress=messages.append)\n"
         "print(len(problems)); print(messages[-1])\n")
     completed = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=REPO, capture_output=True,
                                text=True, check=False, env={**os.environ, "LOG_LEVEL": "WARNING"}, timeout=300)
@@ -303,3 +303,31 @@ def test_small_classes_and_changed_paths_are_built_for_real(tmp_path):
     assert not any("derived" in message for message in messages)
     assert built_folders(kubectl, root) == ["projects/proj-001"]
     assert REAL_KUBECTL
+
+
+# --- the CRD cache --------------------------------------------------------------------------------------------
+
+
+def test_parsed_crds_are_stored_and_a_fresh_load_does_not_parse_them(tmp_path, monkeypatch):
+    from deployments.validation import schemas
+
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    (crds / "widgets.yaml").write_bytes((FIXTURES / "crds" / "example.com_widgets.yaml").read_bytes())
+    cache = tmp_path / "cache"
+    schemas._crd_catalog_cached.cache_clear()
+    first = schemas.crd_catalog_load(crds, cache)
+    assert [crd.kind for crd in first.kinds.values()] == ["Widget"]
+    assert len(list(cache.glob("crds-*.pickle"))) == 1
+
+    schemas._crd_catalog_cached.cache_clear()  # as in a fresh process
+    monkeypatch.setattr(schemas.yaml, "load_all", lambda *args, **kwargs: pytest.fail("the CRDs were parsed again"))
+    again = schemas.crd_catalog_load(crds, cache)
+    assert again.kinds.keys() == first.kinds.keys()
+    assert again.kinds[("example.com", "Widget")].schemas == first.kinds[("example.com", "Widget")].schemas
+
+    monkeypatch.undo()
+    (crds / "widgets.yaml").write_bytes((crds / "widgets.yaml").read_bytes() + b"\n")  # a changed file: parsed anew
+    schemas._crd_catalog_cached.cache_clear()
+    schemas.crd_catalog_load(crds, cache)
+    assert len(list(cache.glob("crds-*.pickle"))) == 2
