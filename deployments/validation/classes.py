@@ -18,7 +18,7 @@ with another value in that place has another shape.
   a file of the folder (a folder, a remote base, something missing) – only those keep kustomize away from values:
   ``resources`` reads files as they are, ``images`` rewrites ``image`` fields, which are structural;
 - a resource file cannot be parsed, or is written with something the fast parser could read differently from the
-  gate's YAML reader (see ``_fast_documents``).
+  gate's YAML reader (see ``fast_documents``).
 
 The representative's build gives the class template (``template_from``): its objects with every value of its
 renaming replaced by the placeholder; a template is refused when kustomize moved a renamed value into a structural
@@ -37,9 +37,12 @@ YAML 1.1, decimal in 1.2), no tags, directives or document-end markers.
 import hashlib
 import json
 import logging
+import math
 import os
 import pickle
 import re
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +107,7 @@ class Shape:
     structural: set = field(repr=False)
 
 
-def _is_string_everywhere(text: str) -> bool:
+def is_string_everywhere(text: str) -> bool:
     """Whether a string yaml-rs read is a string for PyYAML too: either YAML 1.1 reads it as a string even when
     written plain, or YAML 1.2 would not read it plain as this string (so it was quoted, for both parsers)."""
     found = _RESOLVES_AS_STRING.get(text)
@@ -121,7 +124,7 @@ def _is_string_everywhere(text: str) -> bool:
     return found
 
 
-def _fast_documents(data: bytes, path: str) -> list[Any]:
+def fast_documents(data: bytes, path: str) -> list[Any]:
     """The documents of one resource file read with yaml-rs, or Refused where that could differ from PyYAML."""
     if yaml_rs is None:
         raise Refused("the fast YAML parser is not installed")
@@ -159,7 +162,7 @@ def _walk(files: list[tuple[str, list[Any]]], tokens: list, structural: set) -> 
 
     def string_ok(text: str) -> bool:
         found = memo.get(text)
-        return _is_string_everywhere(text) if found is None else found
+        return is_string_everywhere(text) if found is None else found
 
     def walk(node: Any, fixed: bool) -> None:
         kind = type(node)
@@ -266,7 +269,7 @@ def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) ->
             file_bytes = path.read_bytes()
         except OSError as exc:
             raise Refused("a resource cannot be read") from exc
-        files.append((entry, _fast_documents(file_bytes, entry)))
+        files.append((entry, fast_documents(file_bytes, entry)))
     tokens: list = [("kustomization", os.path.basename(kustomization_file), kustomization_bytes)]
     structural: set = set()
     _strings_of(data, structural)
@@ -280,6 +283,57 @@ def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) ->
     # repr, not marshal or pickle: their output depends on object identity (shared references), not only value.
     digest = hashlib.blake2b(SHAPE_VERSION + repr(tokens).encode(), digest_size=20).hexdigest()
     return Shape(digest=digest, values=values, table=table, structural=structural)
+
+
+# Shapes of many folders are computed in worker processes (parsing is CPU-bound; the portal has 2 cores): plain
+# `python -m deployments.validation.shape_worker` children fed with pickles (no fork of a process with threads, no
+# re-import of the caller's main module). A worker costs about 0.3 s to start, so small sets stay in process.
+SHAPE_WORKERS = 2
+POOL_MIN_FOLDERS = 300
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def folder_shapes(root: Path, items: list[tuple[str, str, Any]], *,
+                  workers: int = SHAPE_WORKERS) -> list["Shape | Refused"]:
+    """``folder_shape`` of each (folder, kustomization file, parsed kustomization) in ``items``, in order: the
+    Shape, or the Refused exception saying why not. Uses ``workers`` processes for POOL_MIN_FOLDERS or more."""
+    if workers <= 1 or len(items) < POOL_MIN_FOLDERS:
+        return _shapes(str(root), items)
+    size = math.ceil(len(items) / workers)
+    batches = [items[start:start + size] for start in range(0, len(items), size)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
+    processes = []
+    try:
+        for batch in batches:
+            process = subprocess.Popen([sys.executable, "-m", "deployments.validation.shape_worker"],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            processes.append(process)
+            with process.stdin:
+                pickle.dump((str(root), batch), process.stdin, protocol=5)
+        results = []
+        for process in processes:
+            with process.stdout:
+                results.append(pickle.load(process.stdout))
+            if process.wait() != 0:
+                raise OSError(f"shape worker exited with {process.returncode}")
+    except (OSError, EOFError, pickle.PickleError) as exc:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        logger.warning("Could not compute folder shapes in worker processes (%s); computing them here", exc)
+        return _shapes(str(root), items)
+    return [shape for batch in results for shape in batch]
+
+
+def _shapes(root: str, items: list[tuple[str, str, Any]]) -> list["Shape | Refused"]:
+    found: list[Shape | Refused] = []
+    for folder, kustomization_file, data in items:
+        try:
+            found.append(folder_shape(Path(root), folder, kustomization_file, data))
+        except Refused as exc:
+            found.append(exc)
+    return found
 
 
 def template_from(objects: list[Any], shape: Shape) -> list[Any]:

@@ -41,7 +41,7 @@ from deployments.validation.classes import (
     TemplateCache,
     canonical,
     concretise,
-    folder_shape,
+    folder_shapes,
     kubectl_identity,
     template_from,
 )
@@ -70,6 +70,7 @@ from deployments.validation.schemas import (
     object_label,
     split_api_version,
 )
+from deployments.validation.store import caches_load, caches_save, misses
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ MAX_PARALLEL_BUILDS = 2  # the portal's machines have 2 cores; kustomize is CPU-
 # Members of an equivalence class built for real on every run to verify its template: this share, at least 2.
 CLASS_SAMPLE_SHARE = 0.01
 CLASS_SAMPLE_MIN = 2
+# Store the per-process caches on disk after a validation that read at least this many folders/files anew.
+CACHE_SAVE_MISSES = 200
 
 
 def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
@@ -113,15 +116,19 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     crd_dir = getattr(settings, "CRD_SCHEMA_DIR", "") if crd_dir is None else crd_dir
     kubernetes = kubernetes_schemas(kubernetes_version or getattr(settings, "KUBERNETES_VERSION", "1.32"))
     cache = validation_cache_dir(root, cache_dir)
+    caches_load(cache)  # a fresh process: start from the stored caches (each entry is checked before use)
+    missed = misses()
     catalog = crd_catalog_load(crd_dir, cache)
     if catalog is None:
         where = f"{crd_dir} is missing or holds no CRDs" if crd_dir else "no CRD schema folder is configured"
         report(f"Custom resources are not checked: {where} (CRD_SCHEMA_DIR).")
     checker = ObjectChecker(kubernetes, catalog)
     templates = TemplateCache(cache, kubectl_identity(shutil.which(kubectl) or kubectl))
-    gate = _Gate(root=root, checker=checker, templates=templates)
+    gate = _Gate(root=root, checker=checker, templates=templates, report=report)
 
+    scan_started = time.monotonic()
     tree = tree_scan(root)
+    report(f"Read the tree's kustomizations in {time.monotonic() - scan_started:.1f} s.")
     all_tops = tops = tree.top_level_roots()
     loose = tree.loose_files
     if paths is not None:
@@ -161,6 +168,8 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         schema_path=getattr(settings, "COMPOSE_SCHEMA_PATH", ""),
         shellcheck=getattr(settings, "SHELLCHECK", "shellcheck"), report=report)
 
+    if misses() - missed >= CACHE_SAVE_MISSES:
+        caches_save(cache)  # much was read anew: keep it for the next fresh process
     problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
     skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""
     derived = (f" and {gate.derived} folder(s) derived from {len(gate.jobs)} equivalence class(es)"
@@ -195,7 +204,7 @@ def validation_cache_dir(root: Path, given: str | Path | None = None) -> Path:
     if configured:
         return Path(configured)
     root = Path(root)
-    if (root.parent / "COMMIT").exists():  # the validation mirror (deployments/git/mirror.py)
+    if root.name == "tree" and root.parent.name.endswith(".validate"):  # the validation mirror (git/mirror.py)
         return root.parent / "cache"
     return Path(tempfile.gettempdir()) / f"portal-validation-cache-{os.getuid()}"
 
@@ -253,8 +262,10 @@ def _normalize(paths: Iterable[str], root: Path) -> set[str]:
 class _Gate:
     """State of one validation: problems found, objects kept for the cross-build and tree-CRD checks."""
 
-    def __init__(self, *, root: Path, checker: ObjectChecker, templates: TemplateCache | None = None) -> None:
+    def __init__(self, *, root: Path, checker: ObjectChecker, templates: TemplateCache | None = None,
+                 report: Callable[[str], None] = lambda message: None) -> None:
         self.root = root
+        self.report = report
         self.checker = checker
         self.templates = templates or TemplateCache(None, "")
         self.problems: list[ValidationProblem] = []
@@ -311,12 +322,12 @@ class _Gate:
         representative and sample (without)."""
         plain: list[str] = []
         groups: dict[str, list[tuple[str, Shape]]] = {}
-        for folder in folders:
-            kustomization = tree.kustomizations[folder]
-            try:
-                shape = folder_shape(tree.root, folder, kustomization.file, kustomization.data)
-            except Refused as exc:
-                logger.debug("%s is built for real: %s", folder, exc)
+        started = time.monotonic()
+        shapes = folder_shapes(tree.root, [(folder, tree.kustomizations[folder].file, tree.kustomizations[folder].data)
+                                           for folder in folders])
+        for folder, shape in zip(folders, shapes, strict=True):
+            if isinstance(shape, Refused):
+                logger.debug("%s is built for real: %s", folder, shape)
                 self.refused += 1
                 plain.append(folder)
                 continue
@@ -332,6 +343,10 @@ class _Gate:
                 jobs.append(_ClassJob(top, digest, members, rep, random.sample(rest, sample_size), None))
             else:
                 plain += [folder for folder, _ in members]
+        if jobs:
+            self.report(f"Sorted {len(folders)} folder(s) of {display_dir(top)} into equivalence classes in "
+                        f"{time.monotonic() - started:.1f} s: {sum(len(job.members) for job in jobs)} in "
+                        f"{len(jobs)} class(es) to derive, {len(plain)} to build.")
         return plain, jobs
 
     def derive_classes(self, tree: Tree, *, kubectl: str, report: Callable[[str], None]) -> None:
@@ -339,6 +354,7 @@ class _Gate:
         build) with the member's values, checked like built objects, once the sample builds equal the template's
         objects for those members. Otherwise every member not built yet is built for real."""
         fallback: dict[str, list[str]] = {}
+        started, checked = time.monotonic(), self.checker.checked
         for job in self.jobs:
             alone = {folder for folder, _ in job.samples} | ({job.rep[0]} if job.rep else set())
             others = [(folder, shape) for folder, shape in job.members if folder not in alone]
@@ -373,6 +389,9 @@ class _Gate:
                 self.derived += 1
                 self._take(tree, BuildResult(BuildUnit(root=job.top, folders=[folder], decomposed=True),
                                              concretise(template, shape.values)))
+        if self.derived:
+            report(f"Derived and checked {self.checker.checked - checked} object(s) of {self.derived} folder(s) in "
+                   f"{time.monotonic() - started:.1f} s.")
         units = [BuildUnit(root=top, folders=chunk, decomposed=True)
                  for top, folders in fallback.items() for chunk in chunks(tree.root, folders)]
         if units:

@@ -17,6 +17,7 @@ from deployments.validation.gate import validation_cache_dir
 from deployments.validation.hosts import HostClaims
 from deployments.validation.kustomize import tree_scan
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
+from deployments.validation.store import caches_load, caches_save, misses
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
     broken tree: what cannot be read is left for the validation itself to report."""
     timings = {}
     started = time.monotonic()
+    missed = misses()
     kubernetes = kubernetes_schemas(getattr(settings, "KUBERNETES_VERSION", "1.32"))
     cache = validation_cache_dir(Path(tree)) if tree is not None else None
+    caches_load(cache)
     catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""), cache)
     if compile_validators:
         for group, version, kind in list(kubernetes.kinds):
@@ -55,4 +58,6 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
             if folder.is_dir() and not folder.name.startswith("."):
                 claims.add_sources(Path(tree), folder.name)
     timings["hosts"] = time.monotonic() - started
+    if misses() - missed:
+        caches_save(cache)
     return timings
