@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,14 +98,14 @@ spec:
     }
 
 
-def make_tree(root: Path, count: int, **overrides) -> list[str]:
-    """``count`` project folders under projects/ (one pure aggregate); ``overrides`` maps a project index to
+def make_tree(root: Path, count: int, folder: str = "projects", **overrides) -> list[str]:
+    """``count`` project folders under ``folder`` (one pure aggregate); ``overrides`` maps a project index to
     project_files keyword arguments."""
     names = [f"proj-{index:03d}" for index in range(count)]
     for index, name in enumerate(names):
         for file, text in project_files(name, port=8000 + index, **overrides.get(str(index), {})).items():
-            write(root, f"projects/{name}/{file}", text)
-    write(root, "projects/kustomization.yaml", "resources:\n" + "".join(f"- {name}\n" for name in names))
+            write(root, f"{folder}/{name}/{file}", text)
+    write(root, f"{folder}/kustomization.yaml", "resources:\n" + "".join(f"- {name}\n" for name in names))
     return names
 
 
@@ -331,3 +332,74 @@ def test_parsed_crds_are_stored_and_a_fresh_load_does_not_parse_them(tmp_path, m
     schemas._crd_catalog_cached.cache_clear()
     schemas.crd_catalog_load(crds, cache)
     assert len(list(cache.glob("crds-*.pickle"))) == 2
+
+
+# --- a changed path in a fresh process ------------------------------------------------------------------------
+
+INGRESS = """apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: {name}
+spec:
+  rules:
+  - host: {host}.example.com
+"""
+
+
+def test_a_changed_path_in_a_fresh_process_neither_walks_nor_reads_the_tree(tmp_path, first_samples, settings):
+    from deployments.validation import hosts, kustomize
+    from deployments.validation.warm import validation_warm
+
+    root, kubectl, cache = tmp_path / "gitops", CountingKubectl(tmp_path), tmp_path / "cache"
+    names = make_tree(root, 40, folder="environments/dev/projects")
+    for name in names:
+        write(root, f"environments/dev/projects/{name}/ingress.yaml", INGRESS.format(name=name, host=name))
+        kustomization = root / f"environments/dev/projects/{name}/kustomization.yaml"
+        kustomization.write_text(kustomization.read_text().replace("- app.yaml\n", "- app.yaml\n- ingress.yaml\n"))
+    settled = time.time() - 60  # folder listings are kept once their mtime is older than the settle time
+    for folder, _, _ in os.walk(root):
+        os.utime(folder, (settled, settled))
+    problems, _ = run(root, kubectl, cache)
+    assert problems == []
+    settings.VALIDATION_CACHE_DIR = str(cache)
+    validation_warm(root, compile_validators=False)  # a worker's warm-up: reads the Ingress sources, stores all
+    assert {"listings.pickle", "kustomizations.pickle", "ingress-sources.pickle"} <= {
+        path.name for path in cache.iterdir()}
+
+    def fresh_process() -> None:
+        kubectl.log.unlink(missing_ok=True)
+        for store in (kustomize._LISTING_CACHE, kustomize._KUSTOMIZATION_CACHE, hosts._SOURCE_CACHE):
+            store.clear()
+        for stats in (kustomize.listing_stats, hosts.source_stats):
+            for key in stats:
+                stats[key] = 0
+
+    fresh_process()
+    changed = "environments/dev/projects/proj-007/ingress.yaml"
+    (root / changed).write_text(INGRESS.format(name="proj-007", host="proj-031"))  # proj-031's host
+
+    problems, messages = run(root, kubectl, cache, paths=[changed])
+
+    # Nothing listed or parsed again: folder listings, kustomizations and other projects' hosts come from the store.
+    assert kustomize.listing_stats == {"listed": 0, "reused": kustomize.listing_stats["reused"], "parsed": 0}
+    assert hosts.source_stats == {"read": 0}
+    assert built_folders(kubectl, root) == ["environments/dev/projects/proj-007"]
+    assert [(p.rule, p.file) for p in problems] == [
+        ("ingress-host-duplicate", "environments/dev/projects/proj-031/ingress.yaml")]
+
+    # A new project folder changes its parent's mtime: that folder is listed again, and the new one read.
+    fresh_process()
+    for file, text in project_files("proj-new", port=9000).items():
+        write(root, f"environments/dev/projects/proj-new/{file}", text)
+    aggregate = root / "environments/dev/projects/kustomization.yaml"
+    aggregate.write_text(aggregate.read_text() + "- proj-new\n")
+    (root / changed).write_text(INGRESS.format(name="proj-007", host="proj-007"))
+    problems, _ = run(root, kubectl, cache, paths=[changed, "environments/dev/projects/proj-new",
+                                                    "environments/dev/projects/kustomization.yaml"])
+    assert problems == []
+    # The projects folder and the new one, by the scan and by the host check (too young to be kept: their mtimes
+    # are within the settle time), and nothing else.
+    assert kustomize.listing_stats["listed"] == 4
+    assert kustomize.listing_stats["parsed"] == 2  # the aggregate and the new project's kustomization
+    assert built_folders(kubectl, root) == ["<chunk>"]  # proj-007 and proj-new, one build
