@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,39 @@ def concretise(template: Any, values: list) -> Any:
     if kind is Placeholder:
         return values[template.n]
     return template
+
+
+_LITERAL_TYPES = (str, int, float, bool, type(None))
+
+
+def template_function(template: list[Any]) -> "Callable[[list], list[Any]]":
+    """``concretise`` compiled: a function of the values that builds the objects with Python's own literal
+    syntax (several times faster for thousands of members). Falls back to ``concretise`` for a template holding
+    anything but dicts, lists, placeholders and plain scalars."""
+    def source(node: Any) -> str:
+        kind = type(node)
+        if kind is dict:
+            return "{" + ",".join(f"{_literal(key)}:{source(value)}" for key, value in node.items()) + "}"
+        if kind is list:
+            return "[" + ",".join(source(item) for item in node) + "]"
+        if kind is Placeholder:
+            return f"v[{int(node.n)}]"
+        return _literal(node)
+
+    try:
+        code = "lambda v: " + source(template)
+        function = eval(compile(code, "<class template>", "eval"), {"__builtins__": {}})  # noqa: S307 - literals only
+    except (TypeError, ValueError, SyntaxError, RecursionError, MemoryError):
+        return lambda values: concretise(template, values)
+    return function
+
+
+def _literal(value: Any) -> str:
+    if type(value) not in _LITERAL_TYPES or (type(value) is float and value != value):
+        raise TypeError(f"not a plain literal: {type(value).__name__}")
+    if type(value) is float and value in (float("inf"), float("-inf")):
+        raise TypeError("an infinite float")
+    return repr(value)
 
 
 def canonical(objects: list[Any]) -> list[str]:

@@ -44,6 +44,7 @@ from deployments.validation.classes import (
     folder_shapes,
     kubectl_identity,
     template_from,
+    template_function,
 )
 from deployments.validation.compose import compose_tree_validate
 from deployments.validation.hosts import HostClaims, environment_of
@@ -385,10 +386,11 @@ class _Gate:
                 continue
             if job.template is None:
                 self.templates.put(job.digest, template)
+            build = template_function(template)
             for folder, shape in others:
                 self.derived += 1
                 self._take(tree, BuildResult(BuildUnit(root=job.top, folders=[folder], decomposed=True),
-                                             concretise(template, shape.values)))
+                                             build(shape.values)))
         if self.derived:
             report(f"Derived and checked {self.checker.checked - checked} object(s) of {self.derived} folder(s) in "
                    f"{time.monotonic() - started:.1f} s.")

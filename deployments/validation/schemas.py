@@ -534,13 +534,16 @@ class ObjectChecker:
             return [("kubernetes-schema", f"{_clip(str(obj), 80)}: not a Kubernetes object (apiVersion and kind)")]
         group, version = split_api_version(obj["apiVersion"])
         kind = str(obj["kind"])
-        label = object_label(obj)
         redact = (group, kind) in REDACTED_KINDS
         builtin = self.kubernetes.validator(group, version, kind)
         if builtin is not None:
             self.checked += 1
-            return [("kubernetes-schema", f"{label}: {path}: {text}")
-                    for path, text in _problems(builtin, obj, redact=redact)]
+            found = _problems(builtin, obj, redact=redact)
+            if not found:
+                return []
+            label = object_label(obj)
+            return [("kubernetes-schema", f"{label}: {path}: {text}") for path, text in found]
+        label = object_label(obj)
         if group in self.kubernetes.groups:
             known = self.kubernetes.versions_of(group, kind)
             hint = f" (it has {', '.join(f'{group}/{v}' if group else v for v in known)})" if known else ""
