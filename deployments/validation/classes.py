@@ -10,28 +10,33 @@ kustomize's own annotations (``config.kubernetes.io/…``, ``internal.config.kub
 ``kustomize.config.k8s.io/…``), empty strings, booleans and nulls – and any value that also occurs as a
 structural value (in the resources or anywhere in the kustomization: ``Ingress`` is a kind and a NetworkPolicy's
 policy type), which is then kept wherever it occurs, so renamed and structural values never overlap and a folder
-with another value in that place has another shape.
+with another value in that place has another shape. Values the text patterns cannot capture safely (block
+scalars, plain scalars with spaces or indicators, quoted ones with escapes) are kept literally, so they too must
+be equal across a class.
 
 ``folder_shape`` refuses (``Refused``; the folder is then built for real) when
 
 - the kustomization uses anything but ``apiVersion``, ``kind``, ``resources`` and ``images``, or a resource is not
   a file of the folder (a folder, a remote base, something missing) – only those keep kustomize away from values:
   ``resources`` reads files as they are, ``images`` rewrites ``image`` fields, which are structural;
-- a resource file cannot be parsed, or is written with something the fast parser could read differently from the
-  gate's YAML reader (see ``fast_documents``).
+- a resource file cannot be parsed, uses anchors, aliases, tags or merge keys, or holds a renamable value that
+  YAML 1.1 (PyYAML, the gate's reader) and YAML 1.2 (kustomize's reader) type differently (``yes``, ``0755``,
+  ``0o17``, ``1_000``, dates) or a float.
+
+Shapes are computed from text (see "shapes from text" below): a resource file is parsed once per pattern, and the
+files of the other folders are matched against it with one regular expression each, several times cheaper than
+parsing them.
 
 The representative's build gives the class template (``template_from``): its objects with every value of its
 renaming replaced by the placeholder; a template is refused when kustomize moved a renamed value into a structural
 field or produced a value that is neither renamed nor a structural value of the sources. A member's objects are
-the template with the member's values put back (``concretise``). The gate verifies every template on every run
-by building a sample of members for real (gate.py); templates are kept on disk by shape digest
-(``TemplateCache``), so later runs and fresh worker processes reuse them.
+the template with the member's values put back (``concretise``, ``template_function``). The gate verifies every
+template on every run by building a sample of members for real (gate.py); templates are kept on disk by shape
+digest (``TemplateCache``), so later runs and fresh worker processes reuse them.
 
-The fast parser is yaml-rs (YAML 1.2 core, Rust). It is used only to compute shapes; objects that are checked
-come from kustomize's output read by PyYAML like every build. Its results are accepted only where they equal what
-PyYAML reads: every string (key or value) must resolve as a string under YAML 1.1's implicit rules (``yes``,
-``on``, ``12:30``, dates, ``<<`` do not), no float, no integer written with a leading zero or ``0o`` (octal in
-YAML 1.1, decimal in 1.2), no tags, directives or document-end markers.
+``fast_documents`` reads YAML with yaml-rs (YAML 1.2 core, Rust, about 5× PyYAML) where that equals what PyYAML
+reads; the host check (hosts.py) uses it for the Ingress documents of unchanged source files. Checked objects
+always come from PyYAML.
 """
 
 import hashlib
@@ -58,7 +63,7 @@ except ImportError:  # pragma: no cover - the portal pins it; without it every f
 
 logger = logging.getLogger(__name__)
 
-SHAPE_VERSION = b"portal-shape-1"
+SHAPE_VERSION = b"portal-shape-2"
 STRUCTURAL_KEYS = frozenset({"apiVersion", "kind", "image"})
 STRUCTURAL_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/", "kustomize.config.k8s.io/")
 SAFE_KUSTOMIZATION_KEYS = frozenset({"apiVersion", "kind", "resources", "images"})
@@ -73,6 +78,7 @@ _MARKER_WITH_CONTENT = re.compile(rb"^---[ \t]*[^\s#]", re.MULTILINE)
 _LEADING_ZERO = re.compile(rb"[ \t\[,{][-+]?0[0-9_o]")
 _STR_TAG = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVES_AS_STRING: dict[str, bool] = {}
 _RESOLVES_MAX = 500_000
 
@@ -150,84 +156,6 @@ def fast_documents(data: bytes, path: str) -> list[Any]:
     return documents
 
 
-def _walk(files: list[tuple[str, list[Any]]], tokens: list, structural: set) -> tuple[list, dict]:
-    """Append the shape tokens of ``files`` [(name, documents)] to ``tokens``; returns (values, table). Keys and
-    markers are str/bytes tokens, a structural value is ("=", value), a renamed one the int 2n (string) or 2n + 1
-    (integer) for the n-th renamed value. Structural (tag, value) pairs are added to ``structural``."""
-    values: list = []
-    table: dict = {}
-    append = tokens.append
-    memo = _RESOLVES_AS_STRING
-    structural_keys = STRUCTURAL_KEYS
-    prefixes = STRUCTURAL_PREFIXES
-
-    def string_ok(text: str) -> bool:
-        found = memo.get(text)
-        return is_string_everywhere(text) if found is None else found
-
-    def walk(node: Any, fixed: bool) -> None:
-        kind = type(node)
-        if kind is dict:
-            append(b"{")
-            for key, value in node.items():
-                if type(key) is str:
-                    if not string_ok(key):
-                        raise Refused(f"the key {key!r} reads differently in YAML 1.1")
-                    append(key)
-                    kind_of = type(value)
-                    if fixed or key in structural_keys or key.startswith(prefixes):
-                        walk(value, True)
-                    elif kind_of is str:  # the common case, inline
-                        if not value:
-                            append(("=", value))
-                            structural.add((0, value))
-                            continue
-                        if not string_ok(value):
-                            raise Refused(f"the value {value!r} reads differently in YAML 1.1")
-                        number = table.get((0, value))
-                        if number is None:
-                            number = table[(0, value)] = len(values)
-                            values.append(value)
-                        append(number * 2)
-                    else:
-                        walk(value, False)
-                else:
-                    append(("key", repr(key)))
-                    walk(value, fixed)
-            append(b"}")
-        elif kind is list:
-            append(b"[")
-            for item in node:
-                walk(item, fixed)
-            append(b"]")
-        elif kind is str or kind is int:
-            tag = 0 if kind is str else 1
-            if tag == 0 and not string_ok(node):
-                raise Refused(f"the value {node!r} reads differently in YAML 1.1")
-            if fixed or (tag == 0 and not node):
-                structural.add((tag, node))
-                append(("=", node))
-                return
-            number = table.get((tag, node))
-            if number is None:
-                number = table[(tag, node)] = len(values)
-                values.append(node)
-            append(number * 2 + tag)
-        elif node is None or kind is bool:
-            append(("=", node))
-        else:
-            raise Refused(f"a {kind.__name__} value is not renamed safely")
-
-    for name, documents in files:
-        append(("file", name))
-        for document in documents:
-            if type(document) is not dict:
-                raise Refused(f"{name} holds a document that is not a mapping")
-            append(b"---")
-            walk(document, False)
-    return values, table
-
-
 def _strings_of(node: Any, into: set) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -240,6 +168,170 @@ def _strings_of(node: Any, into: set) -> None:
         into.add((0, node))
     elif isinstance(node, int) and not isinstance(node, bool):
         into.add((1, node))
+
+
+# --- shapes from text -----------------------------------------------------------------------------------------
+#
+# Parsing every file of every folder would cost more than everything else together (100 MB of YAML at 5,000
+# projects). A resource file is parsed once per *pattern*: its text with every renamable scalar turned into a
+# capture group, everything else (keys, structural values, block scalars, anything with escapes, spaces or
+# indicators) kept literally. A file of another folder that the pattern matches in full is, character for
+# character, that text with other scalars in the same places: the same YAML structure, with those scalars as its
+# values (groups cannot hold a quote, a newline, a space, a colon, a comment or a flow indicator, so they cannot
+# change how the text is split into nodes). Only the values are resolved, with PyYAML's rules (the gate's reader)
+# and only where YAML 1.2 (kustomize's reader) agrees: a plain value that would be typed differently is refused.
+
+_SAFE_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@+-]*")
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_NULLS = {"null", "Null", "NULL", "~"}
+# One group for every renamable scalar: double-quoted without escapes, single-quoted without quotes, or plain
+# from the safe set (renderers quote the same value one way or the other; the value, not the quoting, counts).
+_GROUP = "(\"[^\"\\\\\\n]*\"|'[^'\\n]*'|[A-Za-z0-9][A-Za-z0-9._/@+\\-]*)"
+_PLAIN_VALUES: dict[str, tuple] = {}
+_PATTERNS: dict[str, list["_Pattern"]] = {}
+_PATTERNS_PER_FILE = 32
+_INT_TAG, _BOOL_TAG, _NULL_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+
+
+@dataclass
+class _Pattern:
+    regex: re.Pattern
+    ident: str  # digest of the literal text and the groups
+    structural: set  # (tag, value) of the literal scalars that are values (not keys)
+
+
+def _plain_value(raw: str) -> tuple:
+    """(0, str) or (1, int) for a renamable plain scalar, ("=", value) for a boolean or null; Refused where YAML
+    1.1 and 1.2 read the text differently (``yes``, ``0755``, ``0o17``, ``1e3``, dates, …) or for floats."""
+    found = _PLAIN_VALUES.get(raw)
+    if found is not None:
+        if found[0] == "refused":
+            raise Refused(f"the plain value {raw!r} reads differently in YAML 1.1 and 1.2")
+        return found
+    tag = _resolver.resolve(yaml.ScalarNode, raw, (True, False))
+    found = ("refused",)
+    if tag == _STR_TAG:
+        try:
+            if yaml_rs is not None and yaml_rs.loads(raw, parse_datetime=False) == raw:
+                found = (0, raw)
+        except Exception:  # noqa: BLE001 - not readable plain in YAML 1.2: refused
+            pass
+    elif tag == _INT_TAG and _DECIMAL.fullmatch(raw):
+        found = (1, int(raw))
+    elif tag == _BOOL_TAG and raw in _BOOLS:
+        found = ("=", _BOOLS[raw])
+    elif tag == _NULL_TAG and raw in _NULLS:
+        found = ("=", None)
+    if len(_PLAIN_VALUES) >= _RESOLVES_MAX:
+        _PLAIN_VALUES.clear()
+    _PLAIN_VALUES[raw] = found
+    return _plain_value(raw)
+
+
+def _literal_value(raw: str, event: Any) -> tuple | None:
+    """(tag, value) of a literal (never renamed) scalar for the structural set: strings and integers only."""
+    if event.style not in (None, ""):
+        return (0, event.value)
+    tag = _resolver.resolve(yaml.ScalarNode, event.value, (True, False))
+    if tag == _STR_TAG:
+        return (0, event.value)
+    if tag == _INT_TAG:
+        try:
+            return (1, yaml.SafeLoader.construct_yaml_int(yaml.SafeLoader(""), yaml.ScalarNode(tag, event.value)))
+        except (ValueError, yaml.YAMLError):
+            return None
+    return None
+
+
+def _make_pattern(text: str, name: str) -> _Pattern:
+    """The pattern of one resource file's text (parsed with PyYAML's events); Refused for anchors, aliases, tags,
+    complex keys or text PyYAML cannot parse."""
+    pieces: list[str] = []
+    structural: set = set()
+    position = 0
+    # Frames: [is_mapping, expecting_key, structural, key]
+    stack: list[list] = []
+    try:
+        events = list(yaml.parse(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        raise Refused(f"{name} cannot be parsed") from exc
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            raise Refused(f"{name} uses aliases")
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            continue
+        if not isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            continue
+        if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+            raise Refused(f"{name} uses anchors or tags")
+        fixed, is_key = False, False
+        if stack:
+            frame = stack[-1]
+            fixed = frame[2]
+            if frame[0]:
+                if frame[1]:
+                    if not isinstance(event, yaml.ScalarEvent):
+                        raise Refused(f"{name} has a complex mapping key")
+                    is_key = True
+                    frame[3] = event.value
+                    if event.value == "<<" and not event.style:
+                        raise Refused(f"{name} uses a merge key")
+                else:
+                    key = frame[3]
+                    fixed = fixed or key in STRUCTURAL_KEYS or key.startswith(STRUCTURAL_PREFIXES)
+                frame[1] = not frame[1]
+        if isinstance(event, yaml.MappingStartEvent):
+            stack.append([True, True, fixed, ""])
+            continue
+        if isinstance(event, yaml.SequenceStartEvent):
+            stack.append([False, False, fixed, ""])
+            continue
+        start, end = event.start_mark.index, event.end_mark.index
+        raw = text[start:end]
+        style = event.style or ""
+        captured = False
+        if not is_key and not fixed:
+            if style == "" and _SAFE_PLAIN.fullmatch(raw) and raw == event.value:
+                captured = True
+            elif style in ('"', "'") and len(raw) >= 2 and raw[1:-1] == event.value and event.value and not any(
+                    char in event.value for char in ('"', "'", "\\", "\n")):
+                captured = True
+        if captured:
+            pieces.append(re.escape(text[position:start]))
+            pieces.append(_GROUP)
+            position = end
+        elif not is_key:
+            found = _literal_value(raw, event)
+            if found is not None:
+                structural.add(found)
+    pieces.append(re.escape(text[position:]))
+    source = "".join(pieces)
+    regex = re.compile(source, re.DOTALL)
+    ident = hashlib.blake2b(repr(source).encode(), digest_size=16).hexdigest()
+    pattern = _Pattern(regex=regex, ident=ident, structural=structural)
+    if regex.fullmatch(text) is None:  # never expected: the pattern is made from this text
+        raise Refused(f"{name}: its own pattern does not match")
+    return pattern
+
+
+def _file_values(name: str, data: bytes) -> tuple[_Pattern, tuple[str, ...]]:
+    """The pattern a resource file matches (made from it when none known does) and its captured raw values."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"{name} is not UTF-8") from exc
+    known = _PATTERNS.setdefault(name, [])
+    for pattern in known:
+        match = pattern.regex.fullmatch(text)
+        if match is not None:
+            return pattern, match.groups()
+    pattern = _make_pattern(text, name)
+    if len(known) >= _PATTERNS_PER_FILE:
+        known.clear()
+    known.append(pattern)
+    return pattern, pattern.regex.fullmatch(text).groups()
 
 
 def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) -> Shape:
@@ -259,7 +351,11 @@ def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) ->
         kustomization_bytes = (root / kustomization_file).read_bytes()
     except OSError as exc:
         raise Refused("the kustomization cannot be read") from exc
-    files: list[tuple[str, list[Any]]] = []
+    tokens: list = [("kustomization", os.path.basename(kustomization_file), kustomization_bytes)]
+    structural: set = set()
+    _strings_of(data, structural)
+    values: list = []
+    table: dict = {}
     for entry in data["resources"]:
         if not isinstance(entry, str) or "/" in entry.strip() or entry.strip() in ("", ".", ".."):
             raise Refused("a resource is not a file of the folder")
@@ -270,11 +366,27 @@ def folder_shape(root: Path, folder: str, kustomization_file: str, data: Any) ->
             file_bytes = path.read_bytes()
         except OSError as exc:
             raise Refused("a resource cannot be read") from exc
-        files.append((entry, fast_documents(file_bytes, entry)))
-    tokens: list = [("kustomization", os.path.basename(kustomization_file), kustomization_bytes)]
-    structural: set = set()
-    _strings_of(data, structural)
-    values, table = _walk(files, tokens, structural)
+        pattern, raws = _file_values(entry, file_bytes)
+        structural |= pattern.structural
+        tokens.append(("file", entry, pattern.ident))
+        append = tokens.append
+        for raw in raws:
+            if raw[0] in "\"'":
+                key = (0, raw[1:-1])
+                if len(raw) == 2:
+                    append(("=", ""))
+                    structural.add(key)
+                    continue
+            else:
+                key = _plain_value(raw)
+                if key[0] == "=":
+                    append(key)
+                    continue
+            number = table.get(key)
+            if number is None:
+                number = table[key] = len(values)
+                values.append(key[1])
+            append(number * 2 + key[0])
     kept = structural.intersection(table)
     if kept:
         # Those values are kept wherever they occur: a member of the class must hold the same value under the same

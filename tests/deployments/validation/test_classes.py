@@ -176,11 +176,13 @@ def test_the_proof_refuses_kustomizations_beyond_resources_and_images(tmp_path, 
     ("replicas: 1", "replicas: 0755"),        # octal in YAML 1.1, decimal in 1.2
     ("replicas: 1", "replicas: 1.5"),         # a float
     ("protocol: TCP", "protocol: yes"),       # a boolean in YAML 1.1, a string in 1.2
-    ("protocol: TCP", "protocol: 12:30"),     # sexagesimal in YAML 1.1
+    ("protocol: TCP", "protocol: 1_000"),     # an integer with underscores (read alike only by luck)
     ("protocol: TCP", "protocol: !!str TCP"),  # a tag
     ("app: web\n  template", "app: web\n    <<: {a: b}\n  template"),  # a merge key
-    ("---\napiVersion: v1", "...\n---\napiVersion: v1"),  # a document end marker
-], ids=["unparseable", "octal", "float", "yes", "sexagesimal", "tag", "merge", "document-end"])
+    ("name: web\n  namespace", "name: &n web\n  namespace"),  # an anchor
+    ("protocol: TCP", "protocol: 0o17"),      # an integer in YAML 1.2, a string in 1.1
+    ("protocol: TCP", "protocol: 2024-01-01"),  # a date in YAML 1.1
+], ids=["unparseable", "octal", "float", "yes", "underscore", "tag", "merge", "anchor", "0o", "date"])
 def test_the_proof_refuses_resources_the_parsers_could_read_differently(tmp_path, old, new):
     make_tree(tmp_path, 1)
     app = tmp_path / "projects/proj-000/app.yaml"
