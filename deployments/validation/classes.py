@@ -439,14 +439,31 @@ def folder_shapes(root: Path, items: list[tuple[str, str, Any]], *,
     return [shape for batch in results for shape in batch]
 
 
-def _shapes(root: str, items: list[tuple[str, str, Any]]) -> list["Shape | Refused"]:
+def _shapes(root: str, items: list[tuple[str, str, Any]], *, lean: bool = False) -> list["Shape | Refused"]:
+    """Shapes of ``items``; ``lean`` drops ``table`` and ``structural`` (None), which only a representative needs
+    (``full_shape``), so a worker sends back a third of the data."""
     found: list[Shape | Refused] = []
     for folder, kustomization_file, data in items:
         try:
-            found.append(folder_shape(Path(root), folder, kustomization_file, data))
+            shape = folder_shape(Path(root), folder, kustomization_file, data)
         except Refused as exc:
             found.append(exc)
+            continue
+        if lean:
+            shape.table = shape.structural = None
+        found.append(shape)
     return found
+
+
+def full_shape(root: Path, folder: str, kustomization_file: str, data: Any, shape: Shape) -> Shape:
+    """``shape`` with its table and structural values (recomputed when it came lean from a worker); Refused when
+    the folder no longer has that shape."""
+    if shape.table is not None:
+        return shape
+    again = folder_shape(root, folder, kustomization_file, data)
+    if again.digest != shape.digest:
+        raise Refused(f"{folder} changed while it was validated")
+    return again
 
 
 def template_from(objects: list[Any], shape: Shape) -> list[Any]:

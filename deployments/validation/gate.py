@@ -42,6 +42,7 @@ from deployments.validation.classes import (
     canonical,
     concretise,
     folder_shapes,
+    full_shape,
     kubectl_identity,
     template_from,
     template_function,
@@ -366,7 +367,9 @@ class _Gate:
                     fallback.setdefault(job.top, []).extend(folder for folder, _ in others)
                     continue
                 try:
-                    template = template_from(built, job.rep[1])
+                    kustomization = tree.kustomizations[job.rep[0]]
+                    template = template_from(built, full_shape(tree.root, job.rep[0], kustomization.file,
+                                                               kustomization.data, job.rep[1]))
                 except Refused as exc:
                     logger.debug("No template from %s: %s", job.rep[0], exc)
                     fallback.setdefault(job.top, []).extend(folder for folder, _ in others)

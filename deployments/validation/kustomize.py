@@ -51,8 +51,23 @@ def _is_remote(entry: str) -> bool:
         or "?ref=" in entry
 
 
+_JOINED: dict[tuple[str, str], str | None] = {}
+_JOINED_MAX = 500_000
+
+
 def _join(directory: str, entry: str) -> str | None:
     """Repository-relative path of ``entry`` written in ``directory``; None when it leaves the repository."""
+    key = (directory, entry)
+    found = _JOINED.get(key, key)
+    if found is not key:
+        return found
+    if len(_JOINED) >= _JOINED_MAX:
+        _JOINED.clear()
+    found = _JOINED[key] = _join_uncached(directory, entry)
+    return found
+
+
+def _join_uncached(directory: str, entry: str) -> str | None:
     path = posixpath.normpath(posixpath.join(directory, entry.strip()))
     if path == ".":
         return ""

@@ -9,7 +9,7 @@ from deployments.validation.classes import _shapes
 
 def main() -> None:
     root, items = pickle.load(sys.stdin.buffer)
-    pickle.dump(_shapes(root, items), sys.stdout.buffer, protocol=5)
+    pickle.dump(_shapes(root, items, lean=True), sys.stdout.buffer, protocol=5)
     sys.stdout.buffer.flush()
 
 

@@ -405,3 +405,21 @@ def test_a_changed_path_in_a_fresh_process_neither_walks_nor_reads_the_tree(tmp_
     assert kustomize.listing_stats["listed"] == 4
     assert kustomize.listing_stats["parsed"] == 2  # the aggregate and the new project's kustomization
     assert built_folders(kubectl, root) == ["<chunk>"]  # proj-007 and proj-new, one build
+
+
+def test_shapes_from_worker_processes_equal_shapes_made_here(tmp_path, monkeypatch):
+    from deployments.validation import classes
+
+    make_tree(tmp_path, 6, **{"3": {"replicas": '"2"'}})
+    tree = tree_scan(tmp_path)
+    folders = [f"projects/proj-{index:03d}" for index in range(6)]
+    items = [(folder, tree.kustomizations[folder].file, tree.kustomizations[folder].data) for folder in folders]
+    here = classes.folder_shapes(tmp_path, items, workers=1)
+    monkeypatch.setattr(classes, "POOL_MIN_FOLDERS", 2)
+    there = classes.folder_shapes(tmp_path, items, workers=2)
+
+    assert [(shape.digest, shape.values) for shape in there] == [(shape.digest, shape.values) for shape in here]
+    assert len({shape.digest for shape in here}) == 2  # proj-003 holds a string where the others hold an integer
+    assert there[0].table is None  # lean: the parent recomputes a representative's table
+    full = classes.full_shape(tmp_path, *items[0], there[0])
+    assert (full.table, full.structural) == (here[0].table, here[0].structural)
