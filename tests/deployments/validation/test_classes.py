@@ -423,3 +423,18 @@ def test_shapes_from_worker_processes_equal_shapes_made_here(tmp_path, monkeypat
     assert there[0].table is None  # lean: the parent recomputes a representative's table
     full = classes.full_shape(tmp_path, *items[0], there[0])
     assert (full.table, full.structural) == (here[0].table, here[0].structural)
+
+
+def test_a_value_that_is_also_structural_is_kept_so_another_value_there_is_another_shape(tmp_path):
+    make_tree(tmp_path, 2)
+    for name in ("proj-000", "proj-001"):
+        write(tmp_path, f"projects/{name}/extra.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+                                                       "metadata:\n  name: x\n")
+        write(tmp_path, f"projects/{name}/kustomization.yaml",
+              KUSTOMIZATION.replace("- app.yaml\n", "- app.yaml\n- extra.yaml\n"))
+    app = tmp_path / "projects/proj-001/app.yaml"
+    app.write_text(app.read_text().replace("  - Ingress\n", "  - Egress\n"))
+    first, second = shape_of(tmp_path, "projects/proj-000"), shape_of(tmp_path, "projects/proj-001")
+    assert (0, "Ingress") in first.structural and (0, "Ingress") not in first.table  # a kind: kept everywhere
+    assert (0, "Egress") in second.table  # renamable where no kind spells it
+    assert first.digest != second.digest
