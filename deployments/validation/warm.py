@@ -4,7 +4,9 @@ rq's worker forks one child per job, and every cache a child fills dies with it:
 projects would parse every kustomization of the tree and every project's Ingress source again in each job (about
 2 s). The gate's caches are keyed by file state (mtime, size, inode), so filling them once in the worker's parent
 process and refreshing them between jobs is always safe: a child inherits them (copy-on-write) and reparses only
-what changed since.
+what changed since. The caches are also loaded from and stored to the validation cache on disk
+(deployments/validation/store.py, beside the mirror), so a new worker's warm-up checks file states instead of
+parsing the tree (10,000 projects: about 2 CPU-seconds instead of about 20).
 """
 
 import logging
