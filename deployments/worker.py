@@ -2,7 +2,9 @@
 
 Before its first job, and again after each job, the parent process fills the gate's caches
 (deployments.validation.warm) from the validation mirror; the child forked for each job inherits them, so a
-one-project change does not re-read the whole tree in every job. Everything else is rq's own Worker.
+one-project change does not re-read the whole tree in every job. The warm-up stores those caches on disk beside the
+mirror (deployments/validation/store.py, ``<GITOPS_REPO_DIR>.validate/cache``), so a new worker starts from them
+and only checks file states instead of parsing the tree again. Everything else is rq's own Worker.
 """
 
 import logging

@@ -10,14 +10,20 @@
 6. Docker Compose environment folders get their own checks (compose.py: Compose schema, project networks,
    Traefik configuration, secret references, shell scripts);
 7. each problem names the source file the object came from.
+Folders of a pure aggregate that are equivalent (classes.py: same kustomization, same shape of resources) are
+built once; the others' objects are derived from that build and checked like built ones. Every run builds a
+sample of each class for real and compares; a difference is logged as an error and every folder of the class is
+built. Class templates and the parsed CRDs are kept on disk in the validation cache (``validation_cache_dir``).
 YAML files outside every kustomization folder (plain folders that Flux or Argo CD apply as they are) are checked
 the same way, without a build.
 """
 
 import concurrent.futures
 import logging
+import math
 import os
 import posixpath
+import random
 import shutil
 import tempfile
 import time
@@ -29,6 +35,18 @@ import yaml
 from django.conf import settings
 
 from deployments.validation.change_safety import ObjectId, change_safety_check
+from deployments.validation.classes import (
+    Refused,
+    Shape,
+    TemplateCache,
+    canonical,
+    concretise,
+    folder_shapes,
+    full_shape,
+    kubectl_identity,
+    template_from,
+    template_function,
+)
 from deployments.validation.compose import compose_tree_validate
 from deployments.validation.hosts import HostClaims, environment_of
 from deployments.validation.kustomize import (
@@ -54,17 +72,24 @@ from deployments.validation.schemas import (
     object_label,
     split_api_version,
 )
+from deployments.validation.store import caches_load, caches_save, misses
 
 logger = logging.getLogger(__name__)
 
 MAX_PARALLEL_BUILDS = 2  # the portal's machines have 2 cores; kustomize is CPU-bound
+# Members of an equivalence class built for real on every run to verify its template: this share, at least 2.
+CLASS_SAMPLE_SHARE = 0.01
+CLASS_SAMPLE_MIN = 2
+# Store the per-process caches on disk after a validation that read at least this many folders/files anew.
+CACHE_SAVE_MISSES = 200
 
 
 def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: str | None = None,
                   crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
                   progress: Callable[[str], None] | None = None,
                   read_base: Callable[[str], bytes | None] | None = None,
-                  replacements: Collection[ObjectId] = ()) -> list[ValidationProblem]:
+                  replacements: Collection[ObjectId] = (),
+                  cache_dir: str | Path | None = None) -> list[ValidationProblem]:
     """Problems of the tree under ``root`` (none: it may be committed).
 
     ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
@@ -76,6 +101,8 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     with it, the changed files are compared with HEAD by the change-safety check (change_safety.py), and
     ``replacements`` lists the (API group, kind, namespace, name) of objects whose replacement was explicitly
     confirmed. Without it (a first render, a preview) that check is skipped.
+
+    ``cache_dir`` holds class templates and parsed CRDs (None: ``validation_cache_dir(root)``).
     """
     started = time.monotonic()
 
@@ -90,14 +117,20 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     kubectl = kubectl or getattr(settings, "KUBECTL", "kubectl")
     crd_dir = getattr(settings, "CRD_SCHEMA_DIR", "") if crd_dir is None else crd_dir
     kubernetes = kubernetes_schemas(kubernetes_version or getattr(settings, "KUBERNETES_VERSION", "1.32"))
-    catalog = crd_catalog_load(crd_dir)
+    cache = validation_cache_dir(root, cache_dir)
+    caches_load(cache)  # a fresh process: start from the stored caches (each entry is checked before use)
+    missed = misses()
+    catalog = crd_catalog_load(crd_dir, cache)
     if catalog is None:
         where = f"{crd_dir} is missing or holds no CRDs" if crd_dir else "no CRD schema folder is configured"
         report(f"Custom resources are not checked: {where} (CRD_SCHEMA_DIR).")
     checker = ObjectChecker(kubernetes, catalog)
-    gate = _Gate(root=root, checker=checker)
+    templates = TemplateCache(cache, kubectl_identity(shutil.which(kubectl) or kubectl))
+    gate = _Gate(root=root, checker=checker, templates=templates, report=report)
 
+    scan_started = time.monotonic()
     tree = tree_scan(root)
+    report(f"Read the tree's kustomizations in {time.monotonic() - scan_started:.1f} s.")
     all_tops = tops = tree.top_level_roots()
     loose = tree.loose_files
     if paths is not None:
@@ -116,6 +149,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         if shutil.which(kubectl) is None:
             raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
         gate.build_all(tree, units, kubectl=kubectl, report=report)
+        gate.derive_classes(tree, kubectl=kubectl, report=report)
     for path in loose:
         gate.check_loose_file(tree, path)
     gate.check_deferred()
@@ -136,9 +170,13 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
         schema_path=getattr(settings, "COMPOSE_SCHEMA_PATH", ""),
         shellcheck=getattr(settings, "SHELLCHECK", "shellcheck"), report=report)
 
+    if misses() - missed >= CACHE_SAVE_MISSES:
+        caches_save(cache)  # much was read anew: keep it for the next fresh process
     problems = sorted(set(gate.problems), key=lambda p: (p.file, p.rule, p.message))
     skipped = f", {checker.skipped} custom resource(s) not checked" if checker.skipped else ""
-    report(f"Validated {checker.checked} object(s) from {gate.builds} build(s) in "
+    derived = (f" and {gate.derived} folder(s) derived from {len(gate.jobs)} equivalence class(es)"
+               if gate.derived else "")
+    report(f"Validated {checker.checked} object(s) from {gate.builds} build(s){derived} in "
            f"{time.monotonic() - started:.1f} s{skipped}: {len(problems)} problem(s).")
     return problems
 
@@ -147,13 +185,30 @@ def tree_validate_or_raise(*, root: Path, paths: Iterable[str] | None = None, ku
                            crd_dir: str | Path | None = None, kubernetes_version: str | None = None,
                            progress: Callable[[str], None] | None = None,
                            read_base: Callable[[str], bytes | None] | None = None,
-                           replacements: Collection[ObjectId] = ()) -> None:
+                           replacements: Collection[ObjectId] = (),
+                           cache_dir: str | Path | None = None) -> None:
     """``tree_validate`` for the commit path: raises ``TreeValidationError`` when anything is wrong."""
     problems = tree_validate(root=root, paths=paths, kubectl=kubectl, crd_dir=crd_dir,
                              kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
-                             replacements=replacements)
+                             replacements=replacements, cache_dir=cache_dir)
     if problems:
         raise TreeValidationError(problems)
+
+
+def validation_cache_dir(root: Path, given: str | Path | None = None) -> Path:
+    """Where the gate keeps what it may reuse across runs and processes (class templates, parsed CRDs; every entry
+    is keyed by what it depends on): ``given``, else settings.VALIDATION_CACHE_DIR, else ``<mirror>/cache`` beside
+    the validation mirror's tree (``<GITOPS_REPO_DIR>.validate/cache``), else a folder in the system's
+    temporary directory."""
+    if given is not None:
+        return Path(given)
+    configured = getattr(settings, "VALIDATION_CACHE_DIR", "")
+    if configured:
+        return Path(configured)
+    root = Path(root)
+    if root.name == "tree" and root.parent.name.endswith(".validate"):  # the validation mirror (git/mirror.py)
+        return root.parent / "cache"
+    return Path(tempfile.gettempdir()) / f"portal-validation-cache-{os.getuid()}"
 
 
 def _read(root: Path, path: str) -> bytes | None:
@@ -209,11 +264,20 @@ def _normalize(paths: Iterable[str], root: Path) -> set[str]:
 class _Gate:
     """State of one validation: problems found, objects kept for the cross-build and tree-CRD checks."""
 
-    def __init__(self, *, root: Path, checker: ObjectChecker) -> None:
+    def __init__(self, *, root: Path, checker: ObjectChecker, templates: TemplateCache | None = None,
+                 report: Callable[[str], None] = lambda message: None) -> None:
         self.root = root
+        self.report = report
         self.checker = checker
+        self.templates = templates or TemplateCache(None, "")
         self.problems: list[ValidationProblem] = []
         self.builds = 0
+        self.derived = 0  # folders whose objects came from a class template instead of a build
+        self.refused = 0  # folders of pure aggregates that cannot stand for others (classes.Refused)
+        self.mismatches = 0  # classes whose sample builds differed from the template
+        self.jobs: list[_ClassJob] = []
+        self._wanted: set[str] = set()  # folders built alone for a class: their objects are kept for comparison
+        self._built: dict[str, list | None] = {}
         self._indexes: dict[int, SourceIndex] = {}
         # Per decomposed root: object id → label of the build that produced it (kustomize's duplicate-id check).
         self._ids: dict[str, dict[tuple[str, str, str, str], str]] = {}
@@ -245,8 +309,98 @@ class _Gate:
                     f"kustomize build of {display_dir(top)} would fail: {display_dir(folder)} is included more than "
                     f"once, so its objects would be added twice."))
             self._ids[top] = {}
+            folders, jobs = self._classify(tree, top, folders)
+            for job in jobs:
+                self.jobs.append(job)
+                alone = ([job.rep[0]] if job.rep else []) + [folder for folder, _ in job.samples]
+                self._wanted.update(alone)
+                units += [BuildUnit(root=top, folders=[folder], decomposed=True) for folder in alone]
             units += [BuildUnit(root=top, folders=chunk, decomposed=True) for chunk in chunks(tree.root, folders)]
         return units
+
+    def _classify(self, tree: Tree, top: str, folders: list[str]) -> tuple[list[str], list["_ClassJob"]]:
+        """Split ``folders`` into those built as usual and equivalence classes worth deriving (classes.py): a
+        class is derived when it has more members than its sample (with a stored template) or than its
+        representative and sample (without)."""
+        plain: list[str] = []
+        groups: dict[str, list[tuple[str, Shape]]] = {}
+        started = time.monotonic()
+        shapes = folder_shapes(tree.root, [(folder, tree.kustomizations[folder].file, tree.kustomizations[folder].data)
+                                           for folder in folders])
+        for folder, shape in zip(folders, shapes, strict=True):
+            if isinstance(shape, Refused):
+                logger.debug("%s is built for real: %s", folder, shape)
+                self.refused += 1
+                plain.append(folder)
+                continue
+            groups.setdefault(shape.digest, []).append((folder, shape))
+        jobs = []
+        for digest, members in groups.items():
+            sample_size = max(CLASS_SAMPLE_MIN, math.ceil(len(members) * CLASS_SAMPLE_SHARE))
+            template = self.templates.get(digest) if len(members) > sample_size else None
+            if template is not None:
+                jobs.append(_ClassJob(top, digest, members, None, random.sample(members, sample_size), template))
+            elif len(members) > 1 + sample_size:
+                rep, rest = members[0], members[1:]
+                jobs.append(_ClassJob(top, digest, members, rep, random.sample(rest, sample_size), None))
+            else:
+                plain += [folder for folder, _ in members]
+        if jobs:
+            self.report(f"Sorted {len(folders)} folder(s) of {display_dir(top)} into equivalence classes in "
+                        f"{time.monotonic() - started:.1f} s: {sum(len(job.members) for job in jobs)} in "
+                        f"{len(jobs)} class(es) to derive, {len(plain)} to build.")
+        return plain, jobs
+
+    def derive_classes(self, tree: Tree, *, kubectl: str, report: Callable[[str], None]) -> None:
+        """Objects of every class member not built: the template (stored, or made from the representative's
+        build) with the member's values, checked like built objects, once the sample builds equal the template's
+        objects for those members. Otherwise every member not built yet is built for real."""
+        fallback: dict[str, list[str]] = {}
+        started, checked = time.monotonic(), self.checker.checked
+        for job in self.jobs:
+            alone = {folder for folder, _ in job.samples} | ({job.rep[0]} if job.rep else set())
+            others = [(folder, shape) for folder, shape in job.members if folder not in alone]
+            template = job.template
+            if template is None:
+                built = self._built.get(job.rep[0])
+                if built is None:  # the representative's build failed (reported): its class is built for real
+                    fallback.setdefault(job.top, []).extend(folder for folder, _ in others)
+                    continue
+                try:
+                    kustomization = tree.kustomizations[job.rep[0]]
+                    template = template_from(built, full_shape(tree.root, job.rep[0], kustomization.file,
+                                                               kustomization.data, job.rep[1]))
+                except Refused as exc:
+                    logger.debug("No template from %s: %s", job.rep[0], exc)
+                    fallback.setdefault(job.top, []).extend(folder for folder, _ in others)
+                    continue
+            differing = [folder for folder, shape in job.samples
+                         if self._built.get(folder) is None
+                         or canonical(concretise(template, shape.values)) != canonical(self._built[folder])]
+            if differing:
+                self.mismatches += 1
+                message = (f"Equivalence check failed: the real build of {display_dir(differing[0])} differs from "
+                           f"the objects derived for it ({len(differing)} of {len(job.samples)} sampled folder(s) "
+                           f"differ); building all {len(job.members)} folders of its class for real.")
+                logger.error("%s", message)
+                report(message)
+                self.templates.drop(job.digest)
+                fallback.setdefault(job.top, []).extend(folder for folder, _ in others)
+                continue
+            if job.template is None:
+                self.templates.put(job.digest, template)
+            build = template_function(template)
+            for folder, shape in others:
+                self.derived += 1
+                self._take(tree, BuildResult(BuildUnit(root=job.top, folders=[folder], decomposed=True),
+                                             build(shape.values)))
+        if self.derived:
+            report(f"Derived and checked {self.checker.checked - checked} object(s) of {self.derived} folder(s) in "
+                   f"{time.monotonic() - started:.1f} s.")
+        units = [BuildUnit(root=top, folders=chunk, decomposed=True)
+                 for top, folders in fallback.items() for chunk in chunks(tree.root, folders)]
+        if units:
+            self.build_all(tree, units, kubectl=kubectl, report=report)
 
     def build_all(self, tree: Tree, units: list[BuildUnit], *, kubectl: str, report: Callable[[str], None]) -> None:
         total, done, next_report = len(units), 0, 0.1
@@ -280,6 +434,8 @@ class _Gate:
 
     def _take(self, tree: Tree, result: BuildResult) -> None:
         unit = result.unit
+        if len(unit.folders) == 1 and unit.folders[0] in self._wanted:
+            self._built[unit.folders[0]] = result.objects
         root_file = tree.kustomizations[unit.root].file
         if result.objects is None:
             where = f" in {display_dir(unit.folders[0])}" if unit.decomposed else ""
@@ -339,6 +495,20 @@ class _Gate:
             for rule, message in checker.check(obj):
                 self.problems.append(ValidationProblem(source, rule, message))
         self.checker.checked += checker.checked
+
+
+class _ClassJob:
+    """One equivalence class of a pure aggregate's folders: ``members`` [(folder, shape)], the representative
+    built for its template (None when ``template`` came from the store) and the members sampled for real."""
+
+    def __init__(self, top: str, digest: str, members: list[tuple[str, Shape]], rep: tuple[str, Shape] | None,
+                 samples: list[tuple[str, Shape]], template: list | None) -> None:
+        self.top = top
+        self.digest = digest
+        self.members = members
+        self.rep = rep
+        self.samples = samples
+        self.template = template
 
 
 def _yaml_error(path: Path) -> str:

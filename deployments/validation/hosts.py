@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from deployments.validation.kustomize import kind_may_occur
+from deployments.validation.classes import Refused, fast_documents, is_string_everywhere
+from deployments.validation.kustomize import kind_may_occur, walk_listed
 from deployments.validation.problems import ValidationProblem
 
 RULE = "ingress-host-duplicate"
@@ -26,6 +27,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Source file (absolute path) → (stat key, [(namespace, name, hosts)]); kept while the file is unchanged.
 _SOURCE_CACHE: dict[str, tuple[tuple[int, int, int], list[tuple[str, str, tuple[str, ...]]]]] = {}
 _SOURCE_CACHE_MAX = 200_000
+source_stats = {"read": 0}  # source files read (not answered from the cache)
 
 
 def environment_of(path: str) -> str | None:
@@ -86,17 +88,15 @@ class HostClaims:
     def add_sources(self, root: Path, environment: str, *, skip_dirs: Collection[str] = ()) -> None:
         """Add the Ingress documents of every YAML file under ``environments/<environment>/``, except files directly
         in ``skip_dirs`` (repository-relative kustomization folders whose built objects were added already)."""
-        base = Path(root) / "environments" / environment
-        for current, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-            if skip_dirs and Path(current).relative_to(root).as_posix() in skip_dirs:
+        base = str(root)
+        for current, _dirnames, filenames in walk_listed(Path(root), f"environments/{environment}"):
+            if skip_dirs and current in skip_dirs:
                 continue
-            for filename in sorted(filenames):
+            for filename in filenames:
                 if not filename.endswith(_YAML_SUFFIXES) or filename.startswith("kustomization."):
                     continue
-                full = os.path.join(current, filename)
-                relative = Path(full).relative_to(root).as_posix()
-                for namespace, name, hosts in _source_ingresses(full):
+                relative = f"{current}/{filename}"
+                for namespace, name, hosts in _source_ingresses(os.path.join(base, relative)):
                     self.add(environment, namespace, name, hosts, relative)
 
     def problems(self) -> list[ValidationProblem]:
@@ -124,17 +124,41 @@ def _source_ingresses(full: str) -> list[tuple[str, str, tuple[str, ...]]]:
     if cached is not None and cached[0] == key:
         return cached[1]
     found = []
+    source_stats["read"] += 1
     try:
         data = Path(full).read_bytes()
         if kind_may_occur(data, "Ingress"):  # NetworkPolicies name "Ingress" too: only a kind key counts
-            for document in yaml.load_all(data, Loader=_Loader):
-                if is_ingress(document):
-                    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
-                    found.append((str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
-                                  ingress_hosts(document)))
+            found = _fast_ingresses(data)
+            if found is None:
+                found = _ingresses(yaml.load_all(data, Loader=_Loader))
     except (OSError, yaml.YAMLError):
         found = []  # the build or the YAML check reports the file
     if len(_SOURCE_CACHE) >= _SOURCE_CACHE_MAX:
         _SOURCE_CACHE.clear()
     _SOURCE_CACHE[full] = (key, found)
+    return found
+
+
+def _ingresses(documents) -> list[tuple[str, str, tuple[str, ...]]]:
+    found = []
+    for document in documents:
+        if is_ingress(document):
+            metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+            found.append((str(metadata.get("namespace") or ""), str(metadata.get("name") or ""),
+                          ingress_hosts(document)))
+    return found
+
+
+def _fast_ingresses(data: bytes) -> list[tuple[str, str, tuple[str, ...]]] | None:
+    """The Ingresses of a source file read with the fast parser (classes.fast_documents), or None when PyYAML must
+    read it: the parser refused, a merge key, or a name or host PyYAML could read as another type."""
+    if b"<<" in data:
+        return None
+    try:
+        found = _ingresses(fast_documents(data, "source"))
+    except Refused:
+        return None
+    for namespace, name, hosts in found:
+        if not all(is_string_everywhere(text) for text in (namespace, name, *hosts)):
+            return None
     return found

@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,23 @@ def _is_remote(entry: str) -> bool:
         or "?ref=" in entry
 
 
+_JOINED: dict[tuple[str, str], str | None] = {}
+_JOINED_MAX = 500_000
+
+
 def _join(directory: str, entry: str) -> str | None:
     """Repository-relative path of ``entry`` written in ``directory``; None when it leaves the repository."""
+    key = (directory, entry)
+    found = _JOINED.get(key, key)
+    if found is not key:
+        return found
+    if len(_JOINED) >= _JOINED_MAX:
+        _JOINED.clear()
+    found = _JOINED[key] = _join_uncached(directory, entry)
+    return found
+
+
+def _join_uncached(directory: str, entry: str) -> str | None:
     path = posixpath.normpath(posixpath.join(directory, entry.strip()))
     if path == ".":
         return ""
@@ -151,10 +167,7 @@ def tree_scan(root: Path) -> Tree:
     found: dict[str, str] = {}
     loose: list[str] = []
     inside: set[str] = set()
-    for current, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        rel = Path(current).relative_to(root).as_posix()
-        rel = "" if rel == "." else rel
+    for rel, dirnames, filenames in walk_listed(root):
         names = set(filenames)
         kustomization_file = next((name for name in KUSTOMIZATION_FILES if name in names), None)
         if kustomization_file:
@@ -162,13 +175,69 @@ def tree_scan(root: Path) -> Tree:
         if kustomization_file or rel in inside:
             inside.update(posixpath.join(rel, name) for name in dirnames)
         else:
-            loose += sorted(posixpath.join(rel, name) for name in filenames
-                            if name.endswith(YAML_SUFFIXES) and not name.startswith("."))
+            loose += [posixpath.join(rel, name) for name in filenames
+                      if name.endswith(YAML_SUFFIXES) and not name.startswith(".")]
     tree = Tree(root=root, kustomizations={d: Kustomization(dir=d, file=f) for d, f in found.items()},
                 loose_files=loose)
     for kustomization in tree.kustomizations.values():
         _read_kustomization(tree, kustomization)
     return tree
+
+
+# Folder listings by absolute path: ((mtime_ns, inode) of the folder, [(subfolder, is_symlink)], [file]), sorted.
+# A folder's mtime changes whenever an entry is added, removed or renamed in it, so a one-project change lists
+# one or two folders again instead of the 80,000 files of a 10,000-project tree. A listing younger than
+# LISTING_SETTLE_NS is not kept (a change within the file system's timestamp granularity could go unseen).
+_LISTING_CACHE: dict[str, tuple[tuple[int, int], list[tuple[str, bool]], list[str]]] = {}
+_LISTING_CACHE_MAX = 500_000
+LISTING_SETTLE_NS = 2_000_000_000
+listing_stats = {"listed": 0, "reused": 0, "parsed": 0}  # folders listed/reused, kustomizations parsed
+
+
+def _listing(full: str) -> tuple[list[tuple[str, bool]], list[str]]:
+    state = os.stat(full)
+    key = (state.st_mtime_ns, state.st_ino)
+    cached = _LISTING_CACHE.get(full)
+    if cached is not None and cached[0] == key:
+        listing_stats["reused"] += 1
+        return cached[1], cached[2]
+    folders: list[tuple[str, bool]] = []
+    files: list[str] = []
+    with os.scandir(full) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                folders.append((entry.name, entry.is_symlink()))
+            else:
+                files.append(entry.name)
+    folders.sort()
+    files.sort()
+    listing_stats["listed"] += 1
+    if time.time_ns() - state.st_mtime_ns > LISTING_SETTLE_NS:
+        if len(_LISTING_CACHE) >= _LISTING_CACHE_MAX:
+            _LISTING_CACHE.clear()
+        _LISTING_CACHE[full] = (key, folders, files)
+    return folders, files
+
+
+def walk_listed(root: Path, start: str = "") -> Iterable[tuple[str, list[str], list[str]]]:
+    """Like ``os.walk`` from ``root/start`` (top-down, sorted, hidden folders skipped, symlinked folders listed but
+    not entered): (repository-relative folder, subfolders, files), with listings reused while a folder's mtime is
+    unchanged. A folder that vanishes while walking is skipped."""
+    base = str(root)
+    stack = [start]
+    while stack:
+        rel = stack.pop()
+        try:
+            folders, files = _listing(os.path.join(base, rel) if rel else base)
+        except OSError:
+            continue
+        visible = [(name, link) for name, link in folders if not name.startswith(".")]
+        yield rel, [name for name, _ in visible], files
+        stack.extend(reversed([posixpath.join(rel, name) if rel else name for name, link in visible if not link]))
 
 
 # Parsed kustomization files by absolute path, kept while the file's (mtime, size, inode) stay the same. A worker
@@ -188,6 +257,7 @@ def _kustomization_documents(tree: Tree, path: str) -> list[Any] | None:
     if cached is not None and cached[0] == key:
         return cached[1]
     documents = tree.read_documents(path)
+    listing_stats["parsed"] += 1
     if len(_KUSTOMIZATION_CACHE) >= _KUSTOMIZATION_CACHE_MAX:
         _KUSTOMIZATION_CACHE.clear()
     _KUSTOMIZATION_CACHE[full] = (key, documents)

@@ -4,7 +4,9 @@ rq's worker forks one child per job, and every cache a child fills dies with it:
 projects would parse every kustomization of the tree and every project's Ingress source again in each job (about
 2 s). The gate's caches are keyed by file state (mtime, size, inode), so filling them once in the worker's parent
 process and refreshing them between jobs is always safe: a child inherits them (copy-on-write) and reparses only
-what changed since.
+what changed since. The caches are also loaded from and stored to the validation cache on disk
+(deployments/validation/store.py, beside the mirror), so a new worker's warm-up checks file states instead of
+parsing the tree (10,000 projects: about 2 CPU-seconds instead of about 20).
 """
 
 import logging
@@ -13,9 +15,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from deployments.validation.gate import validation_cache_dir
 from deployments.validation.hosts import HostClaims
 from deployments.validation.kustomize import tree_scan
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
+from deployments.validation.store import caches_load, caches_save, misses
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +32,11 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
     broken tree: what cannot be read is left for the validation itself to report."""
     timings = {}
     started = time.monotonic()
+    missed = misses()
     kubernetes = kubernetes_schemas(getattr(settings, "KUBERNETES_VERSION", "1.32"))
-    catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""))
+    cache = validation_cache_dir(Path(tree)) if tree is not None else None
+    caches_load(cache)
+    catalog = crd_catalog_load(getattr(settings, "CRD_SCHEMA_DIR", ""), cache)
     if compile_validators:
         for group, version, kind in list(kubernetes.kinds):
             kubernetes.validator(group, version, kind)
@@ -53,4 +60,6 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
             if folder.is_dir() and not folder.name.startswith("."):
                 claims.add_sources(Path(tree), folder.name)
     timings["hosts"] = time.monotonic() - started
+    if misses() - missed:
+        caches_save(cache)
     return timings
