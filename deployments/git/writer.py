@@ -22,8 +22,11 @@ fingerprint is unchanged is neither rendered nor read, and only blobs that diffe
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
+import multiprocessing
+import os
 import re
 import tempfile
 from collections import defaultdict
@@ -238,6 +241,13 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
     Takes no repository lock, so it never waits for a running commit: it fetches into a private scratch
     repository that borrows the repository's objects (git alternates) and builds the tree there, so the
     repository's refs and objects stay as they are. A repository that does not exist yet is not created.
+
+    Cost: only units whose fingerprint differs from the manifest are rendered (like a commit), in
+    GITOPS_PREVIEW_PROCESSES forked processes (default: the CPU count) when there are at least
+    PREVIEW_PARALLEL_MIN_UNITS of them. With a page, the file lists come from the plan (a path the plan writes is
+    "added" when the base tree lacks it, else "changed"; what it deletes is "deleted": the same rule the commit's
+    tree follows) and only the page's files are stored and diffed, so the first page of a never-rendered tree
+    costs its render, not a store and diff of every file.
     """
     units = list(units)
     scopes = tuple(scopes)
@@ -251,26 +261,103 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
         try:
             base = scratch.fetch(move_branch=False) if remote else (main.head() if main else None)
             manifest = Manifest.loads(scratch.read_file(base, MANIFEST_PATH))
+            units = _prerendered(units, manifest=manifest, full=full)
+            read: dict[str, str] = {}
+
+            def current_blobs(folders: set[str] | None) -> dict[str, str]:
+                read.update(scratch.tree_blobs(base, folders))
+                return read
+
             plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=set(),
-                         current_blobs=lambda folders: scratch.tree_blobs(base, folders),
-                         object_format=scratch.object_format, report=_Progress(None))
+                         current_blobs=current_blobs, object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
-            tree = scratch.build_tree(base, plan.writes, plan.deletes)
-            added, changed, deleted = scratch.tree_changes(base, tree)
-            result = PreviewResult(added=added, changed=changed, deleted=deleted)
             if diff_page is None:
+                tree = scratch.build_tree(base, plan.writes, plan.deletes)
+                added, changed, deleted = scratch.tree_changes(base, tree)
+                result = PreviewResult(added=added, changed=changed, deleted=deleted)
                 result.diff_paths = result.paths
                 result.diff = scratch.diff(base, tree, max_chars=max_chars)
-            else:
-                first, count = max(0, diff_page[0]), max(0, diff_page[1])
-                result.diff_paths = result.paths[first:first + count]
+                return result
+            result = PreviewResult(added=sorted(p for p in plan.writes if p not in read),
+                                   changed=sorted(p for p in plan.writes if p in read),
+                                   deleted=sorted(plan.deletes))
+            first, count = max(0, diff_page[0]), max(0, diff_page[1])
+            result.diff_paths = result.paths[first:first + count]
+            if result.diff_paths:
+                page = set(result.diff_paths)
+                tree = scratch.build_tree(base, {p: plan.writes[p] for p in result.diff_paths if p in plan.writes},
+                                          [p for p in plan.deletes if p in page])
                 result.diff = scratch.diff(base, tree, max_chars=max_chars, paths=result.diff_paths)
             return result
         finally:
             scratch.close()
             if main is not None:
                 main.close()
+
+
+# Below this many units to render, forking costs more than it saves.
+PREVIEW_PARALLEL_MIN_UNITS = 400
+_PREVIEW_CHUNK_UNITS = 250
+_preview_todo: list[RenderUnit] = []  # read by the forked render processes (set just before the fork)
+
+
+@dataclass(frozen=True)
+class _RenderedUnit:
+    """A unit whose files were rendered already (by a render process): render() hands them over."""
+
+    key: str
+    directory: str
+    fingerprint: str
+    essential: tuple[str, ...]
+    files: dict[str, bytes]
+
+    def render(self) -> dict[str, bytes]:
+        return self.files
+
+
+def _prerendered(units: list[RenderUnit], *, manifest: Manifest, full: bool) -> list[RenderUnit]:
+    """`units` with those a plan would render rendered in forked processes (their order kept); `units` unchanged
+    when there are few of them, the platform cannot fork or a render process fails (the plan then renders them
+    in this process and raises the real error)."""
+    global _preview_todo
+    todo = [i for i, unit in enumerate(units) if full or _needs_render(unit, manifest.units.get(unit.key))]
+    processes = int(getattr(settings, "GITOPS_PREVIEW_PROCESSES", 0) or os.cpu_count() or 1)
+    if len(todo) < PREVIEW_PARALLEL_MIN_UNITS or processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return units
+    # One unit of each kind is rendered here first: its templates are compiled once, before the fork, not once
+    # per process (about 0.5 s each). Those units need no render process.
+    done: dict[int, dict[str, bytes]] = {}
+    kinds: set[object] = set()
+    for i in todo:
+        kind = getattr(units[i].render, "func", None)
+        if kind is not None and kind not in kinds:
+            kinds.add(kind)
+            done[i] = units[i].render()
+    todo = [i for i in todo if i not in done]
+    _preview_todo = [units[i] for i in todo]
+    step = _PREVIEW_CHUNK_UNITS
+    chunks = [(start, min(start + step, len(todo))) for start in range(0, len(todo), step)]
+    gc.freeze()  # the render processes share the parent's heap instead of copying it on their first collection
+    try:
+        with multiprocessing.get_context("fork").Pool(processes=min(processes, len(chunks))) as pool:
+            rendered = [files for chunk in pool.imap(_render_chunk, chunks) for files in chunk]
+    except Exception:  # noqa: BLE001 - rendered again in this process, which raises the real error
+        logger.warning("Rendering the preview in %d processes failed; rendering in one.", processes, exc_info=True)
+        return units
+    finally:
+        gc.unfreeze()
+        _preview_todo = []
+    out = list(units)
+    for i, files in [*zip(todo, rendered, strict=True), *done.items()]:
+        unit = units[i]
+        out[i] = _RenderedUnit(key=unit.key, directory=unit.directory, fingerprint=unit.fingerprint,
+                               essential=tuple(getattr(unit, "essential", ()) or ()), files=files)
+    return out
+
+
+def _render_chunk(bounds: tuple[int, int]) -> list[dict[str, bytes]]:
+    return [_preview_todo[i].render() for i in range(*bounds)]
 
 
 def gitops_head() -> str | None:

@@ -628,6 +628,52 @@ def test_preview_matches_the_commit_that_follows(repo_dir, make):
     assert preview.diff == result.diff
 
 
+def many_units(make, version):
+    """30 units; `version` changes the first ten's files, the rest stay as they are."""
+    units = []
+    for number in range(30):
+        text = f"n: {number}\nv: {version if number < 10 else 0}\n"
+        units.append(make(f"u{number:02}", f"envs/u{number:02}/", {"app.yaml": text, "more/x.yaml": f"x: {number}\n"}))
+    return units
+
+
+def test_paged_preview_rendered_in_processes_matches_the_commit(repo_dir, make, settings, monkeypatch):
+    from deployments.git import writer
+
+    commit(many_units(make, 1)[:25])  # u25..u29 are new below; u00..u09 change
+    monkeypatch.setattr(writer, "PREVIEW_PARALLEL_MIN_UNITS", 2)
+    monkeypatch.setattr(writer, "_PREVIEW_CHUNK_UNITS", 3)
+    settings.GITOPS_PREVIEW_PROCESSES = 2
+    units = [*many_units(make, 2)[:24], *many_units(make, 2)[25:]]  # u24 is gone: its files are deleted
+    make.renders.clear()
+
+    pages = [gitops_preview(units=units, scopes=["envs/"], diff_page=(first, 7)) for first in range(0, 35, 7)]
+    assert not make.renders  # every unit was rendered in a render process, none in this one
+    result = commit(units)
+
+    first = pages[0]
+    assert (first.added, first.changed, first.deleted) == (result.added, result.changed, result.deleted)
+    assert len(result.added) == 10 and len(result.changed) == 10 and len(result.deleted) == 2
+    assert [path for page in pages for path in page.diff_paths] == first.paths
+    assert "".join(page.diff for page in pages) == result.diff
+
+
+def test_preview_render_error_in_a_process_is_the_real_error(repo_dir, make, settings, monkeypatch):
+    from deployments.git import writer
+
+    monkeypatch.setattr(writer, "PREVIEW_PARALLEL_MIN_UNITS", 2)
+    settings.GITOPS_PREVIEW_PROCESSES = 2
+    units = many_units(make, 1)
+
+    def broken() -> dict[str, bytes]:
+        raise RuntimeError("template u03 is broken")
+
+    units[3] = g.Unit(key="u03", directory="envs/u03/", fingerprint="f", render=broken)
+
+    with pytest.raises(RuntimeError, match="template u03 is broken"):
+        gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 5))
+
+
 # --- the lock -----------------------------------------------------------------------------------------
 def test_lock_serializes_threads(lock_backend, repo_dir):
     intervals = []
