@@ -179,7 +179,7 @@ def main() -> int:
         "dashboard": "/admin/",
         "project list": "/admin/projects/project/",
         "project search": "/admin/projects/project/?q=project-977",
-        "project role filter": "/admin/projects/project/?containers__role__exact=database",
+        "project role filter": "/admin/projects/project/?role=database",
         "project list page 50": "/admin/projects/project/?p=50",
         "project page": f"/admin/projects/project/{project_id}/change/",
         "environment list": "/admin/deployments/environment/",

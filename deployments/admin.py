@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from deployments import changes, compose, runs, selectors, services
 from deployments.adminkit import (
     EnvironmentScopedAdminMixin,
+    PlainActionCheckboxMixin,
     ServiceAdminMixin,
     audit_link,
     diff_file_list,
@@ -56,7 +57,7 @@ class SecretInline(EnvironmentScopedAdminMixin, admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
@@ -394,7 +395,7 @@ class SecretAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdm
 
 
 @admin.register(RenderRun)
-class RenderRunAdmin(EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
+class RenderRunAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
     """Read-only history of render runs; a running run's page follows its progress."""
 
     list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",

@@ -1,10 +1,12 @@
 """Admin building blocks shared by the apps' admin modules (no model is registered here)."""
 
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 
 from deployments import access, changes
 from deployments.models import RenderRun
@@ -66,6 +68,17 @@ def audit_link(**params) -> str:
 def run_link(run: RenderRun):
     url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class PlainActionCheckboxMixin:
+    """The list's action checkbox as one formatted string instead of a form widget rendered through a template
+    (Django's ``action_checkbox``: about a third of a 50-row list page's rendering). Same HTML."""
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+                           helpers.ACTION_CHECKBOX_NAME, str(obj.pk), label)
 
 
 class ServiceAdminMixin:
