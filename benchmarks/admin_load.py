@@ -102,6 +102,8 @@ def _populate(projects: int, runs: int) -> tuple[str, str, int]:
         run = RenderRun.objects.create(status="succeeded", progress=100, commit_sha=f"{index:040x}", diff=big,
                                        log=big, reason=f"load run {index}")
         run.environments.add(environments[index % 4])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # planner statistics, as autovacuum would have them on a database in use
     user, _ = get_user_model().objects.get_or_create(username="load", defaults={"is_staff": True,
                                                                                  "is_superuser": True})
     session = SessionStore()
