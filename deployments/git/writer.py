@@ -242,12 +242,15 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
     repository that borrows the repository's objects (git alternates) and builds the tree there, so the
     repository's refs and objects stay as they are. A repository that does not exist yet is not created.
 
-    Cost: only units whose fingerprint differs from the manifest are rendered (like a commit), in
-    GITOPS_PREVIEW_PROCESSES forked processes (default: the CPU count) when there are at least
-    PREVIEW_PARALLEL_MIN_UNITS of them. With a page, the file lists come from the plan (a path the plan writes is
-    "added" when the base tree lacks it, else "changed"; what it deletes is "deleted": the same rule the commit's
-    tree follows) and only the page's files are stored and diffed, so the first page of a never-rendered tree
-    costs its render, not a store and diff of every file.
+    Cost, with a page: a unit that was never rendered and knows its paths (`unit.paths()`, the renderer's
+    project folders) and none of whose paths exists in the base tree adds exactly those files, so it is listed
+    without rendering and rendered only when the page shows one of its files (a renderer whose paths() disagree
+    with render() is caught there, and the preview is then made by rendering every unit). The other units whose
+    fingerprint differs from the manifest are rendered like a commit renders them, in GITOPS_PREVIEW_PROCESSES
+    forked processes (default: the CPU count) when there are at least PREVIEW_PARALLEL_MIN_UNITS. The lists come
+    from the plan (a path it writes is "added" when the base tree lacks it, else "changed"; what it deletes is
+    "deleted": the rule the commit's tree follows) and only the page's files are stored and diffed. Without a
+    page every unit is rendered and the whole tree built and diffed.
     """
     units = list(units)
     scopes = tuple(scopes)
@@ -261,39 +264,103 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
         try:
             base = scratch.fetch(move_branch=False) if remote else (main.head() if main else None)
             manifest = Manifest.loads(scratch.read_file(base, MANIFEST_PATH))
-            units = _prerendered(units, manifest=manifest, full=full)
-            read: dict[str, str] = {}
-
-            def current_blobs(folders: set[str] | None) -> dict[str, str]:
-                read.update(scratch.tree_blobs(base, folders))
-                return read
-
-            plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=set(),
-                         current_blobs=current_blobs, object_format=scratch.object_format, report=_Progress(None))
+            if diff_page is not None and not full:
+                result = _paged_preview(scratch, base, manifest, units=units, scopes=scopes, diff_page=diff_page,
+                                        max_chars=max_chars, listing=True)
+                if result is None:  # a unit's paths() disagreed with its render: render every unit instead
+                    result = _paged_preview(scratch, base, manifest, units=units, scopes=scopes,
+                                            diff_page=diff_page, max_chars=max_chars, listing=False)
+                return result
+            plan = _plan(units=_prerendered(units, manifest=manifest, full=full), scopes=scopes, manifest=manifest,
+                         full=full, force=set(), current_blobs=lambda folders: scratch.tree_blobs(base, folders),
+                         object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
+            tree = scratch.build_tree(base, plan.writes, plan.deletes)
+            added, changed, deleted = scratch.tree_changes(base, tree)
+            result = PreviewResult(added=added, changed=changed, deleted=deleted)
             if diff_page is None:
-                tree = scratch.build_tree(base, plan.writes, plan.deletes)
-                added, changed, deleted = scratch.tree_changes(base, tree)
-                result = PreviewResult(added=added, changed=changed, deleted=deleted)
                 result.diff_paths = result.paths
                 result.diff = scratch.diff(base, tree, max_chars=max_chars)
-                return result
-            result = PreviewResult(added=sorted(p for p in plan.writes if p not in read),
-                                   changed=sorted(p for p in plan.writes if p in read),
-                                   deleted=sorted(plan.deletes))
-            first, count = max(0, diff_page[0]), max(0, diff_page[1])
-            result.diff_paths = result.paths[first:first + count]
-            if result.diff_paths:
-                page = set(result.diff_paths)
-                tree = scratch.build_tree(base, {p: plan.writes[p] for p in result.diff_paths if p in plan.writes},
-                                          [p for p in plan.deletes if p in page])
+            else:
+                first, count = max(0, diff_page[0]), max(0, diff_page[1])
+                result.diff_paths = result.paths[first:first + count]
                 result.diff = scratch.diff(base, tree, max_chars=max_chars, paths=result.diff_paths)
             return result
         finally:
             scratch.close()
             if main is not None:
                 main.close()
+
+
+def _paged_preview(scratch: Repository, base: str | None, manifest: Manifest, *, units: list[RenderUnit],
+                   scopes: tuple[str, ...], diff_page: tuple[int, int], max_chars: int,
+                   listing: bool) -> PreviewResult | None:
+    """gitops_preview with a page (see there); `listing` lists never-rendered units from their paths(). None when
+    a listed unit rendered other paths than it listed."""
+    listed = _listed_units(units, manifest) if listing else {}
+    if listed:
+        folders = {unit.directory for unit in units if unit.key in listed}
+        present = scratch.tree_blobs(base, folders)
+        for key in [key for key, paths in listed.items() if any(path in present for path in paths)]:
+            del listed[key]  # it may change or keep a file already there: render it to know
+    eager = [unit for unit in units if unit.key not in listed]
+    read: dict[str, str] = {}
+
+    def current_blobs(folders: set[str] | None) -> dict[str, str]:
+        read.update(scratch.tree_blobs(base, folders))
+        return read
+
+    plan = _plan(units=_prerendered(eager, manifest=manifest, full=False), scopes=scopes, manifest=manifest,
+                 full=False, force=set(), current_blobs=current_blobs, object_format=scratch.object_format,
+                 report=_Progress(None))
+    owner = {path: key for key, paths in listed.items() for path in paths}
+    for path in sorted(owner.keys() & (plan.rendered.keys() | plan.kept.keys())):
+        other = plan.kept_owner.get(path) or next(u.key for u in eager if path.startswith(u.directory))
+        raise ValueError(f"Units {other!r} and {owner[path]!r} both produce {path!r}.")
+    if not plan.writes and not plan.deletes and not owner:
+        return PreviewResult()
+    result = PreviewResult(added=sorted([*(p for p in plan.writes if p not in read), *owner]),
+                           changed=sorted(p for p in plan.writes if p in read), deleted=sorted(plan.deletes))
+    first, count = max(0, diff_page[0]), max(0, diff_page[1])
+    result.diff_paths = result.paths[first:first + count]
+    if not result.diff_paths:
+        return result
+    writes = {path: plan.writes[path] for path in result.diff_paths if path in plan.writes}
+    by_key = {unit.key: unit for unit in units}
+    for key in sorted({owner[path] for path in result.diff_paths if path in owner}):
+        files = by_key[key].render()
+        if not isinstance(files, dict) or sorted(files) != list(listed[key]) or not all(
+                isinstance(data, bytes | bytearray) for data in files.values()):
+            logger.warning("Render unit %s rendered other files than its paths() list; the preview renders every "
+                           "unit instead.", key)
+            return None
+        writes.update((path, bytes(data)) for path, data in files.items() if path in result.diff_paths)
+    page = set(result.diff_paths)
+    tree = scratch.build_tree(base, writes, [path for path in plan.deletes if path in page])
+    result.diff = scratch.diff(base, tree, max_chars=max_chars, paths=result.diff_paths)
+    return result
+
+
+def _listed_units(units: list[RenderUnit], manifest: Manifest) -> dict[str, tuple[str, ...]]:
+    """{key: sorted paths} of the units the manifest does not know that list their paths without rendering; the
+    paths are checked as _plan checks rendered ones."""
+    listed: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for unit in units:
+        paths_of = getattr(unit, "paths", None)
+        if paths_of is None or unit.key in manifest.units:
+            continue
+        paths = tuple(sorted(paths_of()))
+        for path in paths:
+            check_path(path, what=f"Unit {unit.key!r} path")
+            if not path.startswith(unit.directory):
+                raise ValueError(f"Unit {unit.key!r} renders {path!r} outside its folder {unit.directory!r}.")
+            if path in owner:
+                raise ValueError(f"Units {owner[path]!r} and {unit.key!r} both produce {path!r}.")
+            owner[path] = unit.key
+        listed[unit.key] = paths
+    return listed
 
 
 # Below this many units to render, forking costs more than it saves.
