@@ -22,6 +22,7 @@ fingerprint is unchanged is neither rendered nor read, and only blobs that diffe
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -352,15 +353,28 @@ def _listed_units(units: list[RenderUnit], manifest: Manifest) -> dict[str, tupl
         if paths_of is None or unit.key in manifest.units:
             continue
         paths = tuple(sorted(paths_of()))
+        cut = len(unit.directory)
         for path in paths:
-            check_path(path, what=f"Unit {unit.key!r} path")
             if not path.startswith(unit.directory):
                 raise ValueError(f"Unit {unit.key!r} renders {path!r} outside its folder {unit.directory!r}.")
+            if (path + "/").startswith(MANIFEST_DIR) or not _relative_path_ok(path[cut:]):
+                check_path(path, what=f"Unit {unit.key!r} path")  # raises, naming the whole path
             if path in owner:
                 raise ValueError(f"Units {owner[path]!r} and {unit.key!r} both produce {path!r}.")
             owner[path] = unit.key
         listed[unit.key] = paths
     return listed
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_path_ok(rest: str) -> bool:
+    """check_path of the part of a path below its unit's folder (already checked by _check_inputs); thousands of
+    project folders repeat the same few file names, so each is checked once."""
+    try:
+        check_path(rest)
+    except ValueError:
+        return False
+    return True
 
 
 # Below this many units to render, forking costs more than it saves.

@@ -743,6 +743,10 @@ def test_listed_units_producing_the_same_path_are_refused(repo_dir, make):
                         paths=lambda: ("envs/p00/a.yaml",))]
     with pytest.raises(ValueError, match="both produce 'envs/p00/a.yaml'"):
         gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 10))
+    for bad in ("../escape.yaml", "x\ny.yaml", "sub//a.yaml"):
+        unit = listed(make, "p02", "envs/p02/", {"a.yaml": "a\n"}, paths=[bad])
+        with pytest.raises(ValueError, match="Unit 'p02' path 'envs/p02/"):
+            gitops_preview(units=[unit], scopes=["envs/"], diff_page=(0, 10))
 
 
 # --- the lock -----------------------------------------------------------------------------------------
