@@ -127,7 +127,8 @@ def _audit_verdicts() -> dict[str, AuditVerdict]:
 
     from snapshots.models import AuditFinding, AuditReport
 
-    report = AuditReport.objects.filter(evaluated_at__isnull=False).order_by("-evaluated_at").first()
+    report = (AuditReport.objects.filter(evaluated_at__isnull=False).only("pk", "evaluated_at")
+              .order_by("-evaluated_at").first())
     if report is None:
         return {}
     counts: dict[str, dict[str, int]] = {}
@@ -142,21 +143,43 @@ def _audit_verdicts() -> dict[str, AuditVerdict]:
             for name, c in counts.items()}
 
 
-# The estimate walks every project of the environment (about 1 s at 2,500 projects): the dashboard keeps it for
-# this long per process; the cost page always computes it afresh.
+# The estimate walks every project of the environment (about 1 s at 2,500 projects): the dashboard keeps it per
+# process, keyed by the environment's change marks (below), so any change of the environment, its node groups,
+# projects or containers gives a new key; the time limit covers what has no history (prices, cost settings).
 ESTIMATE_CACHE_SECONDS = 900
+_HISTORIES = ("HistoricalEnvironment", "HistoricalNodeGroup", "HistoricalProject", "HistoricalContainer")
 
 
-def _monthly_cost(environment: Environment) -> Decimal | None:
-    """The costs app's monthly estimate in USD (cached ESTIMATE_CACHE_SECONDS, keyed by the environment's last
-    change), or None (app absent, or the estimate could not be made)."""
+def _change_mark_annotations() -> dict:
+    """Subqueries giving, per environment, the newest history row id of the environment and of its node groups,
+    projects and containers (governance's history; {} when that app is absent). Each is one probe of the
+    (audit_environment_id, history_id) index, whatever the number of projects."""
+    if not apps.is_installed("governance"):
+        return {}
+    from django.db.models import OuterRef, Subquery
+
+    return {f"_mark_{number}": Subquery(apps.get_model("governance", name).objects
+                                        .filter(audit_environment_id=OuterRef("pk"))
+                                        .order_by("-history_id").values("history_id")[:1])
+            for number, name in enumerate(_HISTORIES)}
+
+
+def _monthly_cost(environment: Environment, marks: tuple) -> Decimal | None:
+    """The costs app's monthly estimate in USD, or None (app absent, or the estimate could not be made).
+
+    Cached ESTIMATE_CACHE_SECONDS under a key made of the environment's last change, its change ``marks`` (a
+    change to its node groups, projects or containers is a new history row) and the date (the estimate counts
+    idle days)."""
     if not apps.is_installed("costs"):
         return None
     from django.core.cache import cache
+    from django.utils import timezone
 
     from costs.selectors import environment_estimate
 
-    key = f"dashboard:estimate:{environment.pk}:{environment.updated_at.timestamp()}"
+    mark = ".".join(str(value) for value in marks)
+    key = (f"dashboard:estimate:{environment.pk}:{environment.updated_at.timestamp()}:{mark}:"
+           f"{timezone.now().date().isoformat()}")
     cached = cache.get(key)
     if cached is not None:
         return Decimal(cached)
@@ -198,8 +221,9 @@ def environment_cards() -> list[EnvironmentCard]:
     """One card per environment, by name. Queries: a few per environment (the portal has a handful)."""
     from django.db.models import Count
 
+    marks = _change_mark_annotations()
     environments = Environment.objects.annotate(
-        _active=Count("projects", filter=Q(projects__state="active"))).order_by("name")
+        _active=Count("projects", filter=Q(projects__state="active")), **marks).order_by("name")
     audits, live = _audit_verdicts(), _live_health()
     pending, pending_everywhere = _pending_changes()
     cards = []
@@ -208,7 +232,8 @@ def environment_cards() -> list[EnvironmentCard]:
         cards.append(EnvironmentCard(
             pk=env.pk, name=env.name, kind_display=env.get_kind_display(), protected=env.protected,
             needs_render=env.needs_render, active_projects=env._active, last_run=last_run,
-            failed_since_success=failed, audit=audits.get(env.name), monthly_cost_usd=_monthly_cost(env),
+            failed_since_success=failed, audit=audits.get(env.name),
+            monthly_cost_usd=_monthly_cost(env, tuple(getattr(env, name) for name in marks)),
             live=live.get(env.pk), pending_changes=pending.get(env.pk, 0) + pending_everywhere))
     return cards
 

@@ -1,9 +1,12 @@
 """Admin building blocks shared by the apps' admin modules (no model is registered here)."""
 
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 
 from deployments import access, changes
 from deployments.models import RenderRun
@@ -26,29 +29,30 @@ def diff_file_list(diff: str, *, min_files: int = 2):
 
 def diff_html(diff: str):
     """A unified diff as escaped HTML lines, coloured by kind (added, removed, hunk header, file header); each
-    file header carries the anchor ``diff-file-N`` that ``diff_file_list`` links to."""
+    file header carries the anchor ``diff-file-N`` that ``diff_file_list`` links to.
 
-    def css(line: str) -> str:
-        if line.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file")):
-            return "diff-file"
-        if line.startswith("@@"):
-            return "diff-hunk"
-        if line.startswith("+"):
-            return "diff-add"
-        if line.startswith("-"):
-            return "diff-del"
-        return "diff-ctx"
-
-    def rows():
-        index = 0
-        for line in diff.splitlines():
-            if line.startswith("diff --git "):
-                yield format_html('<span class="diff-file" id="diff-file-{}">{}\n</span>', index, line)
-                index += 1
-            else:
-                yield format_html('<span class="{}">{}\n</span>', css(line), line)
-
-    return format_html_join("", "{}", ((row,) for row in rows()))
+    The diff is escaped once as a whole (escaping changes none of the line prefixes the kinds are read from), then
+    cut into lines: a page of 200 files is tens of thousands of lines."""
+    file_prefixes = ("+++", "---", "diff ", "index ", "new file", "deleted file")
+    out = []
+    index = 0
+    for line in escape(diff).splitlines():
+        if line.startswith("diff --git "):
+            out.append(f'<span class="diff-file" id="diff-file-{index}">{line}\n</span>')
+            index += 1
+            continue
+        if line.startswith(file_prefixes):
+            css = "diff-file"
+        elif line.startswith("@@"):
+            css = "diff-hunk"
+        elif line.startswith("+"):
+            css = "diff-add"
+        elif line.startswith("-"):
+            css = "diff-del"
+        else:
+            css = "diff-ctx"
+        out.append(f'<span class="{css}">{line}\n</span>')
+    return mark_safe("".join(out))  # every line comes from escape() above
 
 
 def audit_link(**params) -> str:
@@ -64,6 +68,17 @@ def audit_link(**params) -> str:
 def run_link(run: RenderRun):
     url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class PlainActionCheckboxMixin:
+    """The list's action checkbox as one formatted string instead of a form widget rendered through a template
+    (Django's ``action_checkbox``: about a third of a 50-row list page's rendering). Same HTML."""
+
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj):
+        label = format_html(gettext("Select this object for an action - {}"), str(obj))
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+                           helpers.ACTION_CHECKBOX_NAME, str(obj.pk), label)
 
 
 class ServiceAdminMixin:

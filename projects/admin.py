@@ -8,7 +8,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.adminkit import EnvironmentScopedAdminMixin, ServiceAdminMixin, audit_link
+from deployments.adminkit import EnvironmentScopedAdminMixin, PlainActionCheckboxMixin, ServiceAdminMixin, audit_link
 from jobs.admin import JobRunAdminMixin
 from projects import services
 from projects.forms import ContainerInlineFormSet
@@ -47,7 +47,7 @@ class ContainerRoleFilter(admin.SimpleListFilter):
 
 
 @admin.register(Project)
-class ProjectAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",

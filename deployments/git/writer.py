@@ -22,8 +22,12 @@ fingerprint is unchanged is neither rendered nor read, and only blobs that diffe
 
 from __future__ import annotations
 
+import functools
+import gc
 import inspect
 import logging
+import multiprocessing
+import os
 import re
 import tempfile
 from collections import defaultdict
@@ -238,6 +242,16 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
     Takes no repository lock, so it never waits for a running commit: it fetches into a private scratch
     repository that borrows the repository's objects (git alternates) and builds the tree there, so the
     repository's refs and objects stay as they are. A repository that does not exist yet is not created.
+
+    Cost, with a page: a unit that was never rendered and knows its paths (`unit.paths()`, the renderer's
+    project folders) and none of whose paths exists in the base tree adds exactly those files, so it is listed
+    without rendering and rendered only when the page shows one of its files (a renderer whose paths() disagree
+    with render() is caught there, and the preview is then made by rendering every unit). The other units whose
+    fingerprint differs from the manifest are rendered like a commit renders them, in GITOPS_PREVIEW_PROCESSES
+    forked processes (default: the CPU count) when there are at least PREVIEW_PARALLEL_MIN_UNITS. The lists come
+    from the plan (a path it writes is "added" when the base tree lacks it, else "changed"; what it deletes is
+    "deleted": the rule the commit's tree follows) and only the page's files are stored and diffed. Without a
+    page every unit is rendered and the whole tree built and diffed.
     """
     units = list(units)
     scopes = tuple(scopes)
@@ -251,8 +265,15 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
         try:
             base = scratch.fetch(move_branch=False) if remote else (main.head() if main else None)
             manifest = Manifest.loads(scratch.read_file(base, MANIFEST_PATH))
-            plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=set(),
-                         current_blobs=lambda folders: scratch.tree_blobs(base, folders),
+            if diff_page is not None and not full:
+                result = _paged_preview(scratch, base, manifest, units=units, scopes=scopes, diff_page=diff_page,
+                                        max_chars=max_chars, listing=True)
+                if result is None:  # a unit's paths() disagreed with its render: render every unit instead
+                    result = _paged_preview(scratch, base, manifest, units=units, scopes=scopes,
+                                            diff_page=diff_page, max_chars=max_chars, listing=False)
+                return result
+            plan = _plan(units=_prerendered(units, manifest=manifest, full=full), scopes=scopes, manifest=manifest,
+                         full=full, force=set(), current_blobs=lambda folders: scratch.tree_blobs(base, folders),
                          object_format=scratch.object_format, report=_Progress(None))
             if not plan.writes and not plan.deletes:
                 return PreviewResult()
@@ -271,6 +292,153 @@ def gitops_preview(*, units: Sequence[RenderUnit], scopes: Sequence[str], full: 
             scratch.close()
             if main is not None:
                 main.close()
+
+
+def _paged_preview(scratch: Repository, base: str | None, manifest: Manifest, *, units: list[RenderUnit],
+                   scopes: tuple[str, ...], diff_page: tuple[int, int], max_chars: int,
+                   listing: bool) -> PreviewResult | None:
+    """gitops_preview with a page (see there); `listing` lists never-rendered units from their paths(). None when
+    a listed unit rendered other paths than it listed."""
+    listed = _listed_units(units, manifest) if listing else {}
+    if listed:
+        folders = {unit.directory for unit in units if unit.key in listed}
+        present = scratch.tree_blobs(base, folders)
+        for key in [key for key, paths in listed.items() if any(path in present for path in paths)]:
+            del listed[key]  # it may change or keep a file already there: render it to know
+    eager = [unit for unit in units if unit.key not in listed]
+    read: dict[str, str] = {}
+
+    def current_blobs(folders: set[str] | None) -> dict[str, str]:
+        read.update(scratch.tree_blobs(base, folders))
+        return read
+
+    plan = _plan(units=_prerendered(eager, manifest=manifest, full=False), scopes=scopes, manifest=manifest,
+                 full=False, force=set(), current_blobs=current_blobs, object_format=scratch.object_format,
+                 report=_Progress(None))
+    owner = {path: key for key, paths in listed.items() for path in paths}
+    for path in sorted(owner.keys() & (plan.rendered.keys() | plan.kept.keys())):
+        other = plan.kept_owner.get(path) or next(u.key for u in eager if path.startswith(u.directory))
+        raise ValueError(f"Units {other!r} and {owner[path]!r} both produce {path!r}.")
+    if not plan.writes and not plan.deletes and not owner:
+        return PreviewResult()
+    result = PreviewResult(added=sorted([*(p for p in plan.writes if p not in read), *owner]),
+                           changed=sorted(p for p in plan.writes if p in read), deleted=sorted(plan.deletes))
+    first, count = max(0, diff_page[0]), max(0, diff_page[1])
+    result.diff_paths = result.paths[first:first + count]
+    if not result.diff_paths:
+        return result
+    writes = {path: plan.writes[path] for path in result.diff_paths if path in plan.writes}
+    by_key = {unit.key: unit for unit in units}
+    for key in sorted({owner[path] for path in result.diff_paths if path in owner}):
+        files = by_key[key].render()
+        if not isinstance(files, dict) or sorted(files) != list(listed[key]) or not all(
+                isinstance(data, bytes | bytearray) for data in files.values()):
+            logger.warning("Render unit %s rendered other files than its paths() list; the preview renders every "
+                           "unit instead.", key)
+            return None
+        writes.update((path, bytes(data)) for path, data in files.items() if path in result.diff_paths)
+    page = set(result.diff_paths)
+    tree = scratch.build_tree(base, writes, [path for path in plan.deletes if path in page])
+    result.diff = scratch.diff(base, tree, max_chars=max_chars, paths=result.diff_paths)
+    return result
+
+
+def _listed_units(units: list[RenderUnit], manifest: Manifest) -> dict[str, tuple[str, ...]]:
+    """{key: sorted paths} of the units the manifest does not know that list their paths without rendering; the
+    paths are checked as _plan checks rendered ones."""
+    listed: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for unit in units:
+        paths_of = getattr(unit, "paths", None)
+        if paths_of is None or unit.key in manifest.units:
+            continue
+        paths = tuple(sorted(paths_of()))
+        cut = len(unit.directory)
+        for path in paths:
+            if not path.startswith(unit.directory):
+                raise ValueError(f"Unit {unit.key!r} renders {path!r} outside its folder {unit.directory!r}.")
+            if (path + "/").startswith(MANIFEST_DIR) or not _relative_path_ok(path[cut:]):
+                check_path(path, what=f"Unit {unit.key!r} path")  # raises, naming the whole path
+            if path in owner:
+                raise ValueError(f"Units {owner[path]!r} and {unit.key!r} both produce {path!r}.")
+            owner[path] = unit.key
+        listed[unit.key] = paths
+    return listed
+
+
+@functools.lru_cache(maxsize=4096)
+def _relative_path_ok(rest: str) -> bool:
+    """check_path of the part of a path below its unit's folder (already checked by _check_inputs); thousands of
+    project folders repeat the same few file names, so each is checked once."""
+    try:
+        check_path(rest)
+    except ValueError:
+        return False
+    return True
+
+
+# Below this many units to render, forking costs more than it saves.
+PREVIEW_PARALLEL_MIN_UNITS = 400
+_PREVIEW_CHUNK_UNITS = 250
+_preview_todo: list[RenderUnit] = []  # read by the forked render processes (set just before the fork)
+
+
+@dataclass(frozen=True)
+class _RenderedUnit:
+    """A unit whose files were rendered already (by a render process): render() hands them over."""
+
+    key: str
+    directory: str
+    fingerprint: str
+    essential: tuple[str, ...]
+    files: dict[str, bytes]
+
+    def render(self) -> dict[str, bytes]:
+        return self.files
+
+
+def _prerendered(units: list[RenderUnit], *, manifest: Manifest, full: bool) -> list[RenderUnit]:
+    """`units` with those a plan would render rendered in forked processes (their order kept); `units` unchanged
+    when there are few of them, the platform cannot fork or a render process fails (the plan then renders them
+    in this process and raises the real error)."""
+    global _preview_todo
+    todo = [i for i, unit in enumerate(units) if full or _needs_render(unit, manifest.units.get(unit.key))]
+    processes = int(getattr(settings, "GITOPS_PREVIEW_PROCESSES", 0) or os.cpu_count() or 1)
+    if len(todo) < PREVIEW_PARALLEL_MIN_UNITS or processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return units
+    # One unit of each kind is rendered here first: its templates are compiled once, before the fork, not once
+    # per process (about 0.5 s each). Those units need no render process.
+    done: dict[int, dict[str, bytes]] = {}
+    kinds: set[object] = set()
+    for i in todo:
+        kind = getattr(units[i].render, "func", None)
+        if kind is not None and kind not in kinds:
+            kinds.add(kind)
+            done[i] = units[i].render()
+    todo = [i for i in todo if i not in done]
+    _preview_todo = [units[i] for i in todo]
+    step = _PREVIEW_CHUNK_UNITS
+    chunks = [(start, min(start + step, len(todo))) for start in range(0, len(todo), step)]
+    gc.freeze()  # the render processes share the parent's heap instead of copying it on their first collection
+    try:
+        with multiprocessing.get_context("fork").Pool(processes=min(processes, len(chunks))) as pool:
+            rendered = [files for chunk in pool.imap(_render_chunk, chunks) for files in chunk]
+    except Exception:  # noqa: BLE001 - rendered again in this process, which raises the real error
+        logger.warning("Rendering the preview in %d processes failed; rendering in one.", processes, exc_info=True)
+        return units
+    finally:
+        gc.unfreeze()
+        _preview_todo = []
+    out = list(units)
+    for i, files in [*zip(todo, rendered, strict=True), *done.items()]:
+        unit = units[i]
+        out[i] = _RenderedUnit(key=unit.key, directory=unit.directory, fingerprint=unit.fingerprint,
+                               essential=tuple(getattr(unit, "essential", ()) or ()), files=files)
+    return out
+
+
+def _render_chunk(bounds: tuple[int, int]) -> list[dict[str, bytes]]:
+    return [_preview_todo[i].render() for i in range(*bounds)]
 
 
 def gitops_head() -> str | None:

@@ -433,6 +433,18 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     return {prefix + name: text.encode() for name, text in sorted(files.items())}
 
 
+def project_paths(penv: ProjectEnvironment, project: ProjectSnapshot) -> tuple[str, ...]:
+    """The paths render_project(penv, project) returns, sorted, without rendering a template: the file list of a
+    preview of thousands of never-rendered projects (tests/deployments/rendering check both agree)."""
+    prefix = f"environments/{penv.name}/projects/{project.namespace}/"
+    names = {"namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml", "kustomization.yaml"}
+    names.update(f"{domain.workload_name(container.role, container.directory)}.yaml"
+                 for container in project.containers)
+    if project.hibernation_stamp and penv.supports_snapshots:
+        names.add("volume-snapshots.yaml")
+    return tuple(prefix + name for name in sorted(names))
+
+
 def render_projects_index(env_name: str, project_ids: tuple[str, ...]) -> dict[str, bytes]:
     text = render_template("projects/kustomization.yaml.j2", {"resources": [f"proj-{pk}" for pk in project_ids]})
     return {f"environments/{env_name}/projects/kustomization.yaml": text.encode()}

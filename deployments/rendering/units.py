@@ -24,7 +24,7 @@ from deployments.rendering.clusters import ClusterEntry, render_cluster_entry
 from deployments.rendering.common import PLATFORM_BASE_DIR, fingerprint, sha256
 from deployments.rendering.compose import ComposeInput, render_compose_environment
 from deployments.rendering.platform import render_platform_base, render_platform_overlay
-from deployments.rendering.projects import ProjectEnvironment, render_project, render_projects_index
+from deployments.rendering.projects import ProjectEnvironment, project_paths, render_project, render_projects_index
 from deployments.rendering.snapshot import EnvironmentSnapshot, TreeSnapshot
 from deployments.rendering.templating import RENDERER_VERSION
 
@@ -40,6 +40,9 @@ class RenderUnit:
     # Paths the git writer never deletes while this unit exists, even with allow_deletions: a project still
     # active in the model keeps its Namespace and PVC (deleting them would let Argo CD / Flux prune its volume).
     essential: tuple[str, ...] = ()
+    # The paths render() returns, known without rendering (None: render to know). A preview lists the files of
+    # thousands of never-rendered projects from it and renders only the units of the page it shows.
+    paths: Callable[[], tuple[str, ...]] | None = None
 
 
 def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
@@ -84,6 +87,7 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
                 fingerprint=sha256(RENDERER_VERSION, key, penv_digest, repr(project)),
                 render=partial(render_project, penv, project),
                 essential=(directory + "namespace.yaml", directory + "storage.yaml"),
+                paths=partial(project_paths, penv, project),
             ))
     units.sort(key=lambda unit: unit.key)
     return units

@@ -15,7 +15,10 @@ def environment_preview(*, environment_ids: Iterable[int], diff_page: tuple[int,
 
     Works for an environment that was never rendered (everything shows as added). Secrets are not resealed or
     synced here (a preview has no side effects), so it shows the sealed values as they are now. ``diff_page``
-    ``(first, count)``: the diff of only those changed files (gitops_preview), for paging a large preview.
+    ``(first, count)``: the diff of only those changed files (gitops_preview), for paging a large preview; then
+    never-rendered project folders are listed from their paths and only the page's folders are rendered, so the
+    first page of 5,000 never-rendered projects costs the snapshot and the fingerprints, not a render of every file.
+    Takes no repository lock.
     """
     ids = environment_ids_check(environment_ids)
     snapshot = environments_snapshot(environment_ids=ids)

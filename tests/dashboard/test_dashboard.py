@@ -180,3 +180,29 @@ def test_run_page_lists_files_above_a_long_diff(admin_client):
     assert html.index("70 files changed") < html.index('id="diff-file-0"')
     assert '<div class="form-row field-error_block' not in html  # no Error section on success
     assert "icon-no.svg" not in html and "Dry run" in html  # neutral words, not red crosses
+
+
+def test_cached_estimate_follows_a_change_of_a_project_and_is_reused_otherwise(admin_client):
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from projects import services
+
+    cache.clear()
+    environment = eks_environment_factory(name="costly")
+    project = project_factory(environment)
+
+    def estimate():
+        with CaptureQueriesContext(connection) as ctx:
+            card = next(card for card in selectors.environment_cards() if card.name == "costly")
+        return card.monthly_cost_usd, len(ctx)
+
+    first, computed = estimate()
+    again, cached = estimate()
+    assert again == first and cached < computed  # the second card reads the cached estimate
+
+    project.volume_size = "500Gi"  # a bigger volume costs more; the environment row itself is unchanged
+    services.project_save(project=project, user=admin_client.user)
+    changed, recomputed = estimate()
+    assert changed > first and recomputed > cached  # recomputed, not the cached figure

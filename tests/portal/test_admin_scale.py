@@ -1,15 +1,18 @@
-"""The admin's lists at scale: the project list, its search and filters, and the run list run a number of SQL
-queries that does not grow with the number of rows; a project's host-collision check is one indexed query."""
+"""The admin at scale: the dashboard, the project list (its search and filters), the environment and project
+pages, the preview page and the run list run a number of SQL queries that does not grow with the number of
+projects or runs; a project's host-collision check is one indexed query."""
 
 import pytest
+from django.contrib.admin import ModelAdmin
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from deployments.models import Environment, RenderRun
 from projects.models import Container, Project, environment_host_conflicts
-from tests.factories import project_factory
+from tests.factories import eks_environment_factory, node_group_factory, project_factory
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +127,46 @@ def test_host_conflicts_are_one_query_whatever_the_number_of_projects():
     assert len(found) == 1 and "shop" in found[0] and "api-v2" in found[0]
     found = environment_host_conflicts(environment=environment, slug="q-1", directories=["frontend"])
     assert len(found) == 1 and "q-1" in found[0]
+
+
+def test_dashboard_object_pages_and_preview_have_constant_queries(superuser_client, settings, tmp_path):
+    settings.GITOPS_REMOTE_URL = ""
+    settings.GITOPS_REPO_DIR = tmp_path / "work"  # never rendered: the preview shows everything as added
+    environment = eks_environment_factory(name="load")
+    node_group_factory(environment, hosts="user-projects")
+    project = _add_projects(environment, "shop", 3)[0]
+    urls = [reverse("admin:index"), reverse("admin:deployments_environment_change", args=[environment.pk]),
+            reverse("admin:projects_project_change", args=[project.pk]),
+            reverse("admin:deployments_environment_preview", args=[environment.pk])]
+
+    def counts() -> list[int]:
+        found = []
+        for url in urls:
+            cache.clear()  # the dashboard's cached estimate: count the queries that compute it, too
+            found.append(_queries(superuser_client, url)[0])
+        return found
+
+    counts()  # warm: per-process caches (content types, permissions) are filled by the first visit
+    few = counts()
+    last = _add_projects(environment, "shop-more", 120)[-1]
+    many = counts()
+    assert many == few
+    _, preview = _queries(superuser_client, urls[3])
+    # The complete file list has every new project's folder, though its diff page shows only the first files.
+    assert f"<li>+ environments/load/projects/{last.namespace}/kustomization.yaml</li>" in preview
+
+
+def test_action_checkbox_is_django_s_html(superuser_client):
+    environment = eks_environment_factory(name="load")
+    project = _add_projects(environment, "shop", 1)[0]
+    Project.objects.filter(pk=project.pk).update(slug="a-<b>&-\"q\"")
+    project.refresh_from_db()
+    from django.contrib import admin
+
+    project_admin = admin.site._registry[Project]
+    assert str(project_admin.action_checkbox(project)) == str(ModelAdmin.action_checkbox(project_admin, project))
+    run = RenderRun.objects.create(reason="x")
+    run_admin = admin.site._registry[RenderRun]
+    assert str(run_admin.action_checkbox(run)) == str(ModelAdmin.action_checkbox(run_admin, run))
+    _, page = _queries(superuser_client, reverse("admin:projects_project_changelist"))
+    assert 'id="action-toggle"' in page and f'value="{project.pk}" class="action-select"' in page

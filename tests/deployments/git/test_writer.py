@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -626,6 +627,126 @@ def test_preview_matches_the_commit_that_follows(repo_dir, make):
 
     assert (preview.added, preview.changed, preview.deleted) == (result.added, result.changed, result.deleted)
     assert preview.diff == result.diff
+
+
+def many_units(make, version):
+    """30 units; `version` changes the first ten's files, the rest stay as they are."""
+    units = []
+    for number in range(30):
+        text = f"n: {number}\nv: {version if number < 10 else 0}\n"
+        units.append(make(f"u{number:02}", f"envs/u{number:02}/", {"app.yaml": text, "more/x.yaml": f"x: {number}\n"}))
+    return units
+
+
+def test_paged_preview_rendered_in_processes_matches_the_commit(repo_dir, make, settings, monkeypatch):
+    from deployments.git import writer
+
+    commit(many_units(make, 1)[:25])  # u25..u29 are new below; u00..u09 change
+    monkeypatch.setattr(writer, "PREVIEW_PARALLEL_MIN_UNITS", 2)
+    monkeypatch.setattr(writer, "_PREVIEW_CHUNK_UNITS", 3)
+    settings.GITOPS_PREVIEW_PROCESSES = 2
+    units = [*many_units(make, 2)[:24], *many_units(make, 2)[25:]]  # u24 is gone: its files are deleted
+    make.renders.clear()
+
+    pages = [gitops_preview(units=units, scopes=["envs/"], diff_page=(first, 7)) for first in range(0, 35, 7)]
+    assert not make.renders  # every unit was rendered in a render process, none in this one
+    result = commit(units)
+
+    first = pages[0]
+    assert (first.added, first.changed, first.deleted) == (result.added, result.changed, result.deleted)
+    assert len(result.added) == 10 and len(result.changed) == 10 and len(result.deleted) == 2
+    assert [path for page in pages for path in page.diff_paths] == first.paths
+    assert "".join(page.diff for page in pages) == result.diff
+
+
+def test_preview_render_error_in_a_process_is_the_real_error(repo_dir, make, settings, monkeypatch):
+    from deployments.git import writer
+
+    monkeypatch.setattr(writer, "PREVIEW_PARALLEL_MIN_UNITS", 2)
+    settings.GITOPS_PREVIEW_PROCESSES = 2
+    units = many_units(make, 1)
+
+    def broken() -> dict[str, bytes]:
+        raise RuntimeError("template u03 is broken")
+
+    units[3] = g.Unit(key="u03", directory="envs/u03/", fingerprint="f", render=broken)
+
+    with pytest.raises(RuntimeError, match="template u03 is broken"):
+        gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 5))
+
+
+@dataclass(frozen=True)
+class ListedUnit:
+    """A unit that knows its paths without rendering (as the renderer's project folders do)."""
+
+    key: str
+    directory: str
+    fingerprint: str
+    render: object
+    paths: object
+    essential: tuple[str, ...] = ()
+
+
+def listed(make, key, directory, files, *, paths=None):
+    unit = make(key, directory, files)
+    listing = tuple(sorted(directory + name for name in (files if paths is None else paths)))
+    return ListedUnit(key=unit.key, directory=unit.directory, fingerprint=unit.fingerprint, render=unit.render,
+                      paths=lambda: listing)
+
+
+def test_paged_preview_lists_never_rendered_units_and_renders_only_the_page(repo_dir, make):
+    commit([make("base", "envs/base/", {"app.yaml": "base: 1\n"})])
+    units = [make("base", "envs/base/", {"app.yaml": "base: 2\n"}),
+             *(listed(make, f"p{n:02}", f"envs/p{n:02}/", {"a.yaml": f"a: {n}\n", "b.yaml": f"b: {n}\n"})
+               for n in range(20))]
+    pages = []
+    for first in range(0, 45, 5):
+        make.renders.clear()
+        pages.append(gitops_preview(units=units, scopes=["envs/"], diff_page=(first, 5)))
+        # The changed unit is rendered (it is in the manifest); of the listed ones only those on the page.
+        shown = {path.split("/")[1] for path in pages[-1].diff_paths} - {"base"}
+        assert make.renders == {"base": 1, **dict.fromkeys(shown, 1)}
+    result = commit(units)
+    first = pages[0]
+    assert (first.added, first.changed, first.deleted) == (result.added, result.changed, result.deleted)
+    assert len(first.added) == 40 and first.changed == ["envs/base/app.yaml"]
+    assert "".join(page.diff for page in pages) == result.diff
+
+
+def test_paged_preview_renders_a_listed_unit_whose_folder_has_files(repo_dir, remote, make, tmp_path):
+    other = g.clone(remote, tmp_path / "other")
+    g.commit_files(other, {"envs/p01/a.yaml": "a: 1\n", "envs/p02/a.yaml": "old\n"}, "Hand-made files")
+    units = [listed(make, f"p{n:02}", f"envs/p{n:02}/", {"a.yaml": f"a: {n}\n"}) for n in range(4)]
+
+    preview = gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 10))
+    assert make.renders["p01"] == 1 and make.renders["p02"] == 1  # present in the base: rendered to compare
+    assert preview.added == ["envs/p00/a.yaml", "envs/p03/a.yaml"] and preview.changed == ["envs/p02/a.yaml"]
+    result = commit(units)
+    assert (preview.added, preview.changed, preview.deleted) == (result.added, result.changed, result.deleted)
+    assert preview.diff == result.diff
+
+
+def test_paged_preview_of_a_unit_listing_wrong_paths_renders_everything(repo_dir, make, caplog):
+    units = [listed(make, "p00", "envs/p00/", {"a.yaml": "a\n"}),
+             listed(make, "p01", "envs/p01/", {"a.yaml": "a\n", "extra.yaml": "x\n"}, paths=["a.yaml"])]
+
+    with caplog.at_level(logging.WARNING):
+        preview = gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 10))
+    assert "p01 rendered other files than its paths() list" in caplog.text
+    assert preview.added == ["envs/p00/a.yaml", "envs/p01/a.yaml", "envs/p01/extra.yaml"]
+    assert preview.diff == commit(units).diff
+
+
+def test_listed_units_producing_the_same_path_are_refused(repo_dir, make):
+    units = [listed(make, "p00", "envs/p00/", {"a.yaml": "a\n"}),
+             ListedUnit(key="p01", directory="envs/", fingerprint="f", render=lambda: {},
+                        paths=lambda: ("envs/p00/a.yaml",))]
+    with pytest.raises(ValueError, match="both produce 'envs/p00/a.yaml'"):
+        gitops_preview(units=units, scopes=["envs/"], diff_page=(0, 10))
+    for bad in ("../escape.yaml", "x\ny.yaml", "sub//a.yaml"):
+        unit = listed(make, "p02", "envs/p02/", {"a.yaml": "a\n"}, paths=[bad])
+        with pytest.raises(ValueError, match="Unit 'p02' path 'envs/p02/"):
+            gitops_preview(units=[unit], scopes=["envs/"], diff_page=(0, 10))
 
 
 # --- the lock -----------------------------------------------------------------------------------------

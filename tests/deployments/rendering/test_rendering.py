@@ -402,6 +402,33 @@ def test_tree_units_render_nothing_until_asked(demo, monkeypatch):
     assert calls
 
 
+def test_project_units_know_their_paths_without_rendering(demo, monkeypatch):
+    """A preview lists never-rendered projects from unit.paths(): it must be exactly what render() returns, for
+    every project of the demo, hibernating (with and without VolumeSnapshots), stopped, or without containers."""
+    from dataclasses import replace
+
+    from deployments.rendering.projects import ProjectEnvironment, project_paths, render_project
+
+    units = [unit for unit in tree_units(demo) if unit.paths is not None]
+    assert units and all(":project:" in unit.key for unit in units)
+    calls = []
+    original = templating.render_template
+    monkeypatch.setattr("deployments.rendering.projects.render_template",
+                        lambda name, context: calls.append(name) or original(name, context))
+    listed = [unit.paths() for unit in units]
+    assert calls == []  # no template was rendered to list them
+    assert listed == [tuple(sorted(unit.render())) for unit in units]
+    variants = 0
+    for env in demo.environments:
+        penv = ProjectEnvironment.of(env)
+        for project in env.projects:
+            for variant in (replace(project, hibernation_stamp="20260101t000000z"), replace(project, stopped=True),
+                            replace(project, containers=()), replace(project, containers=project.containers[:1])):
+                assert project_paths(penv, variant) == tuple(sorted(render_project(penv, variant)))
+                variants += 1
+    assert variants >= 8
+
+
 def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_num_queries):
     units = tree_units(demo)
 
