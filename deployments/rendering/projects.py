@@ -388,7 +388,7 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     # ignores spec.replicas of Deployments (the ApplicationSet's ignoreDifferences with RespectIgnoreDifferences,
     # so Studio's runtime scaling is never undone), so under Argo CD the Deployments are left out and pruned
     # instead. Volumes, Services and the Namespace stay either way.
-    prune_workloads = project.stopped and penv.gitops_tool == domain.GITOPS_ARGOCD
+    prune_workloads = _prunes_workloads(penv, project)
     if not prune_workloads:
         files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
             **common,
@@ -433,11 +433,19 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     return {prefix + name: text.encode() for name, text in sorted(files.items())}
 
 
+def _prunes_workloads(penv: ProjectEnvironment, project: ProjectSnapshot) -> bool:
+    """Whether a stopped project's Deployments are left out of git (Argo CD ignores spec.replicas; see
+    render_project)."""
+    return project.stopped and penv.gitops_tool == domain.GITOPS_ARGOCD
+
+
 def project_paths(penv: ProjectEnvironment, project: ProjectSnapshot) -> tuple[str, ...]:
     """The paths render_project(penv, project) returns, sorted, without rendering a template: the file list of a
     preview of thousands of never-rendered projects (tests/deployments/rendering check both agree)."""
     prefix = f"environments/{penv.name}/projects/{project.namespace}/"
-    names = {"namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml", "kustomization.yaml"}
+    names = {"namespace.yaml", "network-policy.yaml", "storage.yaml", "kustomization.yaml"}
+    if not _prunes_workloads(penv, project):
+        names.add("file-manager.yaml")
     names.update(f"{domain.workload_name(container.role, container.directory)}.yaml"
                  for container in project.containers)
     if project.hibernation_stamp and penv.supports_snapshots:

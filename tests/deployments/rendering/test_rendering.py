@@ -420,13 +420,15 @@ def test_project_units_know_their_paths_without_rendering(demo, monkeypatch):
     assert listed == [tuple(sorted(unit.render())) for unit in units]
     variants = 0
     for env in demo.environments:
-        penv = ProjectEnvironment.of(env)
-        for project in env.projects:
-            for variant in (replace(project, hibernation_stamp="20260101t000000z"), replace(project, stopped=True),
-                            replace(project, containers=()), replace(project, containers=project.containers[:1])):
-                assert project_paths(penv, variant) == tuple(sorted(render_project(penv, variant)))
-                variants += 1
-    assert variants >= 8
+        for tool in ("argocd", "flux"):  # a stopped project lists no Deployment file under Argo CD
+            penv = replace(ProjectEnvironment.of(env), gitops_tool=tool)
+            for project in env.projects:
+                for variant in (replace(project, hibernation_stamp="20260101t000000z"),
+                                replace(project, stopped=True), replace(project, containers=()),
+                                replace(project, containers=project.containers[:1])):
+                    assert project_paths(penv, variant) == tuple(sorted(render_project(penv, variant)))
+                    variants += 1
+    assert variants >= 16
 
 
 def test_render_reads_no_file_and_no_database(demo, monkeypatch, django_assert_num_queries):
