@@ -370,6 +370,9 @@ class ServiceCredential(models.Model):
     sealed_value = models.TextField(blank=True, editable=False)
     sealed_for = models.CharField(max_length=100, blank=True, editable=False)
     synced_version = models.PositiveIntegerField(default=0, editable=False)
+    # The URL key: what its value was made from (family, Service name, port and the password's fingerprint, never
+    # a value), so every render's credentials check compares text instead of decrypting (projects.credentials).
+    derived_from = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -55,3 +55,64 @@ def test_a_changed_port_still_gets_a_new_url():
     container.save()
     environment_credentials_ensure(environment_id=environment.pk)
     assert not ServiceCredential.objects.filter(container=container).exists()
+
+
+def _count_decrypts(monkeypatch) -> list[int]:
+    from deployments.secrets import crypto
+
+    calls = [0]
+    real = crypto.decrypt
+
+    def counting(ciphertext):
+        calls[0] += 1
+        return real(ciphertext)
+
+    monkeypatch.setattr(crypto, "decrypt", counting)
+    return calls
+
+
+def test_current_credentials_are_checked_without_decrypting(monkeypatch):
+    environment = eks_environment_factory()
+    _add(environment, 5, 0)
+    environment_credentials_ensure(environment_id=environment.pk)
+    calls = _count_decrypts(monkeypatch)
+    assert environment_credentials_ensure(environment_id=environment.pk) == 0
+    assert calls[0] == 0
+    # A changed port is still found (the record names the old port): one container decrypted and re-made.
+    container = Container.objects.get(project__slug="p-3", directory="db")
+    container.port = 6543
+    container.save()
+    assert environment_credentials_ensure(environment_id=environment.pk) == 1
+    assert calls[0] == 1
+    url = ServiceCredential.objects.get(container=container, key="DATABASE_URL")
+    password = ServiceCredential.objects.get(container=container, key="POSTGRES_PASSWORD")
+    assert url.derived_from == f"postgres|svc-db|6543|{password.fingerprint}"
+
+
+def test_rows_without_a_record_are_decrypted_once_then_marked(monkeypatch):
+    environment = eks_environment_factory()
+    _add(environment, 4, 0)
+    environment_credentials_ensure(environment_id=environment.pk)
+    versions = dict(ServiceCredential.objects.values_list("pk", "version"))
+    ServiceCredential.objects.update(derived_from="")  # rows stored before the record existed
+    calls = _count_decrypts(monkeypatch)
+    assert environment_credentials_ensure(environment_id=environment.pk) == 0
+    assert calls[0] == 4  # one password each, nothing re-made
+    assert dict(ServiceCredential.objects.values_list("pk", "version")) == versions
+    assert environment_credentials_ensure(environment_id=environment.pk) == 0
+    assert calls[0] == 4  # marked: the second check decrypts nothing
+
+
+def test_a_password_that_changed_behind_the_record_remakes_the_url():
+    from deployments.secrets import crypto
+
+    environment = eks_environment_factory()
+    _add(environment, 2, 0)
+    environment_credentials_ensure(environment_id=environment.pk)
+    container = Container.objects.get(project__slug="p-0", directory="db")
+    password = ServiceCredential.objects.get(container=container, key="POSTGRES_PASSWORD")
+    ServiceCredential.objects.filter(pk=password.pk).update(ciphertext=crypto.encrypt("another-password"),
+                                                            fingerprint=crypto.fingerprint("another-password"))
+    assert environment_credentials_ensure(environment_id=environment.pk) == 1
+    url = ServiceCredential.objects.get(container=container, key="DATABASE_URL")
+    assert "another-password" in crypto.decrypt(url.ciphertext)
