@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.views.decorators.debug import sensitive_variables
 
 from clients.aws import aws_client
@@ -32,7 +33,7 @@ from deployments.secrets import crypto
 from deployments.secrets.kubeseal import certificate_fingerprint, seal_label, seal_with_key
 from deployments.secrets.sealing import environment_sealing_certificate
 from deployments.secrets.secrets_manager import PATH_PREFIX, existing_secrets, write_secret
-from projects.models import Container, Project, ServiceCredential
+from projects.models import Container, Project, RenderToken, ServiceCredential
 
 POSTGRES, REDIS = "postgres", "redis"
 
@@ -117,34 +118,58 @@ def environment_credentials_ensure(*, environment_id: int) -> int:
     """``container_credentials_ensure`` for every container of the environment's active projects whose stored
     credentials are not already what it would make them.
 
-    Every render runs this, so it is kept cheap at 10,000 projects: two queries read the containers' names,
-    images and ports and the stored keys with their fingerprints and ``derived_from`` (no ciphertext), and a
-    container whose URL row says it was made from the current name, port and password is current without any
-    decryption. Only the others are locked and written (or, for rows stored before ``derived_from`` existed,
-    decrypted once and then marked). Returns how many keys got a new value.
+    Every render runs this, so its work follows what changed, not the number of projects: a project whose render
+    token (projects.models.RenderToken: replaced by database triggers on any write of its containers or their
+    credentials) is the one recorded when its credentials were last found current is not read at all. For the
+    others, two queries read the containers' names, images and ports and the stored keys with their fingerprints
+    and ``derived_from`` (no ciphertext); a container whose URL row says it was made from the current name, port
+    and password is current without any decryption. Only the others are locked and written (or, for rows stored
+    before ``derived_from`` existed, decrypted once and then marked). Projects found current are recorded at the
+    token read (only if it has not moved since). Returns how many keys got a new value.
     """
-    containers = list(Container.objects.filter(project__environment_id=environment_id,
-                                               project__state=Project.State.ACTIVE)
-                      .order_by().values_list("id", "image", "role", "directory", "port"))
+    unchecked = dict(
+        Project.objects.filter(environment_id=environment_id, state=Project.State.ACTIVE)
+        .exclude(render_token__credentials_checked=F("render_token__token")).order_by()
+        .values_list("id", "render_token__token"))
+    if not unchecked:
+        return 0
+    if len(unchecked) > _BY_ID_MAX:
+        in_scope = Q(project__environment_id=environment_id, project__state=Project.State.ACTIVE)
+    else:
+        in_scope = Q(project_id__in=list(unchecked))
+    containers = [row for row in Container.objects.filter(in_scope).order_by().values_list(
+        "id", "project_id", "image", "role", "directory", "port") if row[1] in unchecked]
     stored: dict[int, dict[str, tuple[str, str]]] = {}
     for container_id, key, fingerprint, derived_from in ServiceCredential.objects.filter(
-            container__project__environment_id=environment_id,
-            container__project__state=Project.State.ACTIVE).order_by().values_list(
+            container__in=[row[0] for row in containers] if len(unchecked) <= _BY_ID_MAX else
+            Container.objects.filter(in_scope)).order_by().values_list(
             "container_id", "key", "fingerprint", "derived_from"):
         stored.setdefault(container_id, {})[key] = (fingerprint, derived_from)
     states: dict[int, bool | None] = {}
-    for container_id, image, role, directory, port in containers:
+    project_of: dict[int, object] = {}
+    for container_id, project_id, image, role, directory, port in containers:
         state = _credentials_state(image=image, role=role, directory=directory, port=port,
                                    stored=stored.get(container_id, {}))
         if state is not True:
             states[container_id] = state
-    if not states:
-        return 0
+            project_of[container_id] = project_id
     changed = 0
-    for container in Container.objects.filter(pk__in=list(states)).order_by("pk"):
+    touched = set()
+    for container in Container.objects.filter(pk__in=list(states)).order_by("pk") if states else ():
         if states[container.pk] is False or not _credentials_current(container):
             changed += container_credentials_ensure(container=container)
+            touched.add(project_of[container.pk])
+    # Record the projects found current at the token read; a project written just now is checked again next time
+    # (its token moved with the write), and a token that moved since the read keeps the project unchecked.
+    current = {project_id: token for project_id, token in unchecked.items() if project_id not in touched and token}
+    if current:
+        RenderToken.objects.filter(project_id__in=list(current), token__in=list(current.values())).update(
+            credentials_checked=F("token"))
     return changed
+
+
+# Above this many projects to check, their containers are read for the whole environment instead of by id.
+_BY_ID_MAX = 500
 
 
 def _credentials_state(*, image: str, role: str, directory: str, port: int,

@@ -395,10 +395,13 @@ class RenderToken(models.Model):
     """A project's render change marker: a random token that database triggers (migration 0007) replace whenever
     anything the project's render reads changes (its rendered fields, containers, their generated credentials,
     volume restores), whoever writes it. deployments.rendering hashes it into the project's fingerprint, so a run
-    reads only the projects whose token moved since their last render. Written only by the triggers."""
+    reads only the projects whose token moved since their last render. `token` is written only by the triggers."""
 
     project = models.OneToOneField(Project, primary_key=True, on_delete=models.CASCADE, related_name="render_token")
     token = models.CharField(max_length=32, editable=False)
+    # The token at which every container of the project last had current generated credentials
+    # (projects.credentials.environment_credentials_ensure): equal to `token`, nothing needs checking again.
+    credentials_checked = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     def __str__(self) -> str:
         return f"{self.project_id}: {self.token}"

@@ -22,18 +22,20 @@ from django.db import migrations, models
 
 PROJECT_COLUMNS = ["slug", "owner", "volume_size", "restore_snapshot_id", "state", "hibernation_stamp",
                    "environment_id"]
-CREDENTIAL_COLUMNS = ["container_id", "key", "version", "sealed_value"]
+# The rendered columns, and the fingerprint (the credentials check, projects.credentials, trusts the token too).
+CREDENTIAL_COLUMNS = ["container_id", "key", "version", "sealed_value", "fingerprint"]
 
 _PG_TOKEN = "replace(gen_random_uuid()::text, '-', '')"
 _SQLITE_TOKEN = "lower(hex(randomblob(16)))"
 
 _PG = f"""
-INSERT INTO projects_rendertoken (project_id, token) SELECT id, {_PG_TOKEN} FROM projects_project;
+INSERT INTO projects_rendertoken (project_id, token, credentials_checked)
+    SELECT id, {_PG_TOKEN}, '' FROM projects_project;
 
 CREATE OR REPLACE FUNCTION projects_project_render_token() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO projects_rendertoken (project_id, token) VALUES (NEW.id, {_PG_TOKEN})
+        INSERT INTO projects_rendertoken (project_id, token, credentials_checked) VALUES (NEW.id, {_PG_TOKEN}, '')
             ON CONFLICT (project_id) DO UPDATE SET token = EXCLUDED.token;
     ELSE
         UPDATE projects_rendertoken SET token = {_PG_TOKEN} WHERE project_id = NEW.id;
@@ -97,9 +99,11 @@ SQLITE_TRIGGERS = ["projects_project_render_token_insert", "projects_project_ren
 def _sqlite_statements() -> list[str]:
     bump = f"UPDATE projects_rendertoken SET token = {_SQLITE_TOKEN} WHERE project_id"
     statements = [
-        f"INSERT INTO projects_rendertoken (project_id, token) SELECT id, {_SQLITE_TOKEN} FROM projects_project",
+        "INSERT INTO projects_rendertoken (project_id, token, credentials_checked) "
+        f"SELECT id, {_SQLITE_TOKEN}, '' FROM projects_project",
         "CREATE TRIGGER projects_project_render_token_insert AFTER INSERT ON projects_project FOR EACH ROW "
-        f"BEGIN INSERT OR REPLACE INTO projects_rendertoken (project_id, token) VALUES (NEW.id, {_SQLITE_TOKEN}); END",
+        "BEGIN INSERT OR REPLACE INTO projects_rendertoken (project_id, token, credentials_checked) "
+        f"VALUES (NEW.id, {_SQLITE_TOKEN}, ''); END",
         f"CREATE TRIGGER projects_project_render_token_update AFTER UPDATE OF {', '.join(PROJECT_COLUMNS)} "
         f"ON projects_project FOR EACH ROW BEGIN {bump} = NEW.id; END",
     ]
@@ -158,6 +162,7 @@ class Migration(migrations.Migration):
                                                  related_name='render_token', serialize=False,
                                                  to='projects.project')),
                 ('token', models.CharField(editable=False, max_length=32)),
+                ('credentials_checked', models.CharField(blank=True, default='', editable=False, max_length=32)),
             ],
         ),
         migrations.RunPython(_create_triggers, _drop_triggers),
