@@ -112,7 +112,7 @@ def _run(full: bool = False, validate: bool = False):
     from deployments.selectors import environments_snapshot
 
     start = time.perf_counter()
-    snapshot = environments_snapshot()
+    snapshot = environments_snapshot(lazy=True)  # as a render run reads it
     result = gitops_commit(units=tree_units(snapshot), scopes=snapshot_scopes(snapshot), message="bench",
                            trailers={"Portal-Run": "bench"}, author_name="bench", author_email="bench@portal.invalid",
                            full=full, validate=_validate_changed if validate else None)

@@ -131,8 +131,9 @@ def _save_ms(project, rounds: int = 7) -> float:
     return statistics.median(times[1:]) * 1000
 
 
-def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float, float]:
-    """Change one container through the service; (seconds until its run finished, the run's own seconds)."""
+def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float, float, str]:
+    """Change one container through the service; (seconds until its run finished, the run's own seconds, the
+    run's "Timings:" split from its log: secrets, snapshot, commit; the validation's own lines follow)."""
     from deployments.models import RenderRun
     from projects.services import container_save
 
@@ -148,7 +149,11 @@ def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float,
             elapsed = time.perf_counter() - started
             if run.status not in (RenderRun.Status.SUCCEEDED,):
                 raise SystemExit(f"run {run.pk} ended {run.status}: {run.error}")
-            return elapsed, (run.finished_at - run.started_at).total_seconds()
+            timings = "; ".join(line.split("Timings: ", 1)[1].rstrip(".") for line in run.log.splitlines()
+                                if "Timings: " in line)
+            validation = [line.split("] ", 1)[-1] for line in run.log.splitlines() if "alidat" in line]
+            return (elapsed, (run.finished_at - run.started_at).total_seconds(),
+                    " | ".join([timings, *validation[-3:]]))
         time.sleep(0.01)
     raise SystemExit("the run did not finish in time")
 
@@ -180,7 +185,7 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
     process = _worker(worker_class, log)
     try:
         startup = _wait_idle(process, log)
-        cold, cold_run = _change_and_wait(projects[offset], offset)
+        cold, cold_run, split = _change_and_wait(projects[offset], offset)
         warm = [_change_and_wait(projects[offset + k], offset + k)[0] for k in (1, 2)]
     finally:
         process.send_signal(signal.SIGTERM)
@@ -190,7 +195,7 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
             os.killpg(process.pid, signal.SIGKILL)
     return {"worker": worker_class or "settings.RQ WORKER_CLASS", "startup_s": round(startup, 2),
             "change_to_done_s": round(cold, 3), "run_s": round(cold_run, 3),
-            "warm_s": round(statistics.median(warm), 3)}
+            "warm_s": round(statistics.median(warm), 3), "first_run_log": split}
 
 
 def main() -> None:
@@ -218,6 +223,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['worker']:>28} | {row['startup_s']:>9} | {row['change_to_done_s']:>16} | {row['run_s']:>6} | "
               f"{row['warm_s']:>6}")
+        print(f"{'':>28}   first run's log: {row['first_run_log']}")
     save = {"save_100_ms": round(save_small, 1), "save_n_ms": round(save_large, 1),
             "save_ratio": round(save_large / save_small, 2)}
     print(f"project save: 100 projects {save['save_100_ms']} ms, {args.projects:,} projects {save['save_n_ms']} ms "

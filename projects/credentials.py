@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.views.decorators.debug import sensitive_variables
 
 from clients.aws import aws_client
@@ -32,7 +33,7 @@ from deployments.secrets import crypto
 from deployments.secrets.kubeseal import certificate_fingerprint, seal_label, seal_with_key
 from deployments.secrets.sealing import environment_sealing_certificate
 from deployments.secrets.secrets_manager import PATH_PREFIX, existing_secrets, write_secret
-from projects.models import Container, Project, ServiceCredential
+from projects.models import Container, Project, RenderToken, ServiceCredential
 
 POSTGRES, REDIS = "postgres", "redis"
 
@@ -68,6 +69,11 @@ def _store(credential: ServiceCredential, value: str) -> bool:
     return True
 
 
+def _derived_from(family: str, *, host: str, port: int, password_fingerprint: str) -> str:
+    """What a URL value is made from, as stored in ``ServiceCredential.derived_from`` (no value in it)."""
+    return f"{family}|{host}|{port}|{password_fingerprint}"
+
+
 @sensitive_variables("password")
 @transaction.atomic
 def container_credentials_ensure(*, container: Container, rotate: bool = False) -> int:
@@ -75,6 +81,7 @@ def container_credentials_ensure(*, container: Container, rotate: bool = False) 
 
     Creates the password once (a new one with ``rotate=True``), keeps the URL in step with the password, the
     Service name and the port, and deletes the credentials of a container whose image no longer gets any.
+    Records on the URL row what it was made from (``derived_from``), so later checks need no decryption.
     Returns how many keys got a new value (each bumps its version, which rolls the pods that read it).
     """
     keys = container_credential_keys(container)
@@ -91,6 +98,12 @@ def container_credentials_ensure(*, container: Container, rotate: bool = False) 
                 else crypto.decrypt(password_row.ciphertext))
     changed = int(_store(password_row, password))
     url_row = existing.get(url_key) or ServiceCredential(container=container, key=url_key)
+    derived_from = _derived_from(family, host=container.workload_name, port=container.port,
+                                 password_fingerprint=password_row.fingerprint)
+    if url_row.derived_from != derived_from:
+        url_row.derived_from = derived_from
+        if url_row.pk:
+            ServiceCredential.objects.filter(pk=url_row.pk).update(derived_from=derived_from)
     changed += int(_store(url_row, _url(family, host=container.workload_name, port=container.port,
                                         password=password)))
     return changed
@@ -103,23 +116,87 @@ def project_credentials_ensure(*, project: Project) -> int:
 
 def environment_credentials_ensure(*, environment_id: int) -> int:
     """``container_credentials_ensure`` for every container of the environment's active projects whose stored
-    credentials are not already what it would make them (read in two queries for the whole environment; every
-    render runs this, so with 10,000 projects the per-container queries and locks are kept for actual changes)."""
-    containers = Container.objects.filter(project__environment_id=environment_id,
-                                          project__state=Project.State.ACTIVE).select_related("project")
-    stored: dict[int, dict[str, ServiceCredential]] = {}
-    for credential in ServiceCredential.objects.filter(
-            container__project__environment_id=environment_id,
-            container__project__state=Project.State.ACTIVE).only("container_id", "key", "ciphertext", "fingerprint"):
-        stored.setdefault(credential.container_id, {})[credential.key] = credential
-    return sum(container_credentials_ensure(container=container) for container in containers
-               if not _credentials_current(container, stored.get(container.pk, {})))
+    credentials are not already what it would make them.
+
+    Every render runs this, so its work follows what changed, not the number of projects: a project whose render
+    token (projects.models.RenderToken: replaced by database triggers on any write of its containers or their
+    credentials) is the one recorded when its credentials were last found current is not read at all. For the
+    others, two queries read the containers' names, images and ports and the stored keys with their fingerprints
+    and ``derived_from`` (no ciphertext); a container whose URL row says it was made from the current name, port
+    and password is current without any decryption. Only the others are locked and written (or, for rows stored
+    before ``derived_from`` existed, decrypted once and then marked). Projects found current are recorded at the
+    token read (only if it has not moved since). Returns how many keys got a new value.
+    """
+    unchecked = dict(
+        Project.objects.filter(environment_id=environment_id, state=Project.State.ACTIVE)
+        .exclude(render_token__credentials_checked=F("render_token__token")).order_by()
+        .values_list("id", "render_token__token"))
+    if not unchecked:
+        return 0
+    if len(unchecked) > _BY_ID_MAX:
+        in_scope = Q(project__environment_id=environment_id, project__state=Project.State.ACTIVE)
+    else:
+        in_scope = Q(project_id__in=list(unchecked))
+    containers = [row for row in Container.objects.filter(in_scope).order_by().values_list(
+        "id", "project_id", "image", "role", "directory", "port") if row[1] in unchecked]
+    stored: dict[int, dict[str, tuple[str, str]]] = {}
+    for container_id, key, fingerprint, derived_from in ServiceCredential.objects.filter(
+            container__in=[row[0] for row in containers] if len(unchecked) <= _BY_ID_MAX else
+            Container.objects.filter(in_scope)).order_by().values_list(
+            "container_id", "key", "fingerprint", "derived_from"):
+        stored.setdefault(container_id, {})[key] = (fingerprint, derived_from)
+    states: dict[int, bool | None] = {}
+    project_of: dict[int, object] = {}
+    for container_id, project_id, image, role, directory, port in containers:
+        state = _credentials_state(image=image, role=role, directory=directory, port=port,
+                                   stored=stored.get(container_id, {}))
+        if state is not True:
+            states[container_id] = state
+            project_of[container_id] = project_id
+    changed = 0
+    touched = set()
+    for container in Container.objects.filter(pk__in=list(states)).order_by("pk") if states else ():
+        if states[container.pk] is False or not _credentials_current(container):
+            changed += container_credentials_ensure(container=container)
+            touched.add(project_of[container.pk])
+    # Record the projects found current at the token read; a project written just now is checked again next time
+    # (its token moved with the write), and a token that moved since the read keeps the project unchecked.
+    current = {project_id: token for project_id, token in unchecked.items() if project_id not in touched and token}
+    if current:
+        RenderToken.objects.filter(project_id__in=list(current), token__in=list(current.values())).update(
+            credentials_checked=F("token"))
+    return changed
+
+
+# Above this many projects to check, their containers are read for the whole environment instead of by id.
+_BY_ID_MAX = 500
+
+
+def _credentials_state(*, image: str, role: str, directory: str, port: int,
+                       stored: dict[str, tuple[str, str]]) -> bool | None:
+    """True when the stored keys are the container's keys and its URL row was made from the current name, port
+    and password fingerprint; False when the keys or the record differ; None when only a decryption can tell
+    (a row stored before the record existed)."""
+    is_service = domain.is_service_role(role)
+    family = credential_family(image=image, is_service=is_service)
+    keys = CREDENTIAL_KEYS.get(family, ())
+    if set(stored) != set(keys):
+        return False
+    if not keys:
+        return True
+    password_key, url_key = keys
+    expected = _derived_from(family, host=domain.workload_name(role, directory), port=port,
+                             password_fingerprint=stored[password_key][0])
+    recorded = stored[url_key][1]
+    return None if not recorded else recorded == expected
 
 
 @sensitive_variables("password")
-def _credentials_current(container: Container, stored: dict[str, ServiceCredential]) -> bool:
-    """Whether ``container_credentials_ensure`` (without rotation) would change nothing: the stored keys are the
-    container's keys, and the password and URL rows hold what it would store (compared by fingerprint)."""
+def _credentials_current(container: Container) -> bool:
+    """Whether ``container_credentials_ensure`` (without rotation) would change nothing, decrypting the password
+    to compare the stored URL's fingerprint with the URL it would make. A current container whose URL row has
+    no (or an outdated) ``derived_from`` gets it recorded, so the next check needs no decryption."""
+    stored = {c.key: c for c in ServiceCredential.objects.filter(container=container)}
     keys = container_credential_keys(container)
     if set(stored) != set(keys):
         return False
@@ -132,8 +209,13 @@ def _credentials_current(container: Container, stored: dict[str, ServiceCredenti
         return False
     family = credential_family(image=container.image, is_service=container.is_service)
     url = _url(family, host=container.workload_name, port=container.port, password=password)
-    return (crypto.fingerprint(password) == stored[password_key].fingerprint
-            and crypto.fingerprint(url) == stored[url_key].fingerprint)
+    current = (crypto.fingerprint(password) == stored[password_key].fingerprint
+               and crypto.fingerprint(url) == stored[url_key].fingerprint)
+    if current:
+        derived_from = _derived_from(family, host=container.workload_name, port=container.port,
+                                     password_fingerprint=stored[password_key].fingerprint)
+        ServiceCredential.objects.filter(pk=stored[url_key].pk).update(derived_from=derived_from)
+    return current
 
 
 def _active_credentials(environment: Environment):

@@ -370,6 +370,9 @@ class ServiceCredential(models.Model):
     sealed_value = models.TextField(blank=True, editable=False)
     sealed_for = models.CharField(max_length=100, blank=True, editable=False)
     synced_version = models.PositiveIntegerField(default=0, editable=False)
+    # The URL key: what its value was made from (family, Service name, port and the password's fingerprint, never
+    # a value), so every render's credentials check compares text instead of decrypting (projects.credentials).
+    derived_from = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -386,3 +389,31 @@ class ServiceCredential(models.Model):
     def secret_name(self) -> str:
         """The Kubernetes Secret in the project's namespace."""
         return f"{self.container.workload_name}-credentials"
+
+
+class RenderToken(models.Model):
+    """A project's render change marker: a random token that database triggers (migration 0007) replace whenever
+    anything the project's render reads changes (its rendered fields, containers, their generated credentials,
+    volume restores), whoever writes it. deployments.rendering hashes it into the project's fingerprint, so a run
+    reads only the projects whose token moved since their last render. `token` is written only by the triggers."""
+
+    project = models.OneToOneField(Project, primary_key=True, on_delete=models.CASCADE, related_name="render_token")
+    token = models.CharField(max_length=32, editable=False)
+    # The token at which every container of the project last had current generated credentials
+    # (projects.credentials.environment_credentials_ensure): equal to `token`, nothing needs checking again.
+    credentials_checked = models.CharField(max_length=32, blank=True, default="", editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.token}"
+
+
+# The triggers of migration 0007 that keep RenderToken current, per database vendor (the selector trusts tokens
+# only while all of them exist).
+RENDER_TOKEN_TRIGGERS = {
+    "postgresql": ("projects_project_render_token", "projects_container_render_token",
+                   "projects_volumerestore_render_token", "projects_servicecredential_render_token"),
+    "sqlite": ("projects_project_render_token_insert", "projects_project_render_token_update") + tuple(
+        f"{table}_render_token_{op}" for table in ("projects_container", "projects_volumerestore",
+                                                    "projects_servicecredential")
+        for op in ("insert", "update", "delete")),
+}

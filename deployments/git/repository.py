@@ -44,6 +44,9 @@ DIFF_EXCLUDE = ":(exclude).tesslate-portal"
 # commit whose push failed for a reason other than the remote moving on (pushed by the next run if still valid).
 CANDIDATE_REF = "refs/portal/candidate"
 UNPUSHED_REF = "refs/portal/unpushed"
+# The last commit whose tree the writer found to hold every file of its manifest with the manifest's blob id
+# (writer._invariant): later runs read only what differs from it instead of listing the whole tree.
+VERIFIED_REF = "refs/portal/verified"
 # Where `git fast-import` leaves the throw-away commit whose tree build_tree returns (deleted right after).
 BUILD_REF = "refs/portal/build"
 # What an interrupted `git rebase` / `git merge` / `git cherry-pick` leaves in a git directory.
@@ -238,7 +241,7 @@ class Repository:
         removed; the branch is then set again from the remote head (fetch) or, without a remote, from its reflog.
         Returns the refs repaired."""
         repaired = []
-        for ref in (self.ref, self.remote_ref, UNPUSHED_REF, CANDIDATE_REF):
+        for ref in (self.ref, self.remote_ref, UNPUSHED_REF, CANDIDATE_REF, VERIFIED_REF):
             loose = self.git_dir / ref
             if not (loose.is_file() or loose.is_symlink()) or self.resolve(ref) is not None:
                 continue

@@ -33,6 +33,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -45,12 +46,14 @@ from deployments.git.manifest import (
     UnitEntry,
     blob_id,
     check_directory,
+    check_file_in,
     check_path,
 )
 from deployments.git.mirror import ValidationMirror
 from deployments.git.repository import (
     CANDIDATE_REF,
     UNPUSHED_REF,
+    VERIFIED_REF,
     GitOpsError,
     GitOpsPushError,
     GitOpsPushRejected,
@@ -101,6 +104,9 @@ class RenderUnit(Protocol):
 
     @property
     def render(self) -> Callable[[], dict[str, bytes]]: ...  # path -> bytes, every path under directory
+
+    # Optional (read with getattr): `prefetch(keys)`, shared by units whose input is read when rendered; called
+    # once per run with the keys of those about to be rendered, before any of their render().
 
 
 Progress = Callable[[int, str], None]
@@ -502,7 +508,8 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
         tree = repo.build_tree(base, {**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
         report(74, "Checking the new tree against the render")
         changes = repo.raw_changes(base, tree)
-        wrong, drifted = _invariant(repo, changes, tree, plan=plan, manifest=manifest, manifest_oid=manifest_oid)
+        wrong, drifted, consistent = _invariant(repo, changes, tree, base=base, plan=plan, manifest=manifest,
+                                                manifest_oid=manifest_oid)
         if drifted and not force:
             # Files of unchanged units differ from what the manifest says they were rendered as (edited or deleted
             # by hand): render those units again so the commit holds the render, then check again.
@@ -545,6 +552,8 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
                 logger.exception("Could not restore the validation mirror; the next run rebuilds it.")
                 mirror.forget()
         raise
+    if consistent:
+        repo.set_ref(VERIFIED_REF, sha)  # its tree holds its manifest: later checks read only what differs from it
     if mirror is not None:
         mirror.mark(sha)
     return sha, added, changed, deleted
@@ -570,13 +579,20 @@ def _split(changes: list[tuple[str, str, str, str]]) -> tuple[list[str], list[st
     return sorted(added), sorted(changed), sorted(deleted)
 
 
-def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], tree: str, *, plan: _Plan,
-               manifest: Manifest, manifest_oid: str) -> tuple[list[str], set[str]]:
+def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], tree: str, *, base: str | None,
+               plan: _Plan, manifest: Manifest, manifest_oid: str) -> tuple[list[str], set[str], bool]:
     """Compare the built tree with the render, from git's own listing of the new tree and its diff with the base
     (not from the plan's bookkeeping). Returns (problems as "path: what", kept paths whose base already differs
-    from their render)."""
-    new = repo.tree_entries(tree)
+    from their render, whether the new tree holds every file of the new manifest with its blob id).
+
+    Reads only what can differ: the rendered folders of the new tree, its diff with the base, and what the base
+    holds for the files of unchanged units. The last comes from the commit this check last found consistent
+    (VERIFIED_REF): files its diff with the base does not touch are as that commit's manifest says (the same
+    manifest, or the whole base tree is listed). Without such a commit, the whole base tree is listed.
+    """
     changes = {path: (status, oid) for status, path, _, oid in raw_changes}
+    folders = {path.rpartition("/")[0] + "/" for path in plan.rendered} | {MANIFEST_DIR}
+    new = repo.tree_entries(tree, folders)
     wrong = []
     for path, oid in plan.rendered.items():
         entry = new.get(path)
@@ -584,15 +600,20 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
             wrong.append(f"{path}: rendered, but missing from the commit")
         elif entry[1] != oid:
             wrong.append(f"{path}: the commit's bytes differ from the render")
+    base_oid = _base_oids(repo, base)
     drifted = set()
     for path, oid in plan.kept.items():
-        entry = new.get(path)
-        if entry is not None and entry[1] == oid:
-            continue
         if path in changes:
-            wrong.append(f"{path}: kept from an unchanged unit, but changed or deleted by this commit")
-        else:
+            status, new_oid = changes[path]
+            if status == "D" or new_oid != oid:
+                wrong.append(f"{path}: kept from an unchanged unit, but changed or deleted by this commit")
+        elif base_oid(path, oid) != oid:
             drifted.add(path)
+    consistent = True
+    for path, oid in plan.remaining.items():
+        status, new_oid = changes.get(path, ("", ""))
+        if (new_oid if status else base_oid(path, oid)) != oid or status == "D":
+            consistent = False  # a file of a unit outside this render's scopes that git holds otherwise
     owned = {path for entry in manifest.units.values() for path in entry.files}
     may_delete = owned - plan.rendered.keys() - plan.kept.keys()
     for path, (status, _oid) in sorted(changes.items()):
@@ -605,7 +626,28 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
             wrong.append(f"{path}: changed, but not rendered by this run")
     if new.get(MANIFEST_PATH, ("", ""))[1] != manifest_oid:
         wrong.append(f"{MANIFEST_PATH}: the commit does not hold the new manifest")
-    return wrong, drifted
+    return wrong, drifted, consistent and not wrong and not drifted
+
+
+def _base_oids(repo: Repository, base: str | None) -> Callable[[str, str], str | None]:
+    """`base_oid(path, manifest_oid)`: the blob id `path` has in the base tree (None: absent), for files the base
+    commit's manifest lists with `manifest_oid`. From the diff between the last consistent commit (VERIFIED_REF)
+    and the base when the manifest is the same in both; otherwise from a listing of the whole base tree."""
+    if base is None:
+        return lambda path, oid: None
+    verified = repo.resolve(VERIFIED_REF)
+    touched: dict[str, str | None] | None = None
+    if verified is not None:
+        try:
+            diff = repo.raw_changes(verified, base) if verified != base else []
+        except GitOpsError:
+            diff = None
+        if diff is not None and not any(path == MANIFEST_PATH for _status, path, _mode, _oid in diff):
+            touched = {path: (None if status == "D" else oid) for status, path, _mode, oid in diff}
+    if touched is None:
+        entries = repo.tree_entries(base)
+        return lambda path, oid: entries[path][1] if path in entries else None
+    return lambda path, oid: touched[path] if path in touched else oid
 
 
 def _check_deletions(deleted: list[str], *, manifest: Manifest, units: list[RenderUnit],
@@ -645,8 +687,24 @@ class _Plan:
     deletes: list[str]  # owned paths present in the base tree that no unit produces any more
     manifest: Manifest
     rendered: dict[str, str]  # every path rendered by this run -> blob id
-    kept: dict[str, str]  # every path of units not rendered (fingerprint unchanged) -> blob id from the manifest
-    kept_owner: dict[str, str]  # kept path -> unit key
+    kept_units: dict[str, UnitEntry]  # units not rendered (fingerprint unchanged), from the manifest
+    remaining_units: dict[str, UnitEntry] = field(default_factory=dict)  # gone units whose files stay
+
+    # Flattened on first use only: a run with nothing to commit never needs them (40,000 paths at 5,000 projects).
+    @cached_property
+    def kept(self) -> dict[str, str]:
+        """Every path of the kept units -> blob id from the manifest."""
+        return {path: blob for entry in self.kept_units.values() for path, blob in entry.files.items()}
+
+    @cached_property
+    def kept_owner(self) -> dict[str, str]:
+        """Kept path -> unit key."""
+        return {path: key for key, entry in self.kept_units.items() for path in entry.files}
+
+    @cached_property
+    def remaining(self) -> dict[str, str]:
+        """Files of units no longer rendered that stay (outside this render's scopes) -> blob id."""
+        return {path: blob for entry in self.remaining_units.values() for path, blob in entry.files.items()}
 
 
 def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifest, full: bool, force: set[str],
@@ -664,11 +722,13 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     folders |= {e.directory for e in gone.values() if any(p.startswith(scopes) for p in e.files)} if scopes else set()
     current = current_blobs(None if full else folders) if folders else {}
 
-    kept_owner = {path: key for key, entry in kept.items() for path in entry.files}
+    # Which kept unit owns a path: only needed when something is rendered or deleted.
+    kept_owner = {path: key for key, entry in kept.items() for path in entry.files} if todo or gone else {}
     units_out: dict[str, UnitEntry] = dict(kept)
     produced: dict[str, str] = {}
     rendered: dict[str, str] = {}
     writes: dict[str, bytes] = {}
+    _prefetch(todo)
     last_percent = -1
     for number, unit in enumerate(todo, start=1):
         files = unit.render()
@@ -717,9 +777,23 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
                 remaining[path] = blob
         if remaining:
             units_out[key] = UnitEntry(directory=entry.directory, fingerprint=entry.fingerprint, files=remaining)
-    kept_blobs = {path: blob for entry in kept.values() for path, blob in entry.files.items()}
-    return _Plan(writes=writes, deletes=sorted(set(deletes)), manifest=Manifest(units=units_out), rendered=rendered,
-                 kept=kept_blobs, kept_owner=kept_owner)
+    plan = _Plan(writes=writes, deletes=sorted(set(deletes)), manifest=Manifest(units=units_out), rendered=rendered,
+                 kept_units=kept, remaining_units={key: entry for key, entry in units_out.items() if key in gone})
+    if kept_owner:
+        plan.kept_owner = kept_owner  # already built: seed the cached property
+    return plan
+
+
+def _prefetch(todo: list[RenderUnit]) -> None:
+    """Call each distinct `prefetch` of the units to render once, with the keys of its units (RenderUnit: units
+    whose input is read when rendered get it read in one go rather than one read per unit)."""
+    groups: dict[int, tuple[Callable[[list[str]], None], list[str]]] = {}
+    for unit in todo:
+        prefetch = getattr(unit, "prefetch", None)
+        if prefetch is not None:
+            groups.setdefault(id(prefetch), (prefetch, []))[1].append(unit.key)
+    for prefetch, keys in groups.values():
+        prefetch(keys)
 
 
 def _ownership(manifest: Manifest) -> dict[str, tuple[str, dict[str, str]]]:
@@ -745,7 +819,7 @@ def _check_inputs(units: list[RenderUnit], scopes: tuple[str, ...]) -> None:
         if not isinstance(unit.fingerprint, str):
             raise TypeError(f"Unit {unit.key!r} fingerprint must be a string.")
         for path in getattr(unit, "essential", ()) or ():
-            check_path(path, what=f"Unit {unit.key!r} essential path")
+            check_file_in(unit.directory, path, what=f"Unit {unit.key!r} essential path")
 
 
 # --- commit message and progress ---------------------------------------------------------------------

@@ -5,9 +5,15 @@ anywhere (a worker, a thread, a benchmark) without the ORM, and the same snapsho
 The field lists below name the model columns the selector reads; the rules come from deployments.domain.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from deployments import domain
+
+
+class ProjectsChanged(Exception):
+    """Projects changed between a lazy snapshot and the read of their data: the run fails and is requested
+    again (its dirty flags are set back), rather than render data under a marker that does not describe it."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class ProjectSnapshot:
     hibernation_stamp: str = ""  # non-empty while hibernating: render a VolumeSnapshot of every volume
     stopped: bool = False  # hibernated without VolumeSnapshots (Minikube): every Deployment at zero replicas
     restores: tuple[VolumeRestoreSnapshot, ...] = ()  # sorted by volume name
+    # The project's render change marker (projects.models.RenderToken: replaced by database triggers whenever any
+    # of the fields above changes). Non-empty: the unit's fingerprint hashes it instead of this whole snapshot.
+    render_token: str = ""
 
     @property
     def namespace(self) -> str:
@@ -125,6 +134,9 @@ class EnvironmentSnapshot:
     node_groups: tuple[NodeGroupSnapshot, ...]  # sorted by name
     secrets: tuple[SecretSnapshot, ...]  # sorted by (secret_name, key)
     projects: tuple[ProjectSnapshot, ...]  # rendered projects (domain.project_is_rendered), sorted by id
+    # Rendered projects not read yet, as (id, render token) sorted by id: TreeSnapshot.load_projects reads the
+    # ones a run actually renders (Kubernetes environments only; never overlaps `projects`).
+    lazy_projects: tuple[tuple[str, str], ...] = ()
     # Docker Compose servers (the guide's Path 1); defaults keep snapshots built by hand short.
     server_ip: str = ""
     server_ram_gb: int = 16
@@ -156,6 +168,11 @@ class TreeSnapshot:
     branch: str  # settings.GITOPS_BRANCH
     environments: tuple[EnvironmentSnapshot, ...]  # sorted by name
     covers_all_environments: bool  # True: environments no longer listed get their folders pruned
+    # load_projects(environment_id, project_ids) -> {id: ProjectSnapshot} for EnvironmentSnapshot.lazy_projects:
+    # called with the ids of the units being rendered (deployments.selectors provides it). Raises
+    # ProjectsChanged when a project is no longer rendered or its token moved since the snapshot.
+    load_projects: Callable[[int, Sequence[str]], dict[str, ProjectSnapshot]] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def environment_names(self) -> tuple[str, ...]:

@@ -182,7 +182,8 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
             environments_take_dirty(environment_ids=env_ids)
         snapshot_at = timezone.now()
         recorder.step(8, "Reading the snapshot.")
-        snapshot = environments_snapshot(environment_ids=env_ids)
+        # Lazy: only the projects whose render token moved are read in full (by the writer, as it renders them).
+        snapshot = environments_snapshot(environment_ids=env_ids, lazy=not run.dry_run)
         units = tree_units(snapshot)
         scopes = snapshot_scopes(snapshot)
         lap("snapshot")

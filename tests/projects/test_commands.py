@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from deployments.models import Environment, NodeGroup, Secret
 from projects.demo import demo_load, demo_project_id
-from projects.models import Container, Project, ServiceCredential
+from projects.models import Container, Project, RenderToken, ServiceCredential
 from tests.environment import REDIS_OWNER_KEY, TEST_REDIS_URL_DEFAULT, redis_claim, redis_flush_own
 
 
@@ -62,7 +62,8 @@ def test_dumpdata_works():
     out = StringIO()
     call_command("dumpdata", "projects", stdout=out)
     assert len(json.loads(out.getvalue())) == (Project.objects.count() + Container.objects.count()
-                                               + ServiceCredential.objects.count())
+                                               + ServiceCredential.objects.count() + RenderToken.objects.count())
+    assert RenderToken.objects.count() == Project.objects.count()  # one render token per project
 
 
 def test_the_tests_redis_database_is_their_own():

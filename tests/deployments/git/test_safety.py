@@ -154,6 +154,55 @@ def test_files_edited_or_deleted_by_hand_in_unchanged_units_are_repaired_not_ref
     assert "differ from their render" in caplog.text
 
 
+def _whole_tree_listings(monkeypatch) -> list[str]:
+    """Record every listing of a whole tree (tree_entries without folders) the writer makes."""
+    calls: list[str] = []
+    original = Repository.tree_entries
+
+    def spy(self, treeish, folders=None):
+        if folders is None:
+            calls.append(treeish)
+        return original(self, treeish, folders)
+
+    monkeypatch.setattr(Repository, "tree_entries", spy)
+    return calls
+
+
+def test_the_invariant_lists_no_whole_tree_after_a_consistent_commit(monkeypatch, repo_dir, remote, make):
+    listings = _whole_tree_listings(monkeypatch)
+    first = commit(units_v(make))
+    assert g.head(repo_dir, "refs/portal/verified") == first.sha
+    listings.clear()
+    second = commit(units_v(make, 2))
+    assert second.changed == ["envs/u0/f0.yaml"] and listings == []
+    assert g.head(repo_dir, "refs/portal/verified") == second.sha
+
+
+def test_a_hand_edited_manifest_makes_the_invariant_list_the_whole_tree_and_still_repair(monkeypatch, repo_dir,
+                                                                                          remote, make, tmp_path):
+    commit(units_v(make))
+    other = g.clone(remote, tmp_path / "other")
+    manifest = (other / MANIFEST_PATH).read_text()
+    g.commit_files(other, {MANIFEST_PATH: manifest.replace("\n }", "\n }\n", 1), "envs/u1/f0.yaml": "edited\n"},
+                   "Hand edits")
+    listings = _whole_tree_listings(monkeypatch)
+
+    result = commit(units_v(make, 2))
+
+    assert listings, "a manifest that differs from the verified commit's must not be trusted"
+    assert "envs/u1/f0.yaml" in result.changed
+    assert {p: d for p, d in g.tree_files(remote).items() if p != MANIFEST_PATH} == rendered(units_v(make, 2))
+
+
+def test_a_lost_verified_ref_falls_back_to_listing_the_whole_tree(monkeypatch, repo_dir, remote, make):
+    commit(units_v(make))
+    g.git(repo_dir, "update-ref", "-d", "refs/portal/verified")
+    listings = _whole_tree_listings(monkeypatch)
+    result = commit(units_v(make, 2))
+    assert listings and result.changed == ["envs/u0/f0.yaml"]
+    assert g.head(repo_dir, "refs/portal/verified") == result.sha
+
+
 # --- deletion budget and essential paths ---------------------------------------------------------------------
 def test_deletion_budget_refuses_a_mass_deletion_until_confirmed(settings, repo_dir, remote, make):
     settings.GITOPS_DELETION_BUDGET_FILES = 3
@@ -374,7 +423,7 @@ def test_a_kept_commit_is_dropped_when_the_remote_moved_on(repo_dir, remote, mak
 def test_preview_works_while_a_commit_holds_the_repository_lock(request, repo_dir, make, with_remote):
     if with_remote:
         request.getfixturevalue("remote")
-    commit(units_v(make))
+    committed = commit(units_v(make))
     held, release = threading.Event(), threading.Event()
 
     def hold():
@@ -395,7 +444,9 @@ def test_preview_works_while_a_commit_holds_the_repository_lock(request, repo_di
 
     assert (preview.added, preview.changed, preview.deleted) == ([], ["envs/u0/f0.yaml"], ["envs/u2/f0.yaml"])
     assert took < 5
-    assert g.git(repo_dir, "for-each-ref", "refs/portal") == ""  # nothing of the preview is left in the repository
+    # Nothing of the preview is left in the repository: the only portal ref is the commit's consistency record.
+    assert g.git(repo_dir, "for-each-ref", "--format=%(refname) %(objectname)", "refs/portal") == \
+        f"refs/portal/verified {committed.sha}"
 
 
 def test_gitops_head_reads_an_existing_clone_without_touching_it(settings, remote, make, tmp_path):

@@ -1039,6 +1039,9 @@ def test_snapshot_is_plain_immutable_data(demo):
         if dataclasses.is_dataclass(value):
             assert value.__dataclass_params__.frozen
             for field in dataclasses.fields(value):
+                if field.name == "load_projects":  # the reader of a lazy snapshot; an eager one has none
+                    assert getattr(value, field.name) is None
+                    continue
                 walk(getattr(value, field.name))
         elif isinstance(value, (list, dict, set)):
             pytest.fail(f"mutable {type(value).__name__} in the snapshot")
