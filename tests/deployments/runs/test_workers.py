@@ -108,19 +108,22 @@ def _wait(predicate, *, timeout: float, what: str, workers: Workers | None = Non
     raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
 
 
+BURST_RENDERS = 50  # the proof issue: two workers and fifty queued renders
+
+
 def _enqueue(environment: Environment, reason: str) -> RenderRun:
     run = queued_run(environment_ids=[environment.pk], user=None, reason=reason)
     runs.render_run_enqueue(run=run)  # autocommit: goes to Redis at once
     return run
 
 
-def test_two_workers_serialize_twenty_renders_and_lose_no_change(gitops, gitops_queue, workers):
+def test_two_workers_serialize_fifty_queued_renders_and_lose_no_change(gitops, gitops_queue, workers):
     environment = environment_factory()
     workers.start("worker-a", "--max-idle-time", "120")
     workers.start("worker-b", "--max-idle-time", "120")
     workers.wait_listening()  # both take part in the burst below
     projects, queued = [], []
-    for number in range(20):
+    for number in range(BURST_RENDERS):
         # Every change is followed by a render request while the workers are busy with earlier ones.
         projects.append(project_factory(environment, slug=f"burst-{number}", containers=("frontend",)))
         queued.append(_enqueue(environment, f"change {number}"))
@@ -132,7 +135,7 @@ def test_two_workers_serialize_twenty_renders_and_lose_no_change(gitops, gitops_
 
     ids = [run.pk for run in queued]
     _wait(lambda: RenderRun.objects.filter(pk__in=ids, status__in=RenderRun.FINISHED).count() == len(ids),
-          timeout=600, what="20 runs to finish", workers=workers)
+          timeout=600, what=f"{BURST_RENDERS} runs to finish", workers=workers)
     finished = list(RenderRun.objects.filter(pk__in=ids).order_by("started_at"))
     assert [r.status for r in finished if r.status == RenderRun.Status.FAILED] == [], [r.error for r in finished]
 
