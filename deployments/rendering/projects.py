@@ -383,13 +383,15 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     })]
     storage += _restore_documents(restores.get(domain.PROJECT_VOLUME), namespace)
     files["storage.yaml"] = yaml_documents(*storage).decode()
-    resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml"]
     # A stopped project (hibernated without VolumeSnapshots) runs no pod. Flux applies `replicas: 0`; Argo CD
     # ignores spec.replicas of Deployments (the ApplicationSet's ignoreDifferences with RespectIgnoreDifferences,
     # so Studio's runtime scaling is never undone), so under Argo CD the Deployments are left out and pruned
-    # instead. Volumes, Services and the Namespace stay either way.
+    # instead. Every file stays (a stop deletes no file; the deletion budget never sees it): the file manager's
+    # file says why it is empty. Volumes, Services and the Namespace stay either way.
     prune_workloads = _prunes_workloads(penv, project)
-    if not prune_workloads:
+    if prune_workloads:
+        files["file-manager.yaml"] = STOPPED_WORKLOAD_NOTE
+    else:
         files["file-manager.yaml"] = render_template("project/file-manager.yaml.j2", {
             **common,
             "labels": dict(sorted({**base_labels, "app": "file-manager",
@@ -397,7 +399,7 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
             "image": f"{DEVSERVER_IMAGE}:{penv.image_tag}", "pull_policy": pull_policy,
             "command": [TSINIT, "serve"], "replicas": 0 if project.stopped else None,
         })
-        resources.append("file-manager.yaml")
+    resources = ["namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml"]
     connections = _connections(project, penv.uses_external_secrets)
     for container in project.containers:
         context = {**common, **_container_context(penv, project, container, base_labels, pull_policy, connections),
@@ -433,6 +435,12 @@ def render_project(penv: ProjectEnvironment, project: ProjectSnapshot) -> dict[s
     return {prefix + name: text.encode() for name, text in sorted(files.items())}
 
 
+STOPPED_WORKLOAD_NOTE = (
+    "# The project is stopped (hibernated without VolumeSnapshots). Argo CD ignores spec.replicas of\n"
+    "# Deployments, so they are left out of git while it is stopped and pruned; waking the\n"
+    "# project renders them again. Its volumes, Services and Namespace stay.\n")
+
+
 def _prunes_workloads(penv: ProjectEnvironment, project: ProjectSnapshot) -> bool:
     """Whether a stopped project's Deployments are left out of git (Argo CD ignores spec.replicas; see
     render_project)."""
@@ -443,9 +451,7 @@ def project_paths(penv: ProjectEnvironment, project: ProjectSnapshot) -> tuple[s
     """The paths render_project(penv, project) returns, sorted, without rendering a template: the file list of a
     preview of thousands of never-rendered projects (tests/deployments/rendering check both agree)."""
     prefix = f"environments/{penv.name}/projects/{project.namespace}/"
-    names = {"namespace.yaml", "network-policy.yaml", "storage.yaml", "kustomization.yaml"}
-    if not _prunes_workloads(penv, project):
-        names.add("file-manager.yaml")
+    names = {"namespace.yaml", "network-policy.yaml", "storage.yaml", "file-manager.yaml", "kustomization.yaml"}
     names.update(f"{domain.workload_name(container.role, container.directory)}.yaml"
                  for container in project.containers)
     if project.hibernation_stamp and penv.supports_snapshots:
