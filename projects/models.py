@@ -392,7 +392,7 @@ class ServiceCredential(models.Model):
 
 
 class RenderToken(models.Model):
-    """A project's render change marker: a random token that database triggers (migration 0007) replace whenever
+    """A project's render change marker: a random token that database triggers (migration 0008) replace whenever
     anything the project's render reads changes (its rendered fields, containers, their generated credentials,
     volume restores), whoever writes it. deployments.rendering hashes it into the project's fingerprint, so a run
     reads only the projects whose token moved since their last render. `token` is written only by the triggers."""
@@ -407,7 +407,7 @@ class RenderToken(models.Model):
         return f"{self.project_id}: {self.token}"
 
 
-# The triggers of migration 0007 that keep RenderToken current, per database vendor (the selector trusts tokens
+# The triggers of migration 0008 that keep RenderToken current, per database vendor (the selector trusts tokens
 # only while all of them exist).
 RENDER_TOKEN_TRIGGERS = {
     "postgresql": ("projects_project_render_token", "projects_container_render_token",
