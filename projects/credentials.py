@@ -10,7 +10,6 @@ after the environment's own secrets (registered with ``deployments.secrets.deliv
 git never holds them.
 """
 
-import hashlib
 import secrets as _random
 from collections.abc import Iterator
 
@@ -31,7 +30,7 @@ from deployments.rendering.common import (
 )
 from deployments.secrets import crypto
 from deployments.secrets.kubeseal import certificate_fingerprint, seal_label, seal_with_key
-from deployments.secrets.sealing import environment_sealing_certificate
+from deployments.secrets.sealing import environment_sealing_certificate, sealed_for
 from deployments.secrets.secrets_manager import PATH_PREFIX, existing_secrets, write_secret
 from projects.models import Container, Project, RenderToken, ServiceCredential
 
@@ -239,8 +238,7 @@ def credentials_reseal(*, environment: Environment) -> dict[str, int]:
             outcome = "cleared" if credential.sealed_value or credential.sealed_for else "unchanged"
             credential.sealed_value, credential.sealed_for = "", ""
         else:
-            scope = hashlib.sha256(label).hexdigest()[:12]
-            wanted = f"cert:{certificate_sha256[:24]};scope:{scope};v{credential.version}"
+            wanted = sealed_for(certificate_sha256=certificate_sha256, label=label, version=credential.version)
             if credential.sealed_value and credential.sealed_for == wanted:
                 outcome = "unchanged"
             else:

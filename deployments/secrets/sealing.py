@@ -32,15 +32,18 @@ class ResealResult:
     cleared: int     # sealed values removed (no certificate any more, or an EKS environment)
 
 
-def _sealed_for(*, certificate_sha256: str, secret: Secret) -> str:
-    """What a sealed value was made for: the certificate, the Secret's name (the label) and the version.
-
-    The name is hashed because a DNS-1123 subdomain can be 253 characters and the column holds 100.
+def sealed_for(*, certificate_sha256: str, label: bytes, version: int) -> str:
+    """What a sealed value was made for, as stored in ``sealed_for`` (at most 100 characters): the certificate's
+    SHA-256 (hex), the sealing label (kubeseal's strict scope ``<namespace>/<name>``, hashed because a DNS-1123
+    subdomain can be 253 characters) and the value's version. A sealed value whose record differs is sealed again.
     """
-    scope = hashlib.sha256(
-        seal_label(namespace=SEALED_NAMESPACE, name=secret.secret_name)
-    ).hexdigest()[:12]
-    return f"cert:{certificate_sha256[:24]};scope:{scope};v{secret.version}"
+    scope = hashlib.sha256(label).hexdigest()[:12]
+    return f"cert:{certificate_sha256[:24]};scope:{scope};v{version}"
+
+
+def _sealed_for(*, certificate_sha256: str, secret: Secret) -> str:
+    return sealed_for(certificate_sha256=certificate_sha256,
+                      label=seal_label(namespace=SEALED_NAMESPACE, name=secret.secret_name), version=secret.version)
 
 
 def environment_sealing_certificate(environment: Environment) -> x509.Certificate | None:
