@@ -31,27 +31,6 @@ pytestmark = pytest.mark.django_db
 AUTHOR = {"author_name": "Ada Admin", "author_email": "ada@example.com"}
 
 
-@pytest.fixture
-def make():
-    return g.UnitFactory()
-
-
-@pytest.fixture
-def repo_dir(settings, tmp_path):
-    settings.GITOPS_REPO_DIR = tmp_path / "work"
-    settings.GITOPS_REMOTE_URL = ""
-    settings.GITOPS_BRANCH = "main"
-    settings.GITOPS_PUSH_RETRIES = 5
-    return settings.GITOPS_REPO_DIR
-
-
-@pytest.fixture
-def remote(settings, repo_dir, tmp_path):
-    path = g.bare_remote(tmp_path / "remote.git")
-    settings.GITOPS_REMOTE_URL = str(path)
-    return path
-
-
 def commit(units, scopes=("envs/",), message="Render", **kwargs):
     kwargs.setdefault("trailers", {"Portal-Run": "7"})
     return gitops_commit(units=units, scopes=list(scopes), message=message, **AUTHOR, **kwargs)
