@@ -494,18 +494,21 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
     manifest = Manifest.loads(repo.read_file(base, MANIFEST_PATH))
     force: set[str] = set()
     while True:
-        plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=force,
-                     current_blobs=lambda folders: repo.tree_blobs(base, folders), object_format=repo.object_format,
-                     report=report)
-        # Commit bookkeeping alone only when ownership changed (else every later run would render those units
-        # again); a fingerprint that moved without changing any byte is not worth a commit.
-        records_ownership = _ownership(plan.manifest) != _ownership(manifest)
-        if not plan.writes and not plan.deletes and not records_ownership:
-            return None
-        manifest_bytes = plan.manifest.dumps()
-        manifest_oid = blob_id(manifest_bytes, repo.object_format)
-        report(72, f"Storing {len(plan.writes)} changed files")
-        tree = repo.build_tree(base, {**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
+        # Each new file goes to git as soon as it is rendered: git stores it while the next one renders.
+        with repo.tree_stream() as stream:
+            plan = _plan(units=units, scopes=scopes, manifest=manifest, full=full, force=force,
+                         current_blobs=lambda folders: repo.tree_blobs(base, folders),
+                         object_format=repo.object_format, report=report, store=stream.add)
+            # Commit bookkeeping alone only when ownership changed (else every later run would render those units
+            # again); a fingerprint that moved without changing any byte is not worth a commit.
+            records_ownership = _ownership(plan.manifest) != _ownership(manifest)
+            if not plan.writes and not plan.deletes and not records_ownership:
+                return None
+            manifest_bytes = plan.manifest.dumps()
+            manifest_oid = blob_id(manifest_bytes, repo.object_format)
+            report(72, f"Storing {len(plan.writes)} changed files")
+            tree = stream.tree(base, {**{path: plan.rendered[path] for path in plan.writes},
+                                      MANIFEST_PATH: manifest_bytes}, plan.deletes)
         report(74, "Checking the new tree against the render")
         changes = repo.raw_changes(base, tree)
         wrong, drifted, consistent = _invariant(repo, changes, tree, base=base, plan=plan, manifest=manifest,
@@ -709,7 +712,10 @@ class _Plan:
 
 def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifest, full: bool, force: set[str],
           current_blobs: Callable[[set[str] | None], dict[str, str]], object_format: str,
-          report: _Progress) -> _Plan:
+          report: _Progress, store: Callable[[bytes], None] | None = None) -> _Plan:
+    """What to write and delete for `units` against the base tree (`current_blobs(folders)`: path -> blob id of
+    the base's files in those folders, or of every file for None). `store(bytes)`, when given, receives each file
+    to write as soon as it is rendered (a TreeStream's add)."""
     todo = [u for u in units if full or u.key in force or _needs_render(u, manifest.units.get(u.key))]
     render_keys = {u.key for u in todo}
     unit_keys = {u.key for u in units}
@@ -750,7 +756,9 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
             entry_files[path] = blob
             rendered[path] = blob
             if current.get(path) != blob:
-                writes[path] = bytes(data)
+                writes[path] = data = bytes(data)
+                if store is not None:
+                    store(data)
         units_out[unit.key] = UnitEntry(directory=unit.directory, fingerprint=unit.fingerprint, files=entry_files)
         percent = 10 + 60 * number // len(todo)
         if percent != last_percent:

@@ -67,6 +67,10 @@ def _template_names() -> list[str]:
 
 # Compiled once; includes resolve from the environment's cache without touching the disk again.
 TEMPLATES: dict[str, Template] = {name: ENVIRONMENT.get_template(name) for name in _template_names()}
+for _template in TEMPLATES.values():
+    # A plain dict instead of jinja's ChainMap over the environment's globals (which never change after this
+    # module ran): each render copies its template's globals, and copying a ChainMap runs Python code per key.
+    _template.globals = dict(_template.globals)
 
 
 def _renderer_version() -> str:

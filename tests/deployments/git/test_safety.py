@@ -22,7 +22,7 @@ from deployments.git import (
     gitops_preview,
     repository_lock,
 )
-from deployments.git.repository import Repository
+from deployments.git.repository import Repository, TreeStream
 from tests.deployments import gitutil as g
 
 # The repository lock is a PostgreSQL advisory lock: every test here talks to the test database.
@@ -86,13 +86,13 @@ def test_lost_or_corrupt_index_with_many_files_pushes_no_deletion(settings, repo
 # --- the invariant ---------------------------------------------------------------------------------------
 def drop_from_tree(monkeypatch, extra_deletes=(), extra_writes=None):
     """Make the tree builder wrong on purpose: delete more, or write other bytes, than the plan says."""
-    original = Repository.build_tree
+    original = TreeStream.tree
 
-    def wrong_build_tree(self, base, writes, deletes):
-        writes = {path: data for path, data in writes.items() if path not in extra_deletes}
-        return original(self, base, {**writes, **(extra_writes or {})}, [*deletes, *extra_deletes])
+    def wrong_tree(self, base, files, deletes):
+        files = {path: data for path, data in files.items() if path not in extra_deletes}
+        return original(self, base, {**files, **(extra_writes or {})}, [*deletes, *extra_deletes])
 
-    monkeypatch.setattr(Repository, "build_tree", wrong_build_tree)
+    monkeypatch.setattr(TreeStream, "tree", wrong_tree)
 
 
 @pytest.mark.parametrize("case", ["kept file dropped", "rendered file dropped", "unowned file dropped",

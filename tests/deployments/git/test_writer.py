@@ -29,7 +29,8 @@ from deployments.git import (
     gitops_preview,
     repository_lock,
 )
-from deployments.git.manifest import Manifest
+from deployments.git.manifest import Manifest, blob_id
+from deployments.git.repository import Repository, TreeStream
 from deployments.locks import repository_lock_key, repository_lock_path
 from tests.deployments import gitutil as g
 
@@ -262,6 +263,58 @@ def test_many_files_are_staged_by_folder_into_one_pack(repo_dir, make):
 
     units[1] = make("u1", "envs/u1/", {f"f{i}.yaml": f"n: 1-{i}{'!' if i == 7 else ''}\n" for i in range(400)})
     assert commit(units).changed == ["envs/u1/f7.yaml"]
+
+
+def test_files_reach_git_while_the_render_goes_on(repo_dir, make):
+    """Each rendered file is handed to git fast-import as soon as it is rendered, not after the whole render."""
+    stored_before_render: list[int] = []
+    written: list[bytes] = []
+    original_add = TreeStream.add
+
+    def add(self, data):
+        written.append(data)
+        original_add(self, data)
+
+    def render(n):
+        def files():
+            stored_before_render.append(len(written))
+            return {f"envs/u{n}/app.yaml": f"n: {n}\n".encode()}
+        return files
+
+    units = [g.Unit(key=f"u{n}", directory=f"envs/u{n}/", fingerprint="1", render=render(n)) for n in range(3)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TreeStream, "add", add)
+        result = commit(units)
+
+    assert stored_before_render == [0, 1, 2]  # unit n renders after the files of units 0..n-1 went to git
+    assert sorted(written) == [b"n: 0\n", b"n: 1\n", b"n: 2\n"]
+    assert g.tree_files(repo_dir) == {f"envs/u{n}/app.yaml": f"n: {n}\n".encode() for n in range(3)} | {
+        MANIFEST_PATH: g.tree_files(repo_dir)[MANIFEST_PATH]}
+    assert result.added == [f"envs/u{n}/app.yaml" for n in range(3)]
+
+
+def test_a_tree_stream_refuses_an_unknown_blob_and_ends_cleanly_when_abandoned(repo_dir, make):
+    commit(three_units(make))
+    repo = Repository.open(repo_dir, remote_url="", branch="main")
+    try:
+        with repo.tree_stream() as stream:
+            stream.add(b"stored\n")
+            tree = stream.tree(repo.head(), {"envs/new.yaml": blob_id(b"stored\n"), "envs/inline.yaml": b"i\n"},
+                               ["envs/b/app.yaml"])
+        listing = g.git(repo_dir, "ls-tree", "-r", "--name-only", tree).splitlines()
+        assert "envs/new.yaml" in listing and "envs/inline.yaml" in listing and "envs/b/app.yaml" not in listing
+
+        with pytest.raises(GitOpsError, match="Blob not found"), repo.tree_stream() as stream:
+            stream.add(b"other\n")
+            stream.tree(repo.head(), {"envs/missing.yaml": blob_id(b"never stored\n")}, [])
+
+        with repo.tree_stream() as stream:  # abandoned: blobs stored, nothing referenced, no crash report
+            stream.add(b"abandoned\n")
+        assert g.git(repo_dir, "cat-file", "-t", blob_id(b"abandoned\n")) == "blob"
+        assert repo.resolve("refs/portal/build") is None
+        assert not list(repo_dir.glob("fast_import_crash_*"))
+    finally:
+        repo.close()
 
 
 def test_progress_is_reported_in_order_up_to_100(repo_dir, remote, make):

@@ -19,6 +19,9 @@ import yaml
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError, UndefinedError
 
 from deployments.models import Environment, NodeGroup, Secret
@@ -35,6 +38,7 @@ from deployments.rendering import (
     snapshot_scopes,
     templating,
     tree_units,
+    yamltext,
 )
 from deployments.rendering.yamltext import yaml_block, yaml_flow, yaml_scalar
 from deployments.secrets import crypto
@@ -207,6 +211,46 @@ def test_yaml_block_round_trips_nested_structures():
         assert yaml.safe_load(text) == value
     assert yaml.safe_load(yaml_flow(["a", "b: c", "1"])) == ["a", "b: c", "1"]
     assert yaml.safe_load(yaml_flow({"a": "on", "b": 2})) == {"a": "on", "b": 2}
+
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.0, -0.0, 1.0, 1.5]),
+                     st.sampled_from(["1", "true", "yes", "a", "", "0.0", "1.0"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
+    st.dictionaries(st.sampled_from(["a", "b", "1", "true"]), inner, max_size=3)), max_leaves=8)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.lists(_VALUES, max_size=3), st.dictionaries(st.sampled_from(["k", "1"]),
+                                                                                  _VALUES, max_size=3)),
+                       min_size=1, max_size=6),
+       indent=st.sampled_from([0, 2, 4]))
+def test_yaml_block_remembers_blocks_without_mixing_equal_values_of_other_types(values, indent):
+    """Values equal under == but of another type (1, 1.0, True; a list and a tuple) or order get their own text:
+    every block matches a fresh emission and reads back as the value, in whatever order blocks are asked for."""
+    for value in [*values, *reversed(values)]:
+        lines: list[str] = []
+        yamltext._emit(value, indent, lines)
+        assert yaml_block(value, indent) == "\n".join(lines)
+        assert yaml.safe_load(yaml_block(value, 0) or "null") == _as_loaded(value)
+
+
+def _as_loaded(value):
+    if isinstance(value, dict):
+        return {key: _as_loaded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_loaded(item) for item in value]
+    return value
+
+
+def test_yaml_block_of_subclasses_is_written_but_not_remembered():
+    class Label(str):
+        pass
+
+    first = yaml_block({"a": Label("on")}, 2)
+    assert first == '  a: "on"' and yaml_block({"a": "on"}, 2) == first
+    assert not any(key[0] == b"" for key in yamltext._BLOCKS)  # nothing stored under an empty key
+    assert all(isinstance(text, str) for text in yamltext._BLOCKS.values())
 
 
 def test_templates_quote_every_expression_and_run_sandboxed():
