@@ -7,6 +7,7 @@ import csv
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -49,13 +50,37 @@ class EnvironmentGrantAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class CoversEnvironmentFilter(admin.SimpleListFilter):
+    """Change requests that would ship to an environment: the ones naming it and the ones rendering every
+    environment (``all_environments``: a removal or a move), which a filter on ``environments`` alone misses."""
+
+    title = "environment"
+    parameter_name = "covers"
+
+    def lookups(self, request, model_admin):
+        # The environments whose change requests this user may see (deployments.access, as the list itself).
+        view = access.environment_ids(request.user, "governance.view_changerequest")
+        change = access.environment_ids(request.user, "governance.change_changerequest")
+        ids = None if view is None or change is None else view | change
+        environments = access.filter_by_ids(Environment.objects.order_by("name"), ids, "pk")
+        return [(str(pk), name) for pk, name in environments.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(Q(all_environments=True) | Q(environments__id=int(value))).distinct()
+
+
 @admin.register(ChangeRequest)
 class ChangeRequestAdmin(EnvironmentScopedAdminMixin, admin.ModelAdmin):
     """Changes of protected environments awaiting a second person; the page shows the diff and decides."""
 
     list_display = ["id", "status", "environments_label", "author", "short_reason", "files", "requested",
                     "decision"]
-    list_filter = ["status", "environments", "author", "approver"]
+    list_filter = ["status", CoversEnvironmentFilter, "author", "approver"]
     search_fields = ["reason", "environment_names", "author__username", "approver__username", "comment"]
     list_select_related = ["author", "approver", "run"]
     environment_lookup = "environments"

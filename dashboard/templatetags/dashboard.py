@@ -33,7 +33,7 @@ def environment_cards(context):
             "cost_url": _url("admin:costs_report", card.pk),
             "live_url": _url("admin:live_environment", card.pk),
             "approvals_url": (_url("admin:governance_changerequest_changelist")
-                              + f"?status__exact=pending&environments__id__exact={card.pk}"
+                              + f"?status__exact=pending&covers={card.pk}"
                               if card.pending_changes else ""),
             "audit_url": (_url("admin:snapshots_auditreport_change", card.audit.report_pk)
                           if card.audit else ""),

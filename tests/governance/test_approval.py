@@ -219,3 +219,42 @@ def test_system_changes_of_a_protected_environment_ship_named_and_approved_ones_
     open_run = runs.render_run_execute(run_id=batch.request.run.pk)
     assert open_run.commit_sha and open_run.commit_sha == gitops.head()
     assert "Unapproved-System-Change" not in _trailers(gitops.message())
+
+
+@pytest.mark.django_db
+def test_the_dashboard_approvals_link_lists_requests_of_that_environment_and_of_every_environment(client, gitops,
+                                                                                                 people, demo):
+    """A pending removal renders every environment: each card counts it, and the card's link lists it beside the
+    requests naming that environment (and not another environment's)."""
+    from dashboard.templatetags.dashboard import environment_cards
+    from tests.factories import environment_factory
+
+    _first_render(gitops)
+    author = people["admin_all"]
+    named = _change_production(author, image_tag="v3.0.0").held
+    doomed = environment_factory(protected=True)
+    with changes.change_batch(user=author) as batch:
+        services.environment_delete(environment=doomed, user=author)
+    everywhere = batch.request.held
+    assert everywhere.all_environments and named.environments.count() == 1
+
+    client.force_login(people["root"])
+    links = {row["card"].name: row["approvals_url"]
+             for row in environment_cards({"request": type("R", (), {"user": people["root"]})()})["rows"]}
+    listed = {}
+    for name, url in links.items():
+        assert url, f"{name}'s card has pending changes (the removal covers it) but no approvals link"
+        response = client.get(url)
+        assert response.status_code == 200
+        listed[name] = set(response.context["cl"].result_list)
+    named.refresh_from_db()
+    assert named.status == ChangeRequest.Status.SUPERSEDED  # the removal's render ships it too
+    assert all(rows == {everywhere} for rows in listed.values()) and len(listed) >= 2
+    named_only = ChangeRequest.objects.create(environment_names="aws-production", author=author, reason="named")
+    named_only.environments.set([demo["aws-production"]])
+    production = client.get(links["aws-production"]).context["cl"].result_list
+    assert set(production) == {named_only, everywhere}
+    other = next(url for name, url in links.items() if name != "aws-production")
+    assert set(client.get(other).context["cl"].result_list) == {everywhere}
+    assert client.get(reverse("admin:governance_changerequest_changelist") + "?covers=x").context[
+        "cl"].result_list.count() == 0
