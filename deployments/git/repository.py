@@ -207,6 +207,10 @@ class Repository:
         for folder in ("objects/info", "objects/pack"):
             candidates += (self.git_dir / folder).glob("*.lock")
         candidates += (self.git_dir / "objects" / "pack").glob("tmp_*")  # a killed fast-import's pack
+        # A fast-import killed after storing its pack but before releasing it leaves the pack's .keep (its text is
+        # "fast-import"): git gc would never merge that pack, and an import making the same pack may stop on it.
+        candidates += [keep for keep in (self.git_dir / "objects" / "pack").glob("pack-*.keep")
+                       if _read_prefix(keep, 32) == b"fast-import"]
         removed = []
         for lock_file in candidates:
             try:
@@ -567,6 +571,14 @@ def _fast_import_path(path: str) -> bytes:
     if path.startswith('"') or "\n" in path:
         path = '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return path.encode()
+
+
+def _read_prefix(path: Path, size: int) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return None
 
 
 def _looks_bare(path: Path) -> bool:

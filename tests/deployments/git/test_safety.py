@@ -269,6 +269,30 @@ def test_stale_lock_files_of_every_kind_are_removed(repo_dir, make, caplog):
     assert all(lock in caplog.text for lock in locks)
 
 
+def test_a_pack_kept_by_a_killed_import_is_released(repo_dir, make, caplog):
+    """A fast-import killed after storing its pack but before releasing it leaves `pack-*.keep` ("fast-import"),
+    which stops git gc from ever merging that pack. Running the same render again (the same pack) works, the stale
+    keep goes, and a keep made by a person stays."""
+    first = commit(units_v(make))
+    packs = repo_dir / "objects" / "pack"
+    before = set(packs.glob("pack-*.pack"))
+    second = commit(units_v(make, 2))
+    made = set(packs.glob("pack-*.pack")) - before
+    assert made, "the render stored its objects in a pack of its own"
+    g.git(repo_dir, "update-ref", "refs/heads/main", first.sha)  # as if killed before the branch moved
+    for pack in made:
+        pack.with_suffix(".keep").write_text("fast-import")
+    by_hand = packs / "pack-0000000000000000000000000000000000000000.keep"
+    by_hand.write_text("kept on purpose\n")
+    caplog.set_level(logging.WARNING, logger="deployments.git")
+
+    again = commit(units_v(make, 2))
+
+    assert again.changed == second.changed == ["envs/u0/f0.yaml"]
+    assert not [pack for pack in made if pack.with_suffix(".keep").exists()]
+    assert by_hand.exists() and "pack-0000000000000000000000000000000000000000.keep" not in caplog.text
+
+
 def test_interrupted_rebase_or_merge_state_is_cleared(repo_dir, remote, make, caplog):
     first = commit(units_v(make))
     (repo_dir / "rebase-merge").mkdir()
