@@ -34,6 +34,14 @@ class ClusterError(Exception):
         self.reason = reason
         self.status = status
 
+    @property
+    def kind(self) -> str:
+        """credentials (401 Unauthorized, 403 Forbidden) | unreachable (no answer) | error (any other answer):
+        the kinds AWS sources use (clients.ebs_snapshots.AwsSourceError)."""
+        if self.status in (401, 403):
+            return "credentials"
+        return "unreachable" if self.status is None else "error"
+
 
 def _kubeconfig_path() -> str | None:
     path = getattr(settings, "KUBECONFIG", "") or os.environ.get("KUBECONFIG", "")

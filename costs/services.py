@@ -170,7 +170,9 @@ def cost_sync_run_create(*, environment_names: list[str] | None = None, force: b
 
 
 def cost_sync_run_execute(*, run_id: int, today: datetime.date | None = None, callback=None) -> CostSyncRun:
-    """Sync every environment of a run; the run fails (error_kind ``source``) when any environment failed."""
+    """Sync every environment of a run. The run fails when any environment failed: error_kind ``credentials``
+    when Cost Explorer refused a credential, ``source`` when every failure was throttling or an unreachable
+    endpoint (the same run may succeed later), ``error`` otherwise."""
     run = CostSyncRun.objects.get(pk=run_id)
     run.status, run.started_at = CostSyncRun.Status.RUNNING, timezone.now()
     run.save(update_fields=["status", "started_at"])
@@ -196,9 +198,13 @@ def cost_sync_run_execute(*, run_id: int, today: datetime.date | None = None, ca
     run.refresh_from_db(fields=["request_count", "attempt_count"])
     fields = dict(fetched_count=fetched, cached_count=cached)
     if failures:
-        transient = all(f.kind in cost_explorer.RETRYABLE for f in failures)
-        fields.update(status=CostSyncRun.Status.FAILED, error="\n".join(str(f) for f in failures),
-                      error_kind=CostSyncRun.ErrorKind.SOURCE if transient else CostSyncRun.ErrorKind.ERROR)
+        if any(f.kind == cost_explorer.CREDENTIALS for f in failures):
+            kind = CostSyncRun.ErrorKind.CREDENTIALS  # a person must act, whatever else failed
+        elif all(f.kind in cost_explorer.RETRYABLE for f in failures):
+            kind = CostSyncRun.ErrorKind.SOURCE
+        else:
+            kind = CostSyncRun.ErrorKind.ERROR
+        fields.update(status=CostSyncRun.Status.FAILED, error="\n".join(str(f) for f in failures), error_kind=kind)
     elif fetched:
         fields.update(status=CostSyncRun.Status.SUCCEEDED)
     else:

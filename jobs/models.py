@@ -29,10 +29,12 @@ class JobRun(models.Model):
         ENQUEUE = "enqueue", "Could not be queued"
         REMOTE = "remote", "Remote unreachable or refused"
         SOURCE = "source", "A data source failed"
+        CREDENTIALS = "credentials", "Credentials refused"
         ERROR = "error", "Error"
 
     FINISHED = (Status.SUCCEEDED, Status.WARNINGS, Status.NO_CHANGE, Status.FAILED)
     # Failures that say nothing about the input: the same request may succeed later without anyone changing it.
+    # Refused credentials (CREDENTIALS) are not among them: they need a person (a new key, a role, a kubeconfig).
     TRANSIENT_ERRORS = (ErrorKind.ORPHANED, ErrorKind.LOCK_TIMEOUT, ErrorKind.ENQUEUE, ErrorKind.REMOTE,
                         ErrorKind.SOURCE)
 

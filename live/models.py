@@ -16,6 +16,8 @@ class LiveStatus(models.Model):
     problem_count = models.PositiveIntegerField(default=0, help_text="Diagnostics with a problem at the last read.")
     last_error = models.CharField(max_length=500, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # credentials | unreachable | error (clients.kubernetes.ClusterError.kind), as cost and snapshot sources keep it.
+    last_error_kind = models.CharField(max_length=16, blank=True, editable=False)
 
     class Meta:
         verbose_name = "live status"

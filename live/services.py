@@ -33,13 +33,14 @@ def live_refresh(*, environment: Environment, now: datetime.datetime | None = No
     status, _ = LiveStatus.objects.get_or_create(environment=environment)
     if environment.kind == Environment.Kind.COMPOSE:
         status.last_error, status.last_error_at = "A Docker Compose environment has no Kubernetes cluster.", now
-        status.save(update_fields=["last_error", "last_error_at"])
+        status.last_error_kind = "error"
+        status.save(update_fields=["last_error", "last_error_at", "last_error_kind"])
         return status
     try:
         state = cluster_read(context=environment.kube_context)
     except ClusterError as exc:
-        status.last_error, status.last_error_at = str(exc)[:500], now
-        status.save(update_fields=["last_error", "last_error_at"])
+        status.last_error, status.last_error_at, status.last_error_kind = str(exc)[:500], now, exc.kind
+        status.save(update_fields=["last_error", "last_error_at", "last_error_kind"])
         return status
     eks_groups, notes = None, ()
     if environment.kind == Environment.Kind.EKS and settings.LIVE_READ_EKS and environment.eks_cluster_name:
@@ -53,7 +54,7 @@ def live_refresh(*, environment: Environment, now: datetime.datetime | None = No
     status.report = json.loads(json.dumps(dataclasses.asdict(report)))  # exactly what a reload gives
     status.fetched_at = now
     status.problem_count = sum(1 for v in report.verdicts if not v.ok)
-    status.last_error, status.last_error_at = "", None
+    status.last_error, status.last_error_at, status.last_error_kind = "", None, ""
     status.save()
     return status
 
@@ -82,8 +83,9 @@ def live_refresh_run_create(*, environment_names: list[str] | None = None, user=
 
 def live_refresh_run_execute(*, run_id: int, callback=None) -> LiveRefreshRun:
     """Read every cluster of the run. A cluster that fails is read again ``LIVE_REFRESH_ATTEMPTS`` times in all,
-    waiting ``LIVE_REFRESH_BACKOFF_SECONDS`` and doubling; the run fails (error_kind ``remote``) naming every
-    cluster that stayed unreachable. Each cluster's last view and error stay on its LiveStatus."""
+    waiting ``LIVE_REFRESH_BACKOFF_SECONDS`` and doubling, unless it refused the credentials (401/403: not
+    retried); the run fails naming every cluster that failed, error_kind ``credentials`` when any refused the
+    credentials, else ``remote``. Each cluster's last view and error stay on its LiveStatus."""
     run = LiveRefreshRun.objects.get(pk=run_id)
     run.status, run.started_at = LiveRefreshRun.Status.RUNNING, timezone.now()
     run.save(update_fields=["status", "started_at"])
@@ -96,6 +98,10 @@ def live_refresh_run_execute(*, run_id: int, callback=None) -> LiveRefreshRun:
         for attempt in range(1, attempts_allowed + 1):
             LiveRefreshRun.objects.filter(pk=run.pk).update(attempt_count=F("attempt_count") + 1)
             status = live_refresh(environment=environment)
+            if status.last_error_kind == "credentials":
+                failures.append((f"{environment.name}: {status.last_error} (credentials are not retried)", True))
+                recorder.log(f"{environment.name}: FAILED {status.last_error}")
+                break
             if not status.last_error:
                 refreshed += 1
                 problems += status.problem_count
@@ -107,13 +113,14 @@ def live_refresh_run_execute(*, run_id: int, callback=None) -> LiveRefreshRun:
                              f"retrying in {delay:.0f} s.")
                 time.sleep(delay)
             else:
-                failures.append(f"{environment.name}: {status.last_error} (after {attempt} attempts)")
+                failures.append((f"{environment.name}: {status.last_error} (after {attempt} attempts)", False))
                 recorder.log(f"{environment.name}: FAILED {status.last_error}")
     run.refresh_from_db(fields=["attempt_count"])
     fields = dict(refreshed_count=refreshed, failed_count=len(failures), problem_count=problems)
     if failures:
-        fields.update(status=LiveRefreshRun.Status.FAILED, error="\n".join(failures),
-                      error_kind=LiveRefreshRun.ErrorKind.REMOTE)
+        refused = any(credentials for _line, credentials in failures)
+        fields.update(status=LiveRefreshRun.Status.FAILED, error="\n".join(line for line, _ in failures),
+                      error_kind=LiveRefreshRun.ErrorKind.CREDENTIALS if refused else LiveRefreshRun.ErrorKind.REMOTE)
     else:
         fields.update(status=LiveRefreshRun.Status.SUCCEEDED)
     recorder.finish(**fields)

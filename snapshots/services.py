@@ -98,6 +98,7 @@ class EnvironmentSyncResult:
     gone: int = 0
     orphans: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    error_kinds: dict[str, str] = field(default_factory=dict)  # source kind -> throttled | credentials | ...
     attempts: int = 0
 
 
@@ -107,7 +108,7 @@ def _source_done(environment: Environment, kind: str, *, now: datetime, count: i
     if error is None:
         values.update(last_success_at=now, last_error="", last_error_kind="", item_count=count)
     else:
-        kind_text = getattr(error, "kind", "") or ("unreachable" if getattr(error, "status", 1) is None else "error")
+        kind_text = getattr(error, "kind", "") or "error"
         values.update(last_error=str(error)[:500], last_error_kind=kind_text)
     SnapshotSource.objects.update_or_create(environment=environment, kind=kind, defaults=values)
 
@@ -190,6 +191,7 @@ def snapshot_sync_environment(*, environment: Environment, log: Callable[[str], 
         _source_done(environment, SnapshotSource.Kind.EBS, now=now, count=len(ebs_data))
     except AwsSourceError as exc:
         result.errors[SnapshotSource.Kind.EBS] = str(exc)
+        result.error_kinds[SnapshotSource.Kind.EBS] = exc.kind
         _source_done(environment, SnapshotSource.Kind.EBS, now=now, error=exc)
     try:
         cluster_data = with_backoff(lambda: list_volume_snapshots(context=environment.kube_context),
@@ -197,6 +199,7 @@ def snapshot_sync_environment(*, environment: Environment, log: Callable[[str], 
         _source_done(environment, SnapshotSource.Kind.CLUSTER, now=now, count=len(cluster_data.snapshots))
     except ClusterError as exc:
         result.errors[SnapshotSource.Kind.CLUSTER] = str(exc)
+        result.error_kinds[SnapshotSource.Kind.CLUSTER] = exc.kind
         _source_done(environment, SnapshotSource.Kind.CLUSTER, now=now, error=exc)
     result.attempts = counter[0]
 
@@ -287,8 +290,9 @@ def snapshot_environments(environment: Environment | None = None) -> list[Enviro
 def snapshot_sync(*, run: SnapshotSyncRun, callback=None) -> SnapshotSyncRun:
     """Execute a sync run: every environment of the run, each source retried with backoff.
 
-    Outcome: SUCCEEDED when every source answered, FAILED (``error_kind=source``, the error naming each failed
-    source) when any did not; the data of the sources that answered is stored either way.
+    Outcome: SUCCEEDED when every source answered, FAILED (the error naming each failed source) when any did not:
+    ``error_kind=credentials`` when a source refused the credentials (a person must act), else ``source``. The data
+    of the sources that answered is stored either way.
     """
     recorder = Recorder(run, callback)
     run.status, run.started_at = JobRun.Status.RUNNING, timezone.now()
@@ -298,8 +302,8 @@ def snapshot_sync(*, run: SnapshotSyncRun, callback=None) -> SnapshotSyncRun:
         recorder.finish(status=JobRun.Status.FAILED, error_kind=JobRun.ErrorKind.VALIDATION,
                         error=f"{run.environment} has no EBS VolumeSnapshots (EKS with EBS storage only).")
         return run
-    errors, totals = [], {"snapshots_total": 0, "snapshots_new": 0, "snapshots_gone": 0, "orphan_count": 0,
-                          "attempts": 0}
+    errors, refused = [], False
+    totals = {"snapshots_total": 0, "snapshots_new": 0, "snapshots_gone": 0, "orphan_count": 0, "attempts": 0}
     for index, environment in enumerate(environments):
         recorder.step(100 * index // max(1, len(environments)), f"{environment}: reading AWS and the cluster")
         outcome = snapshot_sync_environment(environment=environment, log=recorder.log)
@@ -310,11 +314,12 @@ def snapshot_sync(*, run: SnapshotSyncRun, callback=None) -> SnapshotSyncRun:
         recorder.log(f"{environment}: {outcome.total} snapshots ({outcome.new} new, {outcome.gone} gone, "
                      f"{outcome.orphans} orphans)")
         errors += [f"{environment} {kind}: {text}" for kind, text in sorted(outcome.errors.items())]
+        refused = refused or "credentials" in outcome.error_kinds.values()
     if not environments:
         recorder.log("No EKS environment with EBS storage: nothing to sync.")
     if errors:
-        recorder.finish(status=JobRun.Status.FAILED, error_kind=JobRun.ErrorKind.SOURCE, error="\n".join(errors),
-                        **totals)
+        kind = JobRun.ErrorKind.CREDENTIALS if refused else JobRun.ErrorKind.SOURCE
+        recorder.finish(status=JobRun.Status.FAILED, error_kind=kind, error="\n".join(errors), **totals)
     else:
         recorder.finish(status=JobRun.Status.SUCCEEDED, **totals)
     return run

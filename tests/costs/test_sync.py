@@ -140,7 +140,7 @@ def test_expired_credentials_are_not_retried(aws_error_endpoint, fast_retries):
     env = eks_environment_factory()
     run = services.cost_sync_run_execute(run_id=services.cost_sync_run_create().pk, today=TODAY)
     assert (run.status, run.error_kind, run.attempt_count) == (CostSyncRun.Status.FAILED,
-                                                               CostSyncRun.ErrorKind.ERROR, 1)
+                                                               CostSyncRun.ErrorKind.CREDENTIALS, 1)
     assert aws_error_endpoint.requests == 1
     assert EnvironmentCostSettings.objects.get(environment=env).last_error_kind == "credentials"
 

@@ -210,8 +210,8 @@ def test_throttled_refused_and_vanished_endpoints_fail_visibly_and_keep_the_cach
                                                            f"{table} #{run_id} ({mode})", timeout=180, every=0.5)
                 assert not enqueue_error
                 # A throttle or a vanished endpoint is transient (retried later by itself); refused credentials
-                # need a person, a source error or a plain error, but named as such.
-                kinds = ("source", "remote", "error") if mode == "denied" else ("source", "remote")
+                # need a person: their own kind, whichever sync met them.
+                kinds = ("credentials",) if mode == "denied" else ("source", "remote")
                 assert status == "failed" and kind in kinds, (mode, table, status, kind, error)
                 assert any(word in error.lower() for word in WORDS[mode]), (mode, table, error)
                 response = session.get(stack.url + page.format(run_id), timeout=60)

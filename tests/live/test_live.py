@@ -259,6 +259,23 @@ def test_refresh_run_retries_then_fails_visibly(planted, production, fast_retrie
         call_command("live_status", "--environment", "nope")
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_not_retried_and_named(planted, production, fast_retries, status):
+    from live.models import LiveRefreshRun, LiveStatus
+    from live.services import live_refresh_run_create, live_refresh_run_execute
+
+    planted.fail_with(status)
+    run = live_refresh_run_execute(run_id=live_refresh_run_create(environment_names=["aws-production"]).pk)
+    assert (run.status, run.error_kind, run.attempt_count, run.failed_count) == (
+        LiveRefreshRun.Status.FAILED, LiveRefreshRun.ErrorKind.CREDENTIALS, 1, 1)
+    assert f"answered {status}" in run.error and "credentials are not retried" in run.error
+    assert LiveStatus.objects.get(environment__name="aws-production").last_error_kind == "credentials"
+    planted.fail_with(0)
+    run = live_refresh_run_execute(run_id=live_refresh_run_create(environment_names=["aws-production"]).pk)
+    assert run.status == LiveRefreshRun.Status.SUCCEEDED
+    assert LiveStatus.objects.get(environment__name="aws-production").last_error_kind == ""
+
+
 def test_scheduled_refresh_reads_every_kubernetes_environment(planted, production, fast_retries, settings):
     from jobs.scheduler import schedule_entries
     from live.models import LiveRefreshRun

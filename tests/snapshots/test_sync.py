@@ -129,7 +129,9 @@ def test_backoff_waits_exponentially_and_does_not_retry_credentials(settings, mo
 def test_throttling_is_retried_and_expired_credentials_are_not(world, fault, kind, attempts):
     world["ec2"].fault = fault
     run = _sync(world["env"])
-    assert run.status == JobRun.Status.FAILED and run.error_kind == JobRun.ErrorKind.SOURCE
+    assert run.status == JobRun.Status.FAILED
+    # Refused credentials need a person (no retry, their own kind); throttling is a source that may answer later.
+    assert run.error_kind == (JobRun.ErrorKind.CREDENTIALS if kind == "credentials" else JobRun.ErrorKind.SOURCE)
     assert run.attempts == attempts  # AWS tried twice when throttled (one retry), once with expired credentials
     source = SnapshotSource.objects.get(environment=world["env"], kind="ebs")
     assert source.last_error_kind == kind and source.last_success_at is None
