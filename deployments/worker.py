@@ -4,15 +4,20 @@ Before its first job, and again after each job, the parent process fills the gat
 (deployments.validation.warm) from the validation mirror; the child forked for each job inherits them, so a
 one-project change does not re-read the whole tree in every job. The warm-up stores those caches on disk beside the
 mirror (deployments/validation/store.py, ``<GITOPS_REPO_DIR>.validate/cache``), so a new worker starts from them
-and only checks file states instead of parsing the tree again. Everything else is rq's own Worker.
+and only checks file states instead of parsing the tree again. The warm-up records the mirror's state it checked
+the files at (deployments.git.mirror.mirror_state, deployments/validation/trust.py): a job whose commit starts
+from that state checks only the files it changed instead of every file's state. The warmed objects are frozen for
+the garbage collector (gc.freeze) before the fork. Everything else is rq's own Worker.
 """
 
+import gc
 import logging
 from pathlib import Path
 
 from django.conf import settings
 from rq.worker import Worker
 
+from deployments.git.mirror import mirror_state
 from deployments.validation.warm import validation_warm
 
 logger = logging.getLogger(__name__)
@@ -37,10 +42,16 @@ class GitOpsWorker(Worker):
             self._warm("after a job")
 
     def _warm(self, when: str) -> None:
+        gc.unfreeze()  # what the last warm-up froze may be garbage now: let the collector see it again
         try:
-            timings = validation_warm(mirror_tree())
+            tree = mirror_tree()
+            timings = validation_warm(tree, state=lambda: mirror_state(tree.parent))
         except Exception:  # noqa: BLE001 - a cold cache is slower, never wrong
             logger.warning("Could not warm the validation caches (%s)", when, exc_info=True)
             return
+        finally:
+            # The caches are a few hundred thousand long-lived objects: frozen, the child's garbage collections
+            # do not walk them (each full collection would), and the pages holding them stay shared after fork.
+            gc.freeze()
         logger.info("Validation caches warm (%s): %s", when,
                     ", ".join(f"{part} {seconds:.2f} s" for part, seconds in timings.items()))

@@ -41,6 +41,10 @@ class ValidationMirror:
     def exists(self) -> bool:
         return self.root.exists()
 
+    def state(self) -> str | None:
+        """``mirror_state`` of this mirror."""
+        return mirror_state(self.root)
+
     def marked(self) -> str | None:
         """The commit the mirror holds ("empty" for none), or None when unknown (missing or unreadable marker)."""
         try:
@@ -195,6 +199,24 @@ class ValidationMirror:
                 self._folders.discard(folder)
             except OSError:
                 pass  # not empty (or already gone): keep it
+
+
+def mirror_state(root: Path) -> str | None:
+    """A token naming one marking of the mirror under ``root`` (``<GITOPS_REPO_DIR>.validate``): the commit the
+    marker names and the marker file's identity (inode, modification and change times, in ns). None while the
+    mirror is unmarked. Every change of the mirror's files unmarks it first and marks it again after (a new file,
+    written later), so two equal tokens read at two moments mean the files did not change in between; the
+    validation gate trusts its cached file states on that (deployments.validation.store.trusting)."""
+    marker = Path(root) / "COMMIT"
+    try:
+        with open(marker, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            commit = handle.read(200).decode("ascii", "replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not commit:
+        return None
+    return f"{commit}:{status.st_ino}:{status.st_mtime_ns}:{status.st_ctime_ns}"
 
 
 def _ancestors(folder: str) -> list[str]:

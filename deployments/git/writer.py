@@ -111,7 +111,8 @@ class RenderUnit(Protocol):
 
 Progress = Callable[[int, str], None]
 ReadBase = Callable[[str], "bytes | None"]
-# validate(root, changed_paths, read_base); a callback taking only (root, changed_paths) is still accepted.
+# validate(root, changed_paths, read_base[, unchanged_since=...]); a callback taking only (root, changed_paths) is still
+# accepted.
 Validate = Callable[..., None]
 
 
@@ -155,7 +156,9 @@ def gitops_commit(*, units: Sequence[RenderUnit], scopes: Sequence[str], message
     `validate(root, changed_paths, read_base)` runs before the commit on a plain-file copy of the new tree
     (`root`, the validation mirror); `changed_paths` are repository-relative and include deleted paths (no
     longer under root); `read_base(path)` returns a path's bytes at the base commit (None if absent). When it
-    raises, nothing is committed and the exception propagates. A callback taking two arguments gets two.
+    raises, nothing is committed and the exception propagates. A callback taking two arguments gets two; one
+    with an ``unchanged_since`` parameter also gets the mirror's state token (mirror.mirror_state) from before the
+    changed paths were written (besides them, only the manifest in the portal's hidden folder changed).
 
     Raises GitOpsInvariantError when the built tree differs from the render, GitOpsDeletionRefused when it
     deletes more than max(GITOPS_DELETION_BUDGET_FILES, GITOPS_DELETION_BUDGET_SHARE x owned files) without
@@ -533,14 +536,17 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
     _check_deletions(deleted, manifest=manifest, units=units, allow_deletions=allow_deletions)
 
     changed_paths = sorted([*plan.writes, *plan.deletes])
+    since = None
     if mirror is not None:
         report(74, "Updating the validation tree")
         mirror.sync(base)
+        since = mirror.state()  # the tree as `base` holds it; only changed_paths (and the manifest) differ after
         mirror.apply({**plan.writes, MANIFEST_PATH: manifest_bytes}, plan.deletes)
     try:
         if validate is not None and changed_paths:
             report(75, f"Validating {len(changed_paths)} changed files")
-            _call_validate(validate, mirror.tree, changed_paths, lambda path: repo.read_file(base, path))
+            _call_validate(validate, mirror.tree, changed_paths, lambda path: repo.read_file(base, path),
+                           unchanged_since=since)
         report(88, f"Committing {len(added) + len(changed) + len(deleted)} changed files")
         sha = repo.commit_tree(tree, base, message=_commit_message(message, added, changed, deleted, trailer_lines),
                                author_name=author_name, author_email=author_email)
@@ -559,15 +565,23 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
     return sha, added, changed, deleted
 
 
-def _call_validate(validate: Validate, root: Path, paths: list[str], read_base: ReadBase) -> None:
+def _call_validate(validate: Validate, root: Path, paths: list[str], read_base: ReadBase,
+                   unchanged_since: str | None = None) -> None:
+    """Call ``validate`` with what it accepts: (root, paths, read_base), and the keyword ``unchanged_since`` (the
+    mirror's state token before the changed paths were written: ValidationMirror.state) when it takes one."""
     try:
-        inspect.signature(validate).bind(root, paths, read_base)
+        signature = inspect.signature(validate)
+        signature.bind(root, paths, read_base)
     except TypeError:
         validate(root, paths)  # a two-argument callback (before read_base existed)
         return
     except ValueError:
-        pass  # no signature to inspect (a builtin): call with all three
-    validate(root, paths, read_base)
+        validate(root, paths, read_base)  # no signature to inspect (a builtin): call with all three
+        return
+    if "unchanged_since" in signature.parameters:
+        validate(root, paths, read_base, unchanged_since=unchanged_since)
+    else:
+        validate(root, paths, read_base)
 
 
 def _split(changes: list[tuple[str, str, str, str]]) -> tuple[list[str], list[str], list[str]]:

@@ -11,25 +11,33 @@ parsing the tree (10,000 projects: about 2 CPU-seconds instead of about 20).
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 
 from deployments.validation.gate import validation_cache_dir
-from deployments.validation.hosts import HostClaims
-from deployments.validation.kustomize import tree_scan
+from deployments.validation.hosts import HostClaims, source_files, source_files_remember
+from deployments.validation.kustomize import tree_remember, tree_scan
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
 from deployments.validation.store import caches_load, caches_save, misses
+from deployments.validation.trust import tree_verified
 
 logger = logging.getLogger(__name__)
 
 
-def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> dict[str, float]:
+def validation_warm(tree: Path | None, *, compile_validators: bool = True,
+                    state: Callable[[], str | None] | None = None) -> dict[str, float]:
     """Fill the gate's caches for the tree under ``tree`` (the validation mirror's folder; None or missing: only
     the schemas): Kubernetes and CRD schemas with a compiled validator per kind (settings.KUBERNETES_VERSION,
     CRD_SCHEMA_DIR), the parsed kustomization files, and the Ingress hosts of every environment's source files.
     Returns the seconds each part took ({"schemas": s, "kustomizations": s, "hosts": s}). Never raises for a
-    broken tree: what cannot be read is left for the validation itself to report."""
+    broken tree: what cannot be read is left for the validation itself to report.
+
+    ``state()`` names the tree's current state (deployments.git.mirror.mirror_state; None while it is being
+    written): when it names the same state before and after the whole tree was checked, the caches are recorded
+    as verified at it (trust.tree_verified), so a validation of a change made from that state checks only the
+    changed paths' entries (gate.tree_validate's ``unchanged_since``)."""
     timings = {}
     started = time.monotonic()
     missed = misses()
@@ -46,20 +54,31 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
     timings["schemas"] = time.monotonic() - started
     if tree is None or not Path(tree).is_dir():
         return timings
+    before = state() if state is not None else None
+    scanned = None
+    files: set[str] = set()
     started = time.monotonic()
     try:
-        tree_scan(Path(tree))
+        scanned = tree_scan(Path(tree), files=files)
     except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
         logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
     timings["kustomizations"] = time.monotonic() - started
     started = time.monotonic()
     environments = Path(tree) / "environments"
+    listed = {}
     if environments.is_dir():
         claims = HostClaims()
         for folder in sorted(environments.iterdir()):
             if folder.is_dir() and not folder.name.startswith("."):
-                claims.add_sources(Path(tree), folder.name)
+                listed[folder.name] = source_files(Path(tree), folder.name)
+                claims.add_sources(Path(tree), folder.name, files=listed[folder.name])
     timings["hosts"] = time.monotonic() - started
+    after = state() if state is not None else None
+    verified = before if scanned is not None and before is not None and before == after else None
+    tree_verified(Path(tree), verified, files)
+    tree_remember(Path(tree), verified, scanned)
+    for environment, files in listed.items():
+        source_files_remember(Path(tree), environment, verified, files)
     if misses() - missed:
         caches_save(cache)
     return timings

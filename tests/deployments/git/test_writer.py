@@ -780,3 +780,34 @@ def test_lock_key_and_file_follow_the_repository_directory(tmp_path):
     assert repository_lock_key(tmp_path / "work") != repository_lock_key(tmp_path / "other")
     assert repository_lock_path(tmp_path / "work") == tmp_path.resolve() / ".work.lock"
 
+
+
+def test_a_validate_callback_gets_the_mirror_state_it_started_from(repo_dir, make):
+    """The writer names the mirror's state before it wrote the changed paths (mirror.mirror_state): the gate
+    trusts its cached file states for the other paths only at that state. A commit, or a refused change put back,
+    marks the mirror anew, so the state moves even when the commit named is the same."""
+    from deployments.git.mirror import mirror_state
+
+    marker_dir = mirror(repo_dir).parent
+    first = commit(three_units(make), validate=accept)
+    before = mirror_state(marker_dir)
+    assert before is not None and before.startswith(first.sha)
+    seen = []
+
+    def refuse(root, paths, read_base, unchanged_since=None):
+        seen.append(unchanged_since)
+        assert mirror_state(marker_dir) is None  # unmarked while the changed paths are written
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        commit(three_units(make, version=2), validate=refuse)
+    assert seen == [before]
+    after_revert = mirror_state(marker_dir)
+    assert after_revert is not None and after_revert.startswith(first.sha) and after_revert != before
+
+    def record(root, paths, read_base, unchanged_since=None):
+        seen.append(unchanged_since)
+
+    second = commit(three_units(make, version=2), validate=record)
+    assert seen[-1] == after_revert
+    assert mirror_state(marker_dir).startswith(second.sha)
