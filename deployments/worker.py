@@ -7,17 +7,20 @@ mirror (deployments/validation/store.py, ``<GITOPS_REPO_DIR>.validate/cache``), 
 and only checks file states instead of parsing the tree again. The warm-up records the mirror's state it checked
 the files at (deployments.git.mirror.mirror_state, deployments/validation/trust.py): a job whose commit starts
 from that state checks only the files it changed instead of every file's state. The warmed objects are frozen for
-the garbage collector (gc.freeze) before the fork. Everything else is rq's own Worker.
+the garbage collector (gc.freeze) before the fork, with the GitOps manifest at the branch head parsed
+(deployments.git.writer.gitops_manifest_warm). Everything else is rq's own Worker.
 """
 
 import gc
 import logging
+import time
 from pathlib import Path
 
 from django.conf import settings
 from rq.worker import Worker
 
 from deployments.git.mirror import mirror_state
+from deployments.git.writer import gitops_manifest_warm
 from deployments.validation.warm import validation_warm
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,9 @@ class GitOpsWorker(Worker):
         try:
             tree = mirror_tree()
             timings = validation_warm(tree, state=lambda: mirror_state(tree.parent))
+            started = time.monotonic()
+            gitops_manifest_warm()
+            timings["manifest"] = time.monotonic() - started
         except Exception:  # noqa: BLE001 - a cold cache is slower, never wrong
             logger.warning("Could not warm the validation caches (%s)", when, exc_info=True)
             return

@@ -811,3 +811,45 @@ def test_a_validate_callback_gets_the_mirror_state_it_started_from(repo_dir, mak
     second = commit(three_units(make, version=2), validate=record)
     assert seen[-1] == after_revert
     assert mirror_state(marker_dir).startswith(second.sha)
+
+
+def test_a_manifest_written_from_the_previous_bytes_equals_one_written_in_full():
+    """dumps(previous=...) copies the lines of entries it was loaded with and encodes only new entries; the bytes
+    are those of a full dump. Bytes not laid out one unit per line are not copied from."""
+    from deployments.git.manifest import UnitEntry
+
+    units = {f"env:e:project:{n}": UnitEntry(directory=f"envs/p{n}/", fingerprint=f"f{n}",
+                                             files={f"envs/p{n}/a.yaml": "1" * 40, f"envs/p{n}/b.yaml": "2" * 40})
+             for n in range(5)}
+    old = Manifest(units=units)
+    data = old.dumps()
+    loaded = Manifest.loads(data)
+    changed = dict(loaded.units)
+    changed["env:e:project:2"] = UnitEntry(directory="envs/p2/", fingerprint="new", files={"envs/p2/a.yaml": "3" * 40})
+    del changed["env:e:project:4"]
+    changed["env:e:project:9"] = UnitEntry(directory="envs/p9/", fingerprint="f9", files={})
+    new = Manifest(units=changed)
+    assert new.dumps(previous=(loaded, data)) == new.dumps()
+    assert Manifest.loads(new.dumps(previous=(loaded, data))) == new
+    # Pretty-printed by hand: nothing is copied, the result is still the full dump.
+    import json
+
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    assert new.dumps(previous=(Manifest.loads(pretty), pretty)) == new.dumps()
+
+
+def test_the_manifest_is_parsed_once_per_blob(repo_dir, make, monkeypatch):
+    from deployments.git import writer
+
+    commit(three_units(make), validate=accept)
+    loads = []
+    real = Manifest.loads
+    monkeypatch.setattr(Manifest, "loads", staticmethod(lambda data: loads.append(1) or real(data)))
+    writer._MANIFEST_MEMO[0] = None
+    assert writer.gitops_manifest_warm()
+    second = commit(three_units(make, version=2), validate=accept)
+    assert len(loads) == 1  # the commit found it parsed
+    third = commit(three_units(make, version=3), validate=accept)
+    assert len(loads) == 1 and second.sha != third.sha  # the manifest the second commit wrote is kept parsed
+    assert Manifest.loads(g.git(repo_dir, "show", f"{third.sha}:{MANIFEST_PATH}").encode()).units.keys() == \
+        {"a", "b", "c"}
