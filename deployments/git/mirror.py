@@ -219,6 +219,23 @@ def mirror_state(root: Path) -> str | None:
     return f"{commit}:{status.st_ino}:{status.st_mtime_ns}:{status.st_ctime_ns}"
 
 
+def mirror_changes(repo: Repository, old: str | None, new: str | None) -> list[str] | None:
+    """Repository-relative paths whose files differ between two marked states of the mirror (``mirror_state``
+    tokens): the diff of the commits they name, since a marked mirror holds exactly its commit's tree. None when
+    either state is unmarked or git cannot tell."""
+    if not old or not new:
+        return None
+    commits = [state.split(":", 1)[0] for state in (old, new)]
+    try:
+        trees = [None if commit == _EMPTY else repo.resolve(commit) for commit in commits]
+        if any(tree is None and commit != _EMPTY for tree, commit in zip(trees, commits, strict=True)):
+            return None
+        return [path for _status, path, _mode, _oid in repo.raw_changes(*trees)]
+    except Exception:  # noqa: BLE001 - without a diff the caller checks every file
+        logger.warning("Could not list the changes between two states of the validation mirror", exc_info=True)
+        return None
+
+
 def _ancestors(folder: str) -> list[str]:
     """'a/b/c' -> ['a/b/c', 'a/b', 'a']."""
     parts = folder.split("/")

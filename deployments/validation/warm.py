@@ -9,6 +9,7 @@ what changed since. The caches are also loaded from and stored to the validation
 parsing the tree (10,000 projects: about 2 CPU-seconds instead of about 20).
 """
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,13 +22,14 @@ from deployments.validation.hosts import HostClaims, source_files, source_files_
 from deployments.validation.kustomize import tree_remember, tree_scan
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
 from deployments.validation.store import caches_load, caches_save, misses
-from deployments.validation.trust import tree_verified
+from deployments.validation.trust import tree_verified, trusting, verified_state
 
 logger = logging.getLogger(__name__)
 
 
 def validation_warm(tree: Path | None, *, compile_validators: bool = True,
-                    state: Callable[[], str | None] | None = None) -> dict[str, float]:
+                    state: Callable[[], str | None] | None = None,
+                    changes: Callable[[str, str], list[str] | None] | None = None) -> dict[str, float]:
     """Fill the gate's caches for the tree under ``tree`` (the validation mirror's folder; None or missing: only
     the schemas): Kubernetes and CRD schemas with a compiled validator per kind (settings.KUBERNETES_VERSION,
     CRD_SCHEMA_DIR), the parsed kustomization files, and the Ingress hosts of every environment's source files.
@@ -37,7 +39,9 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
     ``state()`` names the tree's current state (deployments.git.mirror.mirror_state; None while it is being
     written): when it names the same state before and after the whole tree was checked, the caches are recorded
     as verified at it (trust.tree_verified), so a validation of a change made from that state checks only the
-    changed paths' entries (gate.tree_validate's ``unchanged_since``)."""
+    changed paths' entries (gate.tree_validate's ``unchanged_since``). ``changes(old state, new state)`` lists the
+    paths that differ between two states (None: unknown): when the caches were verified at an earlier state, only
+    those paths are checked against the disk again (a worker after its job: a few files, not the whole tree)."""
     timings = {}
     started = time.monotonic()
     missed = misses()
@@ -55,24 +59,28 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
     if tree is None or not Path(tree).is_dir():
         return timings
     before = state() if state is not None else None
+    previous = verified_state(Path(tree))
+    changed = changes(previous, before) if changes is not None and previous and before else None
     scanned = None
     files: set[str] = set()
-    started = time.monotonic()
-    try:
-        scanned = tree_scan(Path(tree), files=files)
-    except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
-        logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
-    timings["kustomizations"] = time.monotonic() - started
-    started = time.monotonic()
-    environments = Path(tree) / "environments"
     listed = {}
-    if environments.is_dir():
-        claims = HostClaims()
-        for folder in sorted(environments.iterdir()):
-            if folder.is_dir() and not folder.name.startswith("."):
-                listed[folder.name] = source_files(Path(tree), folder.name)
-                claims.add_sources(Path(tree), folder.name, files=listed[folder.name])
-    timings["hosts"] = time.monotonic() - started
+    # Verified at an earlier state and the paths changed since are known: only those are checked again.
+    with trusting(Path(tree), set(changed), previous) if changed is not None else contextlib.nullcontext():
+        started = time.monotonic()
+        try:
+            scanned = tree_scan(Path(tree), files=files)
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
+            logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
+        timings["kustomizations"] = time.monotonic() - started
+        started = time.monotonic()
+        environments = Path(tree) / "environments"
+        if environments.is_dir():
+            claims = HostClaims()
+            for folder in sorted(environments.iterdir()):
+                if folder.is_dir() and not folder.name.startswith("."):
+                    listed[folder.name] = source_files(Path(tree), folder.name)
+                    claims.add_sources(Path(tree), folder.name, files=listed[folder.name])
+        timings["hosts"] = time.monotonic() - started
     after = state() if state is not None else None
     verified = before if scanned is not None and before is not None and before == after else None
     tree_verified(Path(tree), verified, files)

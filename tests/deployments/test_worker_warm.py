@@ -117,3 +117,34 @@ def test_a_change_that_adds_files_from_the_verified_state_reads_the_tree_again(t
                                                "environments/dev/projects/proj-3/web.yaml"], unchanged_since="s1")
     assert [problem.rule for problem in problems] == ["ingress-host-duplicate"]
     assert "proj-3" in problems[0].message or "proj-1" in problems[0].message
+
+
+def test_warm_after_a_change_checks_only_the_paths_that_changed(tmp_path, monkeypatch):
+    """After a job, the worker's warm-up gets the paths its commit changed (mirror_changes) and checks only those:
+    the other files are not even stat'ed, the changed one is read anew, and the new state is the verified one."""
+    from deployments.validation import trust
+
+    tree, projects = _two_projects(tmp_path)
+    validation_warm(tree, compile_validators=False, state=lambda: "s1")
+    changed = projects / "proj-2" / "web.yaml"
+    changed.write_text(changed.read_text().replace("b.example.com", "c.example.com"))
+    asked = []
+
+    def changes(old, new):
+        asked.append((old, new))
+        return ["environments/dev/projects/proj-2/web.yaml"]
+
+    stats = []
+    real_stat = kustomize.os.stat
+    monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    validation_warm(tree, compile_validators=False, state=lambda: "s2", changes=changes)
+    monkeypatch.undo()
+    assert asked == [("s1", "s2")]
+    assert str(projects / "proj-1" / "web.yaml") not in stats and str(changed) in stats
+    assert _SOURCE_CACHE[str(changed)][1] == [("", "web-2", ("c.example.com",))]
+    assert trust.verified_state(tree) == "s2"
+    # Unknown changes (None): every file is checked again.
+    stats.clear()
+    monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    validation_warm(tree, compile_validators=False, state=lambda: "s3", changes=lambda old, new: None)
+    assert str(projects / "proj-1" / "web.yaml") in stats

@@ -811,6 +811,19 @@ def test_a_validate_callback_gets_the_mirror_state_it_started_from(repo_dir, mak
     second = commit(three_units(make, version=2), validate=record)
     assert seen[-1] == after_revert
     assert mirror_state(marker_dir).startswith(second.sha)
+    # What differs between two marked states: the diff of their commits (the worker re-checks only those paths).
+    from django.conf import settings
+
+    from deployments.git.mirror import mirror_changes
+    from deployments.git.repository import Repository
+
+    repo = Repository.open(repo_dir, remote_url="", branch=settings.GITOPS_BRANCH)
+    try:
+        assert sorted(mirror_changes(repo, before, mirror_state(marker_dir))) == [MANIFEST_PATH, "envs/a/app.yaml"]
+        assert mirror_changes(repo, before, after_revert) == []
+        assert mirror_changes(repo, None, before) is None
+    finally:
+        repo.close()
 
 
 def test_a_manifest_written_from_the_previous_bytes_equals_one_written_in_full():
