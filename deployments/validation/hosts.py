@@ -113,18 +113,24 @@ class HostClaims:
 
 
 # The source files of an environment as a complete pass listed them at a verified state of the tree (trust.py):
-# (root, environment) → (state, [(folder, repository-relative file, absolute file)]).
-_FILES: dict[tuple[str, str], tuple[str, list[tuple[str, str, str]]]] = {}
+# (root, environment) → (state, [(folder, repository-relative file, absolute file)], indexes of the files that held
+# an Ingress then, {repository-relative file: index}).
+_FILES: dict[tuple[str, str], tuple[str, list[tuple[str, str, str]], list[int], dict[str, int]]] = {}
 
 
-def source_files(root: Path, environment: str) -> list[tuple[str, str, str]]:
+def source_files(root: Path, environment: str, *, every: bool = False) -> list[tuple[str, str, str]]:
     """The YAML files under ``environments/<environment>/`` that may hold Ingresses (kustomization files left out):
-    [(repository-relative folder, repository-relative file, absolute file)], from the listing kept at the verified
-    state when the active trust names it and the change since only rewrote files in place."""
+    [(repository-relative folder, repository-relative file, absolute file)] in the order of a walk. When the active
+    trust names the state they were kept at and the change since only rewrote files in place, they come from that
+    listing, and (unless ``every``) only those that held an Ingress then or changed since."""
     trust = trust_active()
     kept = _FILES.get((str(root), environment))
     if trust is not None and kept is not None and kept[0] == trust.since and structure_unchanged():
-        return kept[1]
+        _state, files, claiming, index_of = kept
+        if every:
+            return files
+        changed = [index_of[path] for path in trust.paths if path in index_of]
+        return [files[index] for index in sorted({*claiming, *changed})]
     base = str(root)
     found = []
     for current, _dirnames, filenames in walk_listed(Path(root), f"environments/{environment}"):
@@ -137,9 +143,16 @@ def source_files(root: Path, environment: str) -> list[tuple[str, str, str]]:
 
 def source_files_remember(root: Path, environment: str, state: str | None,
                           files: list[tuple[str, str, str]] | None) -> None:
-    """Keep ``files`` (``source_files(root, environment)`` listed while the tree was in ``state``)."""
+    """Keep ``files`` (``source_files(root, environment, every=True)`` listed while the tree was in ``state``, their
+    Ingresses read into the cache) for ``source_files``."""
     if state and files is not None:
-        _FILES[(str(root), environment)] = (state, files)
+        claiming = []
+        for index, (_current, _relative, full) in enumerate(files):
+            cached = _SOURCE_CACHE.get(full)
+            if cached is None or cached[1]:
+                claiming.append(index)
+        _FILES[(str(root), environment)] = (state, files, claiming,
+                                            {relative: index for index, (_c, relative, _f) in enumerate(files)})
     else:
         _FILES.pop((str(root), environment), None)
 

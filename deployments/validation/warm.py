@@ -78,7 +78,7 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
             claims = HostClaims()
             for folder in sorted(environments.iterdir()):
                 if folder.is_dir() and not folder.name.startswith("."):
-                    listed[folder.name] = source_files(Path(tree), folder.name)
+                    listed[folder.name] = source_files(Path(tree), folder.name, every=True)
                     claims.add_sources(Path(tree), folder.name, files=listed[folder.name])
         timings["hosts"] = time.monotonic() - started
     after = state() if state is not None else None
