@@ -179,11 +179,14 @@ def tree_remember(root: Path, state: str | None, tree: Tree | None) -> None:
 def structure_unchanged() -> bool:
     """Whether the active trust (trust.trusting) covers a change that only rewrote files in place: every changed
     path is a file that the tree held at the verified state and that is still a file, and none is a kustomization
-    file. Such a change leaves the kustomization graph and the set of files as they were."""
+    file (paths in hidden folders, which no walk enters, do not count). Such a change leaves the kustomization graph
+    and the set of files as they were."""
     trust = trust_active()
     if trust is None or trust.files is None:
         return False
     for path in trust.paths:
+        if path.startswith(".") or "/." in path:
+            continue  # in a hidden folder (the portal's manifest): never read as part of the tree
         full = os.path.join(trust.tree, path)
         if posixpath.basename(path) in KUSTOMIZATION_FILES or path not in trust.files or not os.path.isfile(full) \
                 or os.path.islink(full):

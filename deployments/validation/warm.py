@@ -17,9 +17,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from deployments.validation.gate import validation_cache_dir
+from deployments.validation.gate import CACHE_SAVE_MISSES, validation_cache_dir
 from deployments.validation.hosts import HostClaims, source_files, source_files_remember
-from deployments.validation.kustomize import tree_remember, tree_scan
+from deployments.validation.kustomize import structure_unchanged, tree_remember, tree_scan, tree_scan_trusted
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
 from deployments.validation.store import caches_load, caches_save, misses
 from deployments.validation.trust import tree_verified, trusting, verified_state
@@ -65,10 +65,17 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
     files: set[str] = set()
     listed = {}
     # Verified at an earlier state and the paths changed since are known: only those are checked again.
-    with trusting(Path(tree), set(changed), previous) if changed is not None else contextlib.nullcontext():
+    with trusting(Path(tree), set(changed), previous) if changed is not None else contextlib.nullcontext() as trust:
+        # Only files rewritten in place: the tree and the file lists read at the earlier state still hold, and only
+        # the changed files are read again.
+        in_place = trust is not None and trust.active and structure_unchanged()
         started = time.monotonic()
         try:
-            scanned = tree_scan(Path(tree), files=files)
+            if in_place:
+                scanned = tree_scan_trusted(Path(tree))
+                files.update(trust.files)
+            else:
+                scanned = tree_scan(Path(tree), files=files)
         except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
             logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
         timings["kustomizations"] = time.monotonic() - started
@@ -78,15 +85,17 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
             claims = HostClaims()
             for folder in sorted(environments.iterdir()):
                 if folder.is_dir() and not folder.name.startswith("."):
-                    listed[folder.name] = source_files(Path(tree), folder.name, every=True)
-                    claims.add_sources(Path(tree), folder.name, files=listed[folder.name])
+                    listed[folder.name] = every = source_files(Path(tree), folder.name, every=True)
+                    if in_place:
+                        every = [entry for entry in every if entry[1] in trust.paths]
+                    claims.add_sources(Path(tree), folder.name, files=every)
         timings["hosts"] = time.monotonic() - started
     after = state() if state is not None else None
     verified = before if scanned is not None and before is not None and before == after else None
     tree_verified(Path(tree), verified, files)
     tree_remember(Path(tree), verified, scanned)
-    for environment, files in listed.items():
-        source_files_remember(Path(tree), environment, verified, files)
-    if misses() - missed:
-        caches_save(cache)
+    for environment, sources in listed.items():
+        source_files_remember(Path(tree), environment, verified, sources)
+    if misses() - missed >= (1 if verified is None or changed is None else CACHE_SAVE_MISSES):
+        caches_save(cache)  # after a job's few files, the stored caches are not rewritten (a few seconds' pickling)
     return timings
