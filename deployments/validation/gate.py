@@ -111,7 +111,7 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     (trust.tree_verified, the worker's warm-up), cached listings, kustomizations and Ingress hosts of every other
     path are used without checking each file's state (trust.trusting).
     """
-    changed = _normalize(paths, root) if paths is not None else None
+    changed = _normalize(paths, Path(root)) if paths is not None else None
     with trusting(Path(root), changed or set(), unchanged_since if changed is not None else None):
         return _tree_validate(root=root, changed=changed, kubectl=kubectl, crd_dir=crd_dir,
                               kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
