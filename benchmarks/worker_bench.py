@@ -133,13 +133,15 @@ def _save_ms(project, rounds: int = 7) -> float:
 
 def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float, float, str]:
     """Change one container through the service; (seconds until its run finished, the run's own seconds, the
-    run's "Timings:" split from its log: secrets, snapshot, commit; the validation's own lines follow)."""
+    run's "Timings:" split from its log: secrets, snapshot, commit; the validation's own lines follow; then where
+    the time outside the run went: save → handed to Redis → the run started in the job → finished → seen here)."""
     from deployments.models import RenderRun
     from projects.services import container_save
 
     before = RenderRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     container = project.containers.order_by("directory").first()
     container.port = 20000 + number
+    wall = time.time()
     started = time.perf_counter()
     container_save(container=container)
     deadline = started + timeout
@@ -152,8 +154,13 @@ def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float,
             timings = "; ".join(line.split("Timings: ", 1)[1].rstrip(".") for line in run.log.splitlines()
                                 if "Timings: " in line)
             validation = [line.split("] ", 1)[-1] for line in run.log.splitlines() if "alidat" in line]
+            seen = wall + elapsed
+            latency = (f"save→enqueued {run.enqueued_at.timestamp() - wall:.3f} s, enqueued→started "
+                       f"{(run.started_at - run.enqueued_at).total_seconds():.3f} s, run "
+                       f"{(run.finished_at - run.started_at).total_seconds():.3f} s, finished→seen "
+                       f"{seen - run.finished_at.timestamp():.3f} s" if run.enqueued_at else "not enqueued")
             return (elapsed, (run.finished_at - run.started_at).total_seconds(),
-                    " | ".join([timings, *validation[-3:]]))
+                    " | ".join([timings, *validation[-3:], latency]))
         time.sleep(0.01)
     raise SystemExit("the run did not finish in time")
 

@@ -124,14 +124,28 @@ def environment_credentials_ensure(*, environment_id: int) -> int:
     and ``derived_from`` (no ciphertext); a container whose URL row says it was made from the current name, port
     and password is current without any decryption. Only the others are locked and written (or, for rows stored
     before ``derived_from`` existed, decrypted once and then marked). Projects found current are recorded at the
-    token read (only if it has not moved since). Returns how many keys got a new value.
+    token read (only if it has not moved since). The projects written here moved their own tokens; they are
+    checked once more right away (the same decryption-free check, for those projects only), so the next render
+    does not read them again. Returns how many keys got a new value.
     """
+    changed, touched = _credentials_ensure_pass(environment_id=environment_id, only=None)
+    if touched:
+        again, _ = _credentials_ensure_pass(environment_id=environment_id, only=touched)
+        changed += again
+    return changed
+
+
+def _credentials_ensure_pass(*, environment_id: int, only: set | None) -> tuple[int, set]:
+    """One pass of ``environment_credentials_ensure`` over the environment's unchecked projects (``only``: just
+    these project ids). Returns (keys that got a new value, ids of the projects written)."""
+    unchecked_projects = Project.objects.filter(environment_id=environment_id, state=Project.State.ACTIVE)
+    if only is not None:
+        unchecked_projects = unchecked_projects.filter(pk__in=list(only))
     unchecked = dict(
-        Project.objects.filter(environment_id=environment_id, state=Project.State.ACTIVE)
-        .exclude(render_token__credentials_checked=F("render_token__token")).order_by()
+        unchecked_projects.exclude(render_token__credentials_checked=F("render_token__token")).order_by()
         .values_list("id", "render_token__token"))
     if not unchecked:
-        return 0
+        return 0, set()
     if len(unchecked) > _BY_ID_MAX:
         in_scope = Q(project__environment_id=environment_id, project__state=Project.State.ACTIVE)
     else:
@@ -158,13 +172,13 @@ def environment_credentials_ensure(*, environment_id: int) -> int:
         if states[container.pk] is False or not _credentials_current(container):
             changed += container_credentials_ensure(container=container)
             touched.add(project_of[container.pk])
-    # Record the projects found current at the token read; a project written just now is checked again next time
-    # (its token moved with the write), and a token that moved since the read keeps the project unchecked.
+    # Record the projects found current at the token read; a project written just now is checked again by the next
+    # pass (its token moved with the write), and a token that moved since the read keeps the project unchecked.
     current = {project_id: token for project_id, token in unchecked.items() if project_id not in touched and token}
     if current:
         RenderToken.objects.filter(project_id__in=list(current), token__in=list(current.values())).update(
             credentials_checked=F("token"))
-    return changed
+    return changed, touched
 
 
 # Above this many projects to check, their containers are read for the whole environment instead of by id.

@@ -41,6 +41,10 @@ class ValidationMirror:
     def exists(self) -> bool:
         return self.root.exists()
 
+    def state(self) -> str | None:
+        """``mirror_state`` of this mirror."""
+        return mirror_state(self.root)
+
     def marked(self) -> str | None:
         """The commit the mirror holds ("empty" for none), or None when unknown (missing or unreadable marker)."""
         try:
@@ -195,6 +199,41 @@ class ValidationMirror:
                 self._folders.discard(folder)
             except OSError:
                 pass  # not empty (or already gone): keep it
+
+
+def mirror_state(root: Path) -> str | None:
+    """A token naming one marking of the mirror under ``root`` (``<GITOPS_REPO_DIR>.validate``): the commit the
+    marker names and the marker file's identity (inode, modification and change times, in ns). None while the
+    mirror is unmarked. Every change of the mirror's files unmarks it first and marks it again after (a new file,
+    written later), so two equal tokens read at two moments mean the files did not change in between; the
+    validation gate trusts its cached file states on that (deployments.validation.store.trusting)."""
+    marker = Path(root) / "COMMIT"
+    try:
+        with open(marker, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            commit = handle.read(200).decode("ascii", "replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not commit:
+        return None
+    return f"{commit}:{status.st_ino}:{status.st_mtime_ns}:{status.st_ctime_ns}"
+
+
+def mirror_changes(repo: Repository, old: str | None, new: str | None) -> list[str] | None:
+    """Repository-relative paths whose files differ between two marked states of the mirror (``mirror_state``
+    tokens): the diff of the commits they name, since a marked mirror holds exactly its commit's tree. None when
+    either state is unmarked or git cannot tell."""
+    if not old or not new:
+        return None
+    commits = [state.split(":", 1)[0] for state in (old, new)]
+    try:
+        trees = [None if commit == _EMPTY else repo.resolve(commit) for commit in commits]
+        if any(tree is None and commit != _EMPTY for tree, commit in zip(trees, commits, strict=True)):
+            return None
+        return [path for _status, path, _mode, _oid in repo.raw_changes(*trees)]
+    except Exception:  # noqa: BLE001 - without a diff the caller checks every file
+        logger.warning("Could not list the changes between two states of the validation mirror", exc_info=True)
+        return None
 
 
 def _ancestors(folder: str) -> list[str]:

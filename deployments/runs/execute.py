@@ -200,9 +200,10 @@ def _execute(recorder: Recorder, *, full: bool) -> None:
                             files_deleted=len(preview.deleted), diff=preview.diff)
             return
 
-        def validate(root: Path, paths: list[str], read_base) -> None:
-            # read_base(path) gives the file at the repository's head: the change-safety check compares with it.
-            tree_validate_or_raise(root=root, paths=paths, read_base=read_base,
+        def validate(root: Path, paths: list[str], read_base, unchanged_since: str | None = None) -> None:
+            # read_base(path) gives the file at the repository's head: the change-safety check compares with it;
+            # unchanged_since names the mirror's state before the paths were written (the gate's caches trust it).
+            tree_validate_or_raise(root=root, paths=paths, read_base=read_base, unchanged_since=unchanged_since,
                                    progress=lambda message: recorder.log(message))
 
         author_name, author_email = _author(run.triggered_by)

@@ -59,7 +59,7 @@ from deployments.validation.kustomize import (
     chunks,
     display_dir,
     object_key,
-    tree_scan,
+    tree_scan_trusted,
     unit_build,
 )
 from deployments.validation.problems import TreeValidationError, ValidationProblem
@@ -73,6 +73,7 @@ from deployments.validation.schemas import (
     split_api_version,
 )
 from deployments.validation.store import caches_load, caches_save, misses
+from deployments.validation.trust import trusting
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
                   progress: Callable[[str], None] | None = None,
                   read_base: Callable[[str], bytes | None] | None = None,
                   replacements: Collection[ObjectId] = (),
-                  cache_dir: str | Path | None = None) -> list[ValidationProblem]:
+                  cache_dir: str | Path | None = None,
+                  unchanged_since: str | None = None) -> list[ValidationProblem]:
     """Problems of the tree under ``root`` (none: it may be committed).
 
     ``paths`` (repository-relative changed files or folders) limits the work to the roots they affect: a root is
@@ -103,8 +105,25 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     confirmed. Without it (a first render, a preview) that check is skipped.
 
     ``cache_dir`` holds class templates and parsed CRDs (None: ``validation_cache_dir(root)``).
+
+    ``unchanged_since`` (with ``paths``) is the state token of the tree (deployments.git.mirror.mirror_state)
+    before ``paths`` were written: when the process's caches were verified at that state
+    (trust.tree_verified, the worker's warm-up), cached listings, kustomizations and Ingress hosts of every other
+    path are used without checking each file's state (trust.trusting).
     """
+    changed = _normalize(paths, Path(root)) if paths is not None else None
+    with trusting(Path(root), changed or set(), unchanged_since if changed is not None else None):
+        return _tree_validate(root=root, changed=changed, kubectl=kubectl, crd_dir=crd_dir,
+                              kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
+                              replacements=replacements, cache_dir=cache_dir)
+
+
+def _tree_validate(*, root: Path, changed: set[str] | None, kubectl: str | None, crd_dir: str | Path | None,
+                   kubernetes_version: str | None, progress: Callable[[str], None] | None,
+                   read_base: Callable[[str], bytes | None] | None, replacements: Collection[ObjectId],
+                   cache_dir: str | Path | None) -> list[ValidationProblem]:
     started = time.monotonic()
+    paths = changed
 
     def report(message: str) -> None:
         logger.debug("%s", message)
@@ -129,12 +148,11 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     gate = _Gate(root=root, checker=checker, templates=templates, report=report)
 
     scan_started = time.monotonic()
-    tree = tree_scan(root)
+    tree = tree_scan_trusted(root)
     report(f"Read the tree's kustomizations in {time.monotonic() - scan_started:.1f} s.")
     all_tops = tops = tree.top_level_roots()
     loose = tree.loose_files
     if paths is not None:
-        changed = _normalize(paths, root)
         changed_ancestors = {parent for path in changed for parent in ancestors(path)}
         tops = [top for top in tops if affected(tree.closure([top]), changed, changed_ancestors)]
         loose = [path for path in loose if affected([path], changed, changed_ancestors)]
@@ -186,11 +204,11 @@ def tree_validate_or_raise(*, root: Path, paths: Iterable[str] | None = None, ku
                            progress: Callable[[str], None] | None = None,
                            read_base: Callable[[str], bytes | None] | None = None,
                            replacements: Collection[ObjectId] = (),
-                           cache_dir: str | Path | None = None) -> None:
+                           cache_dir: str | Path | None = None, unchanged_since: str | None = None) -> None:
     """``tree_validate`` for the commit path: raises ``TreeValidationError`` when anything is wrong."""
     problems = tree_validate(root=root, paths=paths, kubectl=kubectl, crd_dir=crd_dir,
                              kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
-                             replacements=replacements, cache_dir=cache_dir)
+                             replacements=replacements, cache_dir=cache_dir, unchanged_since=unchanged_since)
     if problems:
         raise TreeValidationError(problems)
 
@@ -322,6 +340,8 @@ class _Gate:
         """Split ``folders`` into those built as usual and equivalence classes worth deriving (classes.py): a
         class is derived when it has more members than its sample (with a stored template) or than its
         representative and sample (without)."""
+        if len(folders) <= CLASS_SAMPLE_MIN:
+            return folders, []  # no class could have more members than its sample: nothing to derive
         plain: list[str] = []
         groups: dict[str, list[tuple[str, Shape]]] = {}
         started = time.monotonic()

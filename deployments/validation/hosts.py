@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from deployments.validation.classes import Refused, fast_documents, is_string_everywhere
-from deployments.validation.kustomize import kind_may_occur, walk_listed
+from deployments.validation.kustomize import kind_may_occur, structure_unchanged, walk_listed
 from deployments.validation.problems import ValidationProblem
+from deployments.validation.trust import trust_active, trusted
 
 RULE = "ingress-host-duplicate"
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -85,19 +86,16 @@ class HostClaims:
     def environments(self) -> set[str]:
         return {environment for environment, _ in self.claims}
 
-    def add_sources(self, root: Path, environment: str, *, skip_dirs: Collection[str] = ()) -> None:
+    def add_sources(self, root: Path, environment: str, *, skip_dirs: Collection[str] = (),
+                    files: list[tuple[str, str, str]] | None = None) -> None:
         """Add the Ingress documents of every YAML file under ``environments/<environment>/``, except files directly
-        in ``skip_dirs`` (repository-relative kustomization folders whose built objects were added already)."""
-        base = str(root)
-        for current, _dirnames, filenames in walk_listed(Path(root), f"environments/{environment}"):
+        in ``skip_dirs`` (repository-relative kustomization folders whose built objects were added already).
+        ``files``: ``source_files(root, environment)`` when the caller has it already."""
+        for current, relative, full in source_files(root, environment) if files is None else files:
             if skip_dirs and current in skip_dirs:
                 continue
-            for filename in filenames:
-                if not filename.endswith(_YAML_SUFFIXES) or filename.startswith("kustomization."):
-                    continue
-                relative = f"{current}/{filename}"
-                for namespace, name, hosts in _source_ingresses(os.path.join(base, relative)):
-                    self.add(environment, namespace, name, hosts, relative)
+            for namespace, name, hosts in _source_ingresses(full):
+                self.add(environment, namespace, name, hosts, relative)
 
     def problems(self) -> list[ValidationProblem]:
         found = []
@@ -114,13 +112,61 @@ class HostClaims:
         return found
 
 
+# The source files of an environment as a complete pass listed them at a verified state of the tree (trust.py):
+# (root, environment) → (state, [(folder, repository-relative file, absolute file)], indexes of the files that held
+# an Ingress then, {repository-relative file: index}).
+_FILES: dict[tuple[str, str], tuple[str, list[tuple[str, str, str]], list[int], dict[str, int]]] = {}
+
+
+def source_files(root: Path, environment: str, *, every: bool = False) -> list[tuple[str, str, str]]:
+    """The YAML files under ``environments/<environment>/`` that may hold Ingresses (kustomization files left out):
+    [(repository-relative folder, repository-relative file, absolute file)] in the order of a walk. When the active
+    trust names the state they were kept at and the change since only rewrote files in place, they come from that
+    listing, and (unless ``every``) only those that held an Ingress then or changed since."""
+    trust = trust_active()
+    kept = _FILES.get((str(root), environment))
+    if trust is not None and kept is not None and kept[0] == trust.since and structure_unchanged():
+        _state, files, claiming, index_of = kept
+        if every:
+            return files
+        changed = [index_of[path] for path in trust.paths if path in index_of]
+        return [files[index] for index in sorted({*claiming, *changed})]
+    base = str(root)
+    found = []
+    for current, _dirnames, filenames in walk_listed(Path(root), f"environments/{environment}"):
+        for filename in filenames:
+            if filename.endswith(_YAML_SUFFIXES) and not filename.startswith("kustomization."):
+                relative = f"{current}/{filename}"
+                found.append((current, relative, os.path.join(base, relative)))
+    return found
+
+
+def source_files_remember(root: Path, environment: str, state: str | None,
+                          files: list[tuple[str, str, str]] | None) -> None:
+    """Keep ``files`` (``source_files(root, environment, every=True)`` listed while the tree was in ``state``, their
+    Ingresses read into the cache) for ``source_files``."""
+    if state and files is not None:
+        claiming = []
+        for index, (_current, _relative, full) in enumerate(files):
+            cached = _SOURCE_CACHE.get(full)
+            if cached is None or cached[1]:
+                claiming.append(index)
+        _FILES[(str(root), environment)] = (state, files, claiming,
+                                            {relative: index for index, (_c, relative, _f) in enumerate(files)})
+    else:
+        _FILES.pop((str(root), environment), None)
+
+
 def _source_ingresses(full: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    cached = _SOURCE_CACHE.get(full)
+    if cached is not None and trusted(full):  # unchanged since a verified state of the tree (trust.trusting)
+        return cached[1]
     try:
         stat = os.stat(full)
     except OSError:
+        _SOURCE_CACHE.pop(full, None)
         return []
     key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    cached = _SOURCE_CACHE.get(full)
     if cached is not None and cached[0] == key:
         return cached[1]
     found = []

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from deployments.validation.trust import trust_active, trusted
+
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")
 INCLUDE_KEYS = ("resources", "components", "bases")
@@ -162,12 +164,56 @@ class Tree:
         return leaves, repeated
 
 
-def tree_scan(root: Path) -> Tree:
-    """Find the kustomization roots and loose YAML files under ``root`` (hidden folders such as .git skipped)."""
+# The tree a complete pass read at a verified state of the tree (trust.py): root → (state, Tree).
+_SCANNED: dict[str, tuple[str, Tree]] = {}
+
+
+def tree_remember(root: Path, state: str | None, tree: Tree | None) -> None:
+    """Keep ``tree`` (``tree_scan(root)`` read while the tree was in ``state``) for ``tree_scan_trusted``."""
+    if state and tree is not None:
+        _SCANNED[str(root)] = (state, tree)
+    else:
+        _SCANNED.pop(str(root), None)
+
+
+def structure_unchanged() -> bool:
+    """Whether the active trust (trust.trusting) covers a change that only rewrote files in place: every changed
+    path is a file that the tree held at the verified state and that is still a file, and none is a kustomization
+    file (paths in hidden folders, which no walk enters, do not count). Such a change leaves the kustomization graph
+    and the set of files as they were."""
+    trust = trust_active()
+    if trust is None or trust.files is None:
+        return False
+    for path in trust.paths:
+        if path.startswith(".") or "/." in path:
+            continue  # in a hidden folder (the portal's manifest): never read as part of the tree
+        full = os.path.join(trust.tree, path)
+        if posixpath.basename(path) in KUSTOMIZATION_FILES or path not in trust.files or not os.path.isfile(full) \
+                or os.path.islink(full):
+            return False
+    return True
+
+
+def tree_scan_trusted(root: Path) -> Tree:
+    """``tree_scan(root)``, or the tree read at the verified state when the active trust names that state and the
+    change since leaves the structure as it was (``structure_unchanged``)."""
+    trust = trust_active()
+    scanned = _SCANNED.get(str(root))
+    if trust is not None and scanned is not None and scanned[0] == trust.since and structure_unchanged():
+        kept = scanned[1]
+        return Tree(root=Path(root), kustomizations=kept.kustomizations, loose_files=list(kept.loose_files))
+    return tree_scan(root)
+
+
+def tree_scan(root: Path, *, files: set[str] | None = None) -> Tree:
+    """Find the kustomization roots and loose YAML files under ``root`` (hidden folders such as .git skipped).
+    ``files``, when given, receives every file's repository-relative path."""
     found: dict[str, str] = {}
     loose: list[str] = []
     inside: set[str] = set()
     for rel, dirnames, filenames in walk_listed(root):
+        if files is not None:
+            files.update(posixpath.join(rel, name) for name in filenames)
         names = set(filenames)
         kustomization_file = next((name for name in KUSTOMIZATION_FILES if name in names), None)
         if kustomization_file:
@@ -195,12 +241,20 @@ listing_stats = {"listed": 0, "reused": 0, "parsed": 0}  # folders listed/reused
 
 
 def _listing(full: str) -> tuple[list[tuple[str, bool]], list[str]]:
-    state = os.stat(full)
-    key = (state.st_mtime_ns, state.st_ino)
     cached = _LISTING_CACHE.get(full)
+    if cached is not None and trusted(full):  # unchanged since a verified state of the tree (trust.trusting)
+        listing_stats["reused"] += 1
+        return cached[1], cached[2]
+    try:
+        state = os.stat(full)
+    except OSError:
+        _LISTING_CACHE.pop(full, None)
+        raise
+    key = (state.st_mtime_ns, state.st_ino)
     if cached is not None and cached[0] == key:
         listing_stats["reused"] += 1
         return cached[1], cached[2]
+    _LISTING_CACHE.pop(full, None)  # stale: never left behind for a later trusted use
     folders: list[tuple[str, bool]] = []
     files: list[str] = []
     with os.scandir(full) as entries:
@@ -248,12 +302,15 @@ _KUSTOMIZATION_CACHE_MAX = 200_000
 
 def _kustomization_documents(tree: Tree, path: str) -> list[Any] | None:
     full = str(tree.root / path)
+    cached = _KUSTOMIZATION_CACHE.get(full)
+    if cached is not None and trusted(full):  # unchanged since a verified state of the tree (trust.trusting)
+        return cached[1]
     try:
         stat = os.stat(full)
     except OSError:
+        _KUSTOMIZATION_CACHE.pop(full, None)
         return tree.read_documents(path)
     key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    cached = _KUSTOMIZATION_CACHE.get(full)
     if cached is not None and cached[0] == key:
         return cached[1]
     documents = tree.read_documents(path)
@@ -288,11 +345,15 @@ def _read_kustomization(tree: Tree, kustomization: Kustomization) -> None:
 
 def affected(directories: Iterable[str], changed: set[str], changed_ancestors: set[str]) -> bool:
     """Whether a changed path lies under one of ``directories`` (or a changed folder contains one of them)."""
+    if "" in changed:
+        return any(True for _ in directories)
     for directory in directories:
         if directory in changed_ancestors:
             return True
-        if any(parent in changed for parent in ancestors(directory)):
-            return True
+        while directory:  # the folder and its parents (ancestors() without a generator: 10,000 folders a run)
+            if directory in changed:
+                return True
+            directory = directory.rpartition("/")[0]
     return False
 
 

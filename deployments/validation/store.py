@@ -73,3 +73,4 @@ def misses() -> int:
     from deployments.validation import hosts, kustomize
 
     return kustomize.listing_stats["listed"] + kustomize.listing_stats["parsed"] + hosts.source_stats["read"]
+

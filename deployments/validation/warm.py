@@ -9,27 +9,39 @@ what changed since. The caches are also loaded from and stored to the validation
 parsing the tree (10,000 projects: about 2 CPU-seconds instead of about 20).
 """
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 
-from deployments.validation.gate import validation_cache_dir
-from deployments.validation.hosts import HostClaims
-from deployments.validation.kustomize import tree_scan
+from deployments.validation.gate import CACHE_SAVE_MISSES, validation_cache_dir
+from deployments.validation.hosts import HostClaims, source_files, source_files_remember
+from deployments.validation.kustomize import structure_unchanged, tree_remember, tree_scan, tree_scan_trusted
 from deployments.validation.schemas import crd_catalog_load, kubernetes_schemas
 from deployments.validation.store import caches_load, caches_save, misses
+from deployments.validation.trust import tree_verified, trusting, verified_state
 
 logger = logging.getLogger(__name__)
 
 
-def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> dict[str, float]:
+def validation_warm(tree: Path | None, *, compile_validators: bool = True,
+                    state: Callable[[], str | None] | None = None,
+                    changes: Callable[[str, str], list[str] | None] | None = None) -> dict[str, float]:
     """Fill the gate's caches for the tree under ``tree`` (the validation mirror's folder; None or missing: only
     the schemas): Kubernetes and CRD schemas with a compiled validator per kind (settings.KUBERNETES_VERSION,
     CRD_SCHEMA_DIR), the parsed kustomization files, and the Ingress hosts of every environment's source files.
     Returns the seconds each part took ({"schemas": s, "kustomizations": s, "hosts": s}). Never raises for a
-    broken tree: what cannot be read is left for the validation itself to report."""
+    broken tree: what cannot be read is left for the validation itself to report.
+
+    ``state()`` names the tree's current state (deployments.git.mirror.mirror_state; None while it is being
+    written): when it names the same state before and after the whole tree was checked, the caches are recorded
+    as verified at it (trust.tree_verified), so a validation of a change made from that state checks only the
+    changed paths' entries (gate.tree_validate's ``unchanged_since``). ``changes(old state, new state)`` lists the
+    paths that differ between two states (None: unknown): when the caches were verified at an earlier state, only
+    those paths are checked against the disk again (a worker after its job: a few files, not the whole tree)."""
     timings = {}
     started = time.monotonic()
     missed = misses()
@@ -46,20 +58,44 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True) -> di
     timings["schemas"] = time.monotonic() - started
     if tree is None or not Path(tree).is_dir():
         return timings
-    started = time.monotonic()
-    try:
-        tree_scan(Path(tree))
-    except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
-        logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
-    timings["kustomizations"] = time.monotonic() - started
-    started = time.monotonic()
-    environments = Path(tree) / "environments"
-    if environments.is_dir():
-        claims = HostClaims()
-        for folder in sorted(environments.iterdir()):
-            if folder.is_dir() and not folder.name.startswith("."):
-                claims.add_sources(Path(tree), folder.name)
-    timings["hosts"] = time.monotonic() - started
-    if misses() - missed:
-        caches_save(cache)
+    before = state() if state is not None else None
+    previous = verified_state(Path(tree))
+    changed = changes(previous, before) if changes is not None and previous and before else None
+    scanned = None
+    files: set[str] = set()
+    listed = {}
+    # Verified at an earlier state and the paths changed since are known: only those are checked again.
+    with trusting(Path(tree), set(changed), previous) if changed is not None else contextlib.nullcontext() as trust:
+        # Only files rewritten in place: the tree and the file lists read at the earlier state still hold, and only
+        # the changed files are read again.
+        in_place = trust is not None and trust.active and structure_unchanged()
+        started = time.monotonic()
+        try:
+            if in_place:
+                scanned = tree_scan_trusted(Path(tree))
+                files.update(trust.files)
+            else:
+                scanned = tree_scan(Path(tree), files=files)
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the next validation reports what is wrong
+            logger.warning("Could not pre-read the kustomizations of %s", tree, exc_info=True)
+        timings["kustomizations"] = time.monotonic() - started
+        started = time.monotonic()
+        environments = Path(tree) / "environments"
+        if environments.is_dir():
+            claims = HostClaims()
+            for folder in sorted(environments.iterdir()):
+                if folder.is_dir() and not folder.name.startswith("."):
+                    listed[folder.name] = every = source_files(Path(tree), folder.name, every=True)
+                    if in_place:
+                        every = [entry for entry in every if entry[1] in trust.paths]
+                    claims.add_sources(Path(tree), folder.name, files=every)
+        timings["hosts"] = time.monotonic() - started
+    after = state() if state is not None else None
+    verified = before if scanned is not None and before is not None and before == after else None
+    tree_verified(Path(tree), verified, files)
+    tree_remember(Path(tree), verified, scanned)
+    for environment, sources in listed.items():
+        source_files_remember(Path(tree), environment, verified, sources)
+    if misses() - missed >= (1 if verified is None or changed is None else CACHE_SAVE_MISSES):
+        caches_save(cache)  # after a job's few files, the stored caches are not rewritten (a few seconds' pickling)
     return timings

@@ -3,6 +3,7 @@ job inherits them instead of re-reading the whole tree (deployments.worker, depl
 
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django_rq.workers import get_worker_class
 from rq.worker import Worker
@@ -44,3 +45,106 @@ def test_warm_reads_every_kustomization_and_ingress_source_once(tmp_path):
 def test_warm_without_a_mirror_loads_only_the_schemas(tmp_path):
     assert set(validation_warm(tmp_path / "missing", compile_validators=False)) == {"schemas"}
     assert set(validation_warm(None, compile_validators=False)) == {"schemas"}
+
+
+def _two_projects(tmp_path, second_host="b.example.com"):
+    tree = tmp_path / "tree"
+    projects = tree / "environments" / "dev" / "projects"
+    for number, host in ((1, "a.example.com"), (2, second_host)):
+        folder = projects / f"proj-{number}"
+        folder.mkdir(parents=True)
+        (folder / "kustomization.yaml").write_text("resources:\n- web.yaml\n")
+        (folder / "web.yaml").write_text(INGRESS.replace("a.example.com", host).replace("name: web",
+                                                                                        f"name: web-{number}"))
+    (projects / "kustomization.yaml").write_text("resources:\n- proj-1\n- proj-2\n")
+    return tree, projects
+
+
+def test_warm_records_the_state_it_verified_only_when_the_state_held_still(tmp_path):
+    from deployments.validation import trust
+
+    tree, _ = _two_projects(tmp_path)
+    validation_warm(tree, compile_validators=False, state=lambda: "s1")
+    assert trust.verified_state(tree) == "s1"
+    states = iter(["s2", "s3"])  # written while it was being read: nothing is trusted
+    validation_warm(tree, compile_validators=False, state=lambda: next(states))
+    assert trust.verified_state(tree) is None
+    validation_warm(tree, compile_validators=False, state=lambda: None)  # unmarked: being written
+    assert trust.verified_state(tree) is None
+
+
+def test_a_change_from_the_verified_state_reads_only_the_changed_files_and_is_still_checked(tmp_path, monkeypatch):
+    """In place of a stat of every file, only the changed paths are read again; the host check still sees the
+    unchanged project's Ingress (from the kept caches) and the changed one (read anew)."""
+    from deployments.validation import tree_validate, trust
+
+    tree, projects = _two_projects(tmp_path)
+    validation_warm(tree, compile_validators=False, state=lambda: "s1")
+    changed = projects / "proj-2" / "web.yaml"
+    changed.write_text(changed.read_text().replace("b.example.com", "a.example.com"))
+
+    def no_full_scan(root):
+        raise AssertionError("the whole tree was read again")
+
+    monkeypatch.setattr(kustomize, "tree_scan", no_full_scan)
+    stats = []
+    real_stat = kustomize.os.stat
+    monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    problems = tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s1")
+    assert [problem.rule for problem in problems] == ["ingress-host-duplicate"]
+    assert str(projects / "proj-1" / "web.yaml") not in stats  # trusted: not even a stat
+    assert trust.trust_active() is None  # only during that validation
+    monkeypatch.undo()
+
+    # Another state (the mirror was written by someone else since): every entry is checked, the whole tree read.
+    monkeypatch.setattr(kustomize, "tree_scan", no_full_scan)
+    with pytest.raises(AssertionError, match="whole tree"):
+        tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s0")
+
+
+def test_a_change_that_adds_files_from_the_verified_state_reads_the_tree_again(tmp_path):
+    from deployments.validation import tree_validate
+
+    tree, projects = _two_projects(tmp_path)
+    validation_warm(tree, compile_validators=False, state=lambda: "s1")
+    folder = projects / "proj-3"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_text("resources:\n- web.yaml\n")
+    (folder / "web.yaml").write_text(INGRESS.replace("name: web", "name: web-3"))
+    (projects / "kustomization.yaml").write_text("resources:\n- proj-1\n- proj-2\n- proj-3\n")
+    problems = tree_validate(root=tree, paths=["environments/dev/projects/kustomization.yaml",
+                                               "environments/dev/projects/proj-3/kustomization.yaml",
+                                               "environments/dev/projects/proj-3/web.yaml"], unchanged_since="s1")
+    assert [problem.rule for problem in problems] == ["ingress-host-duplicate"]
+    assert "proj-3" in problems[0].message or "proj-1" in problems[0].message
+
+
+def test_warm_after_a_change_checks_only_the_paths_that_changed(tmp_path, monkeypatch):
+    """After a job, the worker's warm-up gets the paths its commit changed (mirror_changes) and checks only those:
+    the other files are not even stat'ed, the changed one is read anew, and the new state is the verified one."""
+    from deployments.validation import trust
+
+    tree, projects = _two_projects(tmp_path)
+    validation_warm(tree, compile_validators=False, state=lambda: "s1")
+    changed = projects / "proj-2" / "web.yaml"
+    changed.write_text(changed.read_text().replace("b.example.com", "c.example.com"))
+    asked = []
+
+    def changes(old, new):
+        asked.append((old, new))
+        return ["environments/dev/projects/proj-2/web.yaml"]
+
+    stats = []
+    real_stat = kustomize.os.stat
+    monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    validation_warm(tree, compile_validators=False, state=lambda: "s2", changes=changes)
+    monkeypatch.undo()
+    assert asked == [("s1", "s2")]
+    assert str(projects / "proj-1" / "web.yaml") not in stats and str(changed) in stats
+    assert _SOURCE_CACHE[str(changed)][1] == [("", "web-2", ("c.example.com",))]
+    assert trust.verified_state(tree) == "s2"
+    # Unknown changes (None): every file is checked again.
+    stats.clear()
+    monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
+    validation_warm(tree, compile_validators=False, state=lambda: "s3", changes=lambda old, new: None)
+    assert str(projects / "proj-1" / "web.yaml") in stats

@@ -29,11 +29,14 @@ def test_unchanged_credentials_cost_constant_queries_and_no_write():
     environment = eks_environment_factory()
     _add(environment, 3, 0)
     assert environment_credentials_ensure(environment_id=environment.pk) == 6  # password + URL of 3 databases
+    assert _ensure_queries(environment) == (0, 1)  # what it wrote was checked at once: nothing left to read
+    RenderToken.objects.update(credentials_checked="")
     assert _ensure_queries(environment) == (0, 4)  # projects to check, containers, credentials, record
     small = _ensure_queries(environment)
     _add(environment, 30, 3)
     assert environment_credentials_ensure(environment_id=environment.pk) == 60
     versions = dict(ServiceCredential.objects.values_list("pk", "version"))
+    RenderToken.objects.update(credentials_checked="")
     assert _ensure_queries(environment) == (0, 4)
     large = _ensure_queries(environment)
     assert small == large == (0, 1)  # only the projects to check: none
@@ -124,8 +127,10 @@ def test_a_password_that_changed_behind_the_record_remakes_the_url():
 def test_a_project_whose_token_did_not_move_is_not_read_again():
     environment = eks_environment_factory()
     _add(environment, 3, 0)
-    environment_credentials_ensure(environment_id=environment.pk)  # writes: checked again next time
-    assert environment_credentials_ensure(environment_id=environment.pk) == 0  # found current: recorded
+    environment_credentials_ensure(environment_id=environment.pk)  # writes, then checks what it wrote: recorded
+    assert set(RenderToken.objects.values_list("credentials_checked", flat=True)) == \
+        set(RenderToken.objects.values_list("token", flat=True))
+    assert environment_credentials_ensure(environment_id=environment.pk) == 0  # nothing read
     assert set(RenderToken.objects.values_list("credentials_checked", flat=True)) == \
         set(RenderToken.objects.values_list("token", flat=True))
     # A change to one container moves its project's token: only that project is read (and its URL re-made).

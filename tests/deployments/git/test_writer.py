@@ -833,3 +833,89 @@ def test_lock_key_and_file_follow_the_repository_directory(tmp_path):
     assert repository_lock_key(tmp_path / "work") != repository_lock_key(tmp_path / "other")
     assert repository_lock_path(tmp_path / "work") == tmp_path.resolve() / ".work.lock"
 
+
+
+def test_a_validate_callback_gets_the_mirror_state_it_started_from(repo_dir, make):
+    """The writer names the mirror's state before it wrote the changed paths (mirror.mirror_state): the gate
+    trusts its cached file states for the other paths only at that state. A commit, or a refused change put back,
+    marks the mirror anew, so the state moves even when the commit named is the same."""
+    from deployments.git.mirror import mirror_state
+
+    marker_dir = mirror(repo_dir).parent
+    first = commit(three_units(make), validate=accept)
+    before = mirror_state(marker_dir)
+    assert before is not None and before.startswith(first.sha)
+    seen = []
+
+    def refuse(root, paths, read_base, unchanged_since=None):
+        seen.append(unchanged_since)
+        assert mirror_state(marker_dir) is None  # unmarked while the changed paths are written
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        commit(three_units(make, version=2), validate=refuse)
+    assert seen == [before]
+    after_revert = mirror_state(marker_dir)
+    assert after_revert is not None and after_revert.startswith(first.sha) and after_revert != before
+
+    def record(root, paths, read_base, unchanged_since=None):
+        seen.append(unchanged_since)
+
+    second = commit(three_units(make, version=2), validate=record)
+    assert seen[-1] == after_revert
+    assert mirror_state(marker_dir).startswith(second.sha)
+    # What differs between two marked states: the diff of their commits (the worker re-checks only those paths).
+    from django.conf import settings
+
+    from deployments.git.mirror import mirror_changes
+    from deployments.git.repository import Repository
+
+    repo = Repository.open(repo_dir, remote_url="", branch=settings.GITOPS_BRANCH)
+    try:
+        assert sorted(mirror_changes(repo, before, mirror_state(marker_dir))) == [MANIFEST_PATH, "envs/a/app.yaml"]
+        assert mirror_changes(repo, before, after_revert) == []
+        assert mirror_changes(repo, None, before) is None
+    finally:
+        repo.close()
+
+
+def test_a_manifest_written_from_the_previous_bytes_equals_one_written_in_full():
+    """dumps(previous=...) copies the lines of entries it was loaded with and encodes only new entries; the bytes
+    are those of a full dump. Bytes not laid out one unit per line are not copied from."""
+    from deployments.git.manifest import UnitEntry
+
+    units = {f"env:e:project:{n}": UnitEntry(directory=f"envs/p{n}/", fingerprint=f"f{n}",
+                                             files={f"envs/p{n}/a.yaml": "1" * 40, f"envs/p{n}/b.yaml": "2" * 40})
+             for n in range(5)}
+    old = Manifest(units=units)
+    data = old.dumps()
+    loaded = Manifest.loads(data)
+    changed = dict(loaded.units)
+    changed["env:e:project:2"] = UnitEntry(directory="envs/p2/", fingerprint="new", files={"envs/p2/a.yaml": "3" * 40})
+    del changed["env:e:project:4"]
+    changed["env:e:project:9"] = UnitEntry(directory="envs/p9/", fingerprint="f9", files={})
+    new = Manifest(units=changed)
+    assert new.dumps(previous=(loaded, data)) == new.dumps()
+    assert Manifest.loads(new.dumps(previous=(loaded, data))) == new
+    # Pretty-printed by hand: nothing is copied, the result is still the full dump.
+    import json
+
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    assert new.dumps(previous=(Manifest.loads(pretty), pretty)) == new.dumps()
+
+
+def test_the_manifest_is_parsed_once_per_blob(repo_dir, make, monkeypatch):
+    from deployments.git import writer
+
+    commit(three_units(make), validate=accept)
+    loads = []
+    real = Manifest.loads
+    monkeypatch.setattr(Manifest, "loads", staticmethod(lambda data: loads.append(1) or real(data)))
+    writer._MANIFEST_MEMO[0] = None
+    assert writer.gitops_manifest_warm()
+    second = commit(three_units(make, version=2), validate=accept)
+    assert len(loads) == 1  # the commit found it parsed
+    third = commit(three_units(make, version=3), validate=accept)
+    assert len(loads) == 1 and second.sha != third.sha  # the manifest the second commit wrote is kept parsed
+    assert Manifest.loads(g.git(repo_dir, "show", f"{third.sha}:{MANIFEST_PATH}").encode()).units.keys() == \
+        {"a", "b", "c"}
