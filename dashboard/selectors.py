@@ -17,6 +17,7 @@ from django.apps import apps
 from django.db.models import Q
 
 from deployments.models import Environment, RenderRun
+from deployments.selectors import active_project_count
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -219,11 +220,9 @@ def _pending_changes() -> tuple[dict[int, int], int]:
 
 def environment_cards() -> list[EnvironmentCard]:
     """One card per environment, by name. Queries: a few per environment (the portal has a handful)."""
-    from django.db.models import Count
 
     marks = _change_mark_annotations()
-    environments = Environment.objects.annotate(
-        _active=Count("projects", filter=Q(projects__state="active")), **marks).order_by("name")
+    environments = Environment.objects.annotate(_active=active_project_count(), **marks).order_by("name")
     audits, live = _audit_verdicts(), _live_health()
     pending, pending_everywhere = _pending_changes()
     cards = []
