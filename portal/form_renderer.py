@@ -10,42 +10,28 @@ wrappers, date and time widgets, raw id inputs) exist only as Django templates.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from django.forms.renderers import BaseRenderer, DjangoTemplates, Jinja2
-from django.template import TemplateDoesNotExist
 
 
 class BuiltinJinja2FormRenderer(BaseRenderer):
     """Django's Jinja2 templates for the templates Django ships for them (``django/forms/...``); Django's template
     engine (``django.forms.renderers.DjangoTemplates``) for every other name, i.e. the admin's widgets and any
-    app's own widget template. Which engine answers a name is decided once per name (templates are loaded once
-    per process by both engines' loaders)."""
+    app's own widget template. Both engines keep their loaded templates (and reload them in development)."""
 
     def __init__(self) -> None:
         self._jinja2 = Jinja2()
         self._django = DjangoTemplates()
-        self._chosen: dict[str, object] = {}
 
     @cached_property
     def _jinja2_names(self) -> frozenset[str]:
         """Every template of django/forms/jinja2, by its name ("django/forms/widgets/input.html")."""
-        from pathlib import Path
-
         import django.forms
 
         root = Path(django.forms.__file__).parent / "jinja2"
-        return frozenset(str(path.relative_to(root)) for path in root.rglob("*.html"))
+        return frozenset(path.relative_to(root).as_posix() for path in root.rglob("*.html"))
 
     def get_template(self, template_name: str):
-        template = self._chosen.get(template_name)
-        if template is None:
-            template = None
-            if template_name in self._jinja2_names:
-                try:
-                    template = self._jinja2.get_template(template_name)
-                except TemplateDoesNotExist:
-                    template = None
-            if template is None:
-                template = self._django.get_template(template_name)
-            self._chosen[template_name] = template
-        return template
+        engine = self._jinja2 if template_name in self._jinja2_names else self._django
+        return engine.get_template(template_name)
