@@ -5,6 +5,9 @@ widgets and 30 labels, about a third of the page's time with Django's template e
 built-in widget, label and form templates for Jinja2 (django/forms/jinja2, what ``django.forms.renderers.Jinja2``
 uses), which render the same HTML several times faster; the admin's own widget templates (related-field
 wrappers, date and time widgets, raw id inputs) exist only as Django templates.
+
+An app that wants to override one of Django's built-in form templates (``django/forms/...``) does so in its
+``jinja2/`` folder, not in ``templates/``; the portal overrides none.
 """
 
 from __future__ import annotations
