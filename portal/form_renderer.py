@@ -6,8 +6,8 @@ built-in widget, label and form templates for Jinja2 (django/forms/jinja2, what 
 uses), which render the same HTML several times faster; the admin's own widget templates (related-field
 wrappers, date and time widgets, raw id inputs) exist only as Django templates.
 
-An app that wants to override one of Django's built-in form templates (``django/forms/...``) does so in its
-``jinja2/`` folder, not in ``templates/``; the portal overrides none.
+As with Django's own renderers (whose built-in folder is searched first), overriding one of Django's built-in form
+templates (``django/forms/...``) would need ``django.forms.renderers.TemplatesSetting``; the portal overrides none.
 """
 
 from __future__ import annotations
