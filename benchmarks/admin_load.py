@@ -4,12 +4,16 @@
 Fills a PostgreSQL database of its own (created when missing, emptied first) with --projects projects (2 containers
 each) over 4 environments and --runs render runs (each with a 200 kB diff and log), starts gunicorn on 127.0.0.1,
 logs in once (a real session), and runs `wrk` (Debian package `wrk`) against each page for --duration seconds with
---connections clients. Prints p50 / p95 latency (ms) and requests per second per page, beside the target of the
+--connections clients. Prints p50 / p95 latency (ms), requests per second and the gunicorn workers' CPU time
+per request (ms, from /proc: what a page costs whatever else runs on the machine) per page, beside the target of the
 performance issue (p95 ≤ 250 ms), and one JSON object with every figure as the last line. Any non-2xx answer or
 socket error is reported and makes the exit status 1.
 
 Usage: .venv/bin/python benchmarks/admin_load.py [--projects 10000] [--connections 8] [--duration 15]
-       [--database-url postgres://postgres@127.0.0.1:5432/portal_load] [--workers 3]
+       [--database-url postgres://postgres@127.0.0.1:5432/portal_load] [--workers 3] [--threads 2]
+
+gunicorn runs as the image's web entry point runs it (deploy/entrypoint.sh): WEB_CONCURRENCY=3 workers of
+WEB_THREADS=2 threads each (gunicorn's gthread worker) unless --workers / --threads say otherwise.
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ def _populate(projects: int, runs: int) -> tuple[str, str, int]:
                                        log=big, reason=f"load run {index}")
         run.environments.add(environments[index % 4])
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")  # planner statistics, as autovacuum would have them on a database in use
+        # Planner statistics and the visibility map (index-only scans), as autovacuum keeps them on a database in use.
+        cursor.execute("VACUUM ANALYZE")
     user, _ = get_user_model().objects.get_or_create(username="load", defaults={"is_staff": True,
                                                                                  "is_superuser": True})
     session = SessionStore()
@@ -141,6 +146,23 @@ def _get(url: str, cookie: str) -> int:
         return response.status
 
 
+def _cpu_seconds(master_pid: int) -> float:
+    """User + system CPU seconds used so far by gunicorn's worker processes (children of ``master_pid``; Linux
+    /proc). Divided by the requests served, it is a page's own CPU cost, which other work on the machine does not
+    change the way it changes latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in Path(f"/proc/{master_pid}/task").iterdir():
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in children:
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def _wrk(url: str, cookie: str, connections: int, duration: int, script: Path) -> dict:
     result = subprocess.run(
         ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s",
@@ -155,7 +177,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=int, default=15)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (WEB_CONCURRENCY)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (WEB_THREADS)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/portal_load")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -176,7 +199,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers",
-         str(args.workers), "--timeout", "120", "--log-level", "warning"], cwd=ROOT, env=env)
+         str(args.workers), "--threads", str(args.threads), "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=env)
     pages = {
         "dashboard": "/admin/",
         "project list": "/admin/projects/project/",
@@ -199,24 +223,29 @@ def main() -> int:
                 _get(base + path, cookie)
             _wrk(base + path, cookie, args.connections, 3, script)
             _get(base + "/health", cookie)
+            cpu_before = _cpu_seconds(server.pid)
             results[name] = _wrk(base + path, cookie, args.connections, args.duration, script)
+            cpu = _cpu_seconds(server.pid) - cpu_before
+            results[name]["worker_cpu_ms_per_request"] = round(1000 * cpu / max(1, results[name]["requests"]), 2)
             _get(base + "/health", cookie)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
-    print(f"\n{args.connections} clients, {args.duration} s per page, gunicorn {args.workers} workers, "
+    print(f"\n{args.connections} clients, {args.duration} s per page, gunicorn {args.workers} workers × "
+          f"{args.threads} threads, "
           f"{args.projects} projects (target: p95 ≤ {TARGET_P95_MS:.0f} ms)\n")
-    print(f"{'page':<22} {'p50 ms':>8} {'p95 ms':>8} {'rps':>8} {'requests':>9} {'errors':>7}  target")
+    print(f"{'page':<22} {'p50 ms':>8} {'p95 ms':>8} {'rps':>8} {'requests':>9} {'errors':>7} {'cpu ms/req':>10}  "
+          "target")
     failed = False
     for name, row in results.items():
         errors = row["socket_errors"] + row["non_2xx"]
         failed |= errors > 0
         verdict = "ok" if row["p95_ms"] <= TARGET_P95_MS else "over"
         print(f"{name:<22} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['rps']:>8.1f} {row['requests']:>9} "
-              f"{errors:>7}  {verdict}")
+              f"{errors:>7} {row['worker_cpu_ms_per_request']:>10.1f}  {verdict}")
     print(json.dumps({"projects": args.projects, "connections": args.connections, "duration_s": args.duration,
-                      "workers": args.workers, "pages": results}))
+                      "workers": args.workers, "threads": args.threads, "pages": results}))
     return 1 if failed else 0
 
 

@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from costs import estimator
 from costs.models import CostActual, CostSyncRun, EnvironmentCostSettings, Price
+from deployments import domain
 from deployments import validators as v
 from deployments.models import Environment, NodeGroup
-from projects.models import Project
+from projects.models import Container, Project
 
 
 def price_table() -> dict[str, estimator.PriceInfo]:
@@ -52,15 +53,23 @@ def estimate_input(*, environment: Environment, today: datetime.date | None = No
             hosts_platform=g.hosts in (NodeGroup.Hosts.PLATFORM, NodeGroup.Hosts.BOTH),
             hosts_user_projects=g.hosts_user_projects)
         for g in environment.node_groups.order_by("name"))
+    # Two queries of plain rows (no model instances): the estimate reads every project of the environment.
+    containers: dict[object, list[tuple[str, str, str]]] = {}
+    for project_id, role, cpu_request, data_volume_size in (
+            Container.objects.filter(project__environment=environment).order_by()
+            .values_list("project_id", "role", "cpu_request", "data_volume_size")):
+        containers.setdefault(project_id, []).append((role, cpu_request, data_volume_size))
     projects = []
-    for project in Project.objects.filter(environment=environment).prefetch_related("containers").order_by("slug"):
-        containers = list(project.containers.all())
-        volume = _gib(project.volume_size) + sum((_gib(c.data_volume_size) for c in containers if c.is_service),
-                                                 Decimal(0))
-        cpu = estimator.FILE_MANAGER_CPU + sum((_cores(c.cpu_request) for c in containers), Decimal(0))
+    for project_id, slug, state, volume_size, last_activity_at in (
+            Project.objects.filter(environment=environment).order_by("slug")
+            .values_list("id", "slug", "state", "volume_size", "last_activity_at")):
+        own = containers.get(project_id, ())
+        volume = _gib(volume_size) + sum((_gib(size) for role, _, size in own if domain.is_service_role(role)),
+                                         Decimal(0))
+        cpu = estimator.FILE_MANAGER_CPU + sum((_cores(request) for _, request, _ in own), Decimal(0))
         projects.append(estimator.ProjectInput(
-            id=str(project.id), slug=project.slug, state=project.state, volume_gib=volume, cpu_request=cpu,
-            last_activity=project.last_activity_at.date() if project.last_activity_at else None))
+            id=str(project_id), slug=slug, state=state, volume_gib=volume, cpu_request=cpu,
+            last_activity=last_activity_at.date() if last_activity_at else None))
     return estimator.EnvironmentInput(
         name=environment.name, kind=environment.kind, backend_replicas=environment.backend_replicas,
         backend_cpu=_cores(environment.backend_cpu_request),

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.apps import apps
-from django.db.models import Q
+from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from deployments.models import Environment, RenderRun
+from deployments.selectors import active_project_count
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -96,27 +98,47 @@ class EnvironmentCard:
         return OK
 
 
-def _runs_of(environment: Environment):
-    # A run for "all environments" has no rows in the M2M table and renders this one too.
-    return RenderRun.objects.filter(Q(environments=environment) | Q(environments__isnull=True)).filter(
+_SUCCEEDED = (JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS, JobRun.Status.NO_CHANGE)
+# Before any run: "failed since the last success" counts every failed run of an environment that never succeeded.
+_BEFORE_ANY_RUN = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _runs_of_outer_environment():
+    """The runs that rendered the outer query's environment, dry runs aside. A run for "all environments" has no
+    rows in the M2M table and renders this one too; a run of several environments matches one row, so there are
+    no duplicates to remove."""
+    return RenderRun.objects.filter(Q(environments=OuterRef("pk")) | Q(environments__isnull=True)).filter(
         dry_run=False)
 
 
-def _last_run(environment: Environment) -> tuple[LastRun | None, int]:
-    runs = _runs_of(environment).select_related("triggered_by").defer("diff", "log").distinct()
-    run = runs.order_by("-created_at", "-id").first()
-    if run is None:
-        return None, 0
-    last_success = (runs.filter(status__in=[JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS,
-                                            JobRun.Status.NO_CHANGE])
-                    .order_by("-created_at").values_list("created_at", flat=True).first())
-    failed = runs.filter(status=JobRun.Status.FAILED)
-    if last_success is not None:
-        failed = failed.filter(created_at__gt=last_success)
-    by = run.triggered_by.get_username() if run.triggered_by else "system"
-    return LastRun(pk=run.pk, status=run.status, status_display=run.get_status_display(),
-                   commit_sha=run.commit_sha, at=run.finished_at or run.created_at, by=by,
-                   warning_count=run.warning_count, error_kind=run.error_kind), failed.count()
+def _run_annotations() -> dict:
+    """Per environment: the id of its newest run, and the number of its failed runs since its newest successful
+    one (all of them when none succeeded). Subqueries of the environments' query: the same number of queries
+    whatever the number of environments and runs."""
+    last_success = Subquery(_runs_of_outer_environment().filter(status__in=_SUCCEEDED).order_by("-created_at")
+                            .values("created_at")[:1])
+    failed = (_runs_of_outer_environment().filter(status=JobRun.Status.FAILED,
+                                                  created_at__gt=OuterRef("_runs_success_floor"))
+              .order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n"))
+    return {
+        "_runs_last_id": Subquery(_runs_of_outer_environment().order_by("-created_at", "-id").values("pk")[:1]),
+        "_runs_success_floor": Coalesce(last_success, Value(_BEFORE_ANY_RUN)),
+        "_runs_failed": Subquery(failed, output_field=IntegerField()),
+    }
+
+
+def _last_runs(environments: list[Environment]) -> dict[int, LastRun]:
+    """{run id: LastRun} for the newest run of each environment (annotated by ``_run_annotations``): one query."""
+    ids = {env._runs_last_id for env in environments if env._runs_last_id is not None}
+    if not ids:
+        return {}
+    found = {}
+    for run in RenderRun.objects.filter(pk__in=ids).select_related("triggered_by").defer("diff", "log"):
+        by = run.triggered_by.get_username() if run.triggered_by else "system"
+        found[run.pk] = LastRun(pk=run.pk, status=run.status, status_display=run.get_status_display(),
+                                commit_sha=run.commit_sha, at=run.finished_at or run.created_at, by=by,
+                                warning_count=run.warning_count, error_kind=run.error_kind)
+    return found
 
 
 def _audit_verdicts() -> dict[str, AuditVerdict]:
@@ -218,17 +240,19 @@ def _pending_changes() -> tuple[dict[int, int], int]:
 
 
 def environment_cards() -> list[EnvironmentCard]:
-    """One card per environment, by name. Queries: a few per environment (the portal has a handful)."""
-    from django.db.models import Count
+    """One card per environment, by name. Queries: the same number whatever the number of environments, projects
+    and runs (the cost estimate's, when not cached, are per environment)."""
 
     marks = _change_mark_annotations()
-    environments = Environment.objects.annotate(
-        _active=Count("projects", filter=Q(projects__state="active")), **marks).order_by("name")
+    environments = list(Environment.objects.annotate(_active=active_project_count(), **marks,
+                                                     **_run_annotations()).order_by("name"))
+    last_runs = _last_runs(environments)
     audits, live = _audit_verdicts(), _live_health()
     pending, pending_everywhere = _pending_changes()
     cards = []
     for env in environments:
-        last_run, failed = _last_run(env)
+        last_run = last_runs.get(env._runs_last_id)
+        failed = (env._runs_failed or 0) if last_run is not None else 0
         cards.append(EnvironmentCard(
             pk=env.pk, name=env.name, kind_display=env.get_kind_display(), protected=env.protected,
             needs_render=env.needs_render, active_projects=env._active, last_run=last_run,

@@ -2,7 +2,6 @@ import html
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -146,9 +145,7 @@ class EnvironmentAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Se
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
-            _active_projects=Count("projects", filter=Q(projects__state="active"), distinct=True),
-            _node_groups=Count("node_groups", distinct=True),
-        )
+            _active_projects=selectors.active_project_count(), _node_groups=selectors.node_group_count())
 
     @admin.display(description="Git", ordering="needs_render")
     def render_state(self, obj):

@@ -99,6 +99,10 @@ TEMPLATES = [
     },
 ]
 
+# Form widgets and labels render with the Jinja2 templates Django ships for them (the same HTML, several times
+# faster: about a third of an environment or project page); the admin's own widgets keep Django's templates.
+FORM_RENDERER = "portal.form_renderer.BuiltinJinja2FormRenderer"
+
 # --- database -------------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Keep connections between requests (a new PostgreSQL connection costs a few ms per admin page); health checks

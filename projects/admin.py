@@ -212,7 +212,8 @@ class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Servic
             # Hibernated (pruned or, without VolumeSnapshots, stopped at zero replicas): nothing answers there.
             return format_html('<span class="muted">none while {}</span>', obj.get_state_display().lower())
         scheme = obj.environment.scheme
-        containers = [c for c in obj.containers.all() if not c.is_service]
+        listed = getattr(obj, "listed_containers", None)  # prefetched by project_list_for_admin
+        containers = [c for c in (obj.containers.all() if listed is None else listed) if not c.is_service]
         if not containers:
             return "-"
         return format_html_join(

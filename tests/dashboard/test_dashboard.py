@@ -206,3 +206,45 @@ def test_cached_estimate_follows_a_change_of_a_project_and_is_reused_otherwise(a
     services.project_save(project=project, user=admin_client.user)
     changed, recomputed = estimate()
     assert changed > first and recomputed > cached  # recomputed, not the cached figure
+
+
+def test_runs_of_all_environments_and_dry_runs_count_as_before_and_queries_do_not_grow(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    S = JobRun.Status
+    never = environment_factory(name="never")  # never succeeded: every failed run counts
+    _run(never, S.FAILED, minutes_ago=50)
+    _run(never, S.FAILED, minutes_ago=40)
+    mixed = environment_factory(name="mixed")
+    _run(mixed, S.FAILED, minutes_ago=45)  # before its success: not counted
+    _run(mixed, S.NO_CHANGE, minutes_ago=35)
+    everywhere = RenderRun.objects.create(status=S.FAILED, progress=100)  # a run of all environments
+    RenderRun.objects.filter(pk=everywhere.pk).update(created_at=timezone.now() - timezone.timedelta(minutes=30))
+    dry = _run(mixed, S.FAILED, minutes_ago=5)
+    RenderRun.objects.filter(pk=dry.pk).update(dry_run=True)  # a preview never counts
+    both = _run(mixed, S.WARNINGS, sha="d" * 40, minutes_ago=20)
+    both.environments.add(never)  # newest run of both environments, one row each
+
+    def cards():
+        with CaptureQueriesContext(connection) as ctx:
+            found = {card.name: card for card in selectors.environment_cards()}
+        return found, len(ctx)
+
+    cards()  # computes and caches each environment's cost estimate
+    found, queries = cards()
+    assert found["never"].last_run.pk == both.pk and found["mixed"].last_run.pk == both.pk
+    assert found["never"].failed_since_success == 0 and found["mixed"].failed_since_success == 0
+    RenderRun.objects.filter(pk=both.pk).delete()
+    found, _ = cards()
+    assert found["never"].last_run.pk == everywhere.pk and found["never"].failed_since_success == 3
+    assert found["mixed"].last_run.pk == everywhere.pk and found["mixed"].failed_since_success == 1
+    quiet = environment_factory(name="quiet")
+    Environment.objects.filter(pk=quiet.pk).update(needs_render=False)
+    for name in ("more-1", "more-2", "more-3"):
+        _run(environment_factory(name=name), S.SUCCEEDED)
+    cards()
+    found, more_queries = cards()
+    assert found["quiet"].last_run.pk == everywhere.pk and found["quiet"].failed_since_success == 1
+    assert found["more-1"].failed_since_success == 0 and found["more-1"].last_run.status == S.SUCCEEDED
+    assert more_queries == queries  # six environments read like two (estimates cached)

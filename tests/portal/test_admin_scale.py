@@ -170,3 +170,30 @@ def test_action_checkbox_is_django_s_html(superuser_client):
     assert str(run_admin.action_checkbox(run)) == str(ModelAdmin.action_checkbox(run_admin, run))
     _, page = _queries(superuser_client, reverse("admin:projects_project_changelist"))
     assert 'id="action-toggle"' in page and f'value="{project.pk}" class="action-select"' in page
+
+
+def test_environment_list_counts_active_projects_and_node_groups_without_reading_every_project(superuser_client):
+    from dashboard import selectors as dashboard_selectors
+
+    busy = eks_environment_factory(name="busy")
+    node_group_factory(busy, name="spot")
+    node_group_factory(busy, name="system")
+    Environment.objects.create(name="quiet", app_domain="quiet.example.com")
+    _add_projects(busy, "shop", 5)
+    Project.objects.filter(environment=busy, slug__in=["shop-0", "shop-1"]).update(state="hibernated")
+    url = reverse("admin:deployments_environment_changelist")
+    few, _ = _queries(superuser_client, url)
+    _add_projects(busy, "more", 40)
+    with CaptureQueriesContext(connection) as ctx:
+        page = superuser_client.get(url).content.decode()
+    assert len(ctx) == few
+    # Counted per environment in a subquery (the (environment, state) index), not by joining every project.
+    listing = next(q["sql"] for q in ctx.captured_queries if 'AS "_active_projects"' in q["sql"])
+    assert 'LEFT OUTER JOIN "projects_project"' not in listing
+    assert '<td class="field-active_projects">43</td>' in page and '<td class="field-node_group_count">2</td>' in page
+    assert '<td class="field-active_projects">0</td>' in page  # quiet: no projects at all
+    cards = {card.name: card for card in dashboard_selectors.environment_cards()}
+    assert cards["busy"].active_projects == 43 and cards["quiet"].active_projects == 0
+    # Sorting by the counts still works.
+    assert superuser_client.get(url, {"o": "6"}).status_code == 200
+    assert superuser_client.get(url, {"o": "-7"}).status_code == 200
