@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('projects', '0008_render_token'),
+        ('projects', '0009_project_environment_state_index'),
     ]
 
     operations = [
