@@ -5,7 +5,6 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
 
 from deployments import domain, names
 from deployments import validators as v
@@ -257,17 +256,22 @@ def environment_host_conflicts(*, environment: Environment, slug: str, directori
     if not wanted or environment.pk is None:
         return []
     # Only the (slug, directory) pairs that spell a wanted label can collide: one pair per "-" in the label. The
-    # query looks those up through the unique (environment, slug) and (project, directory) indexes instead of
-    # reading every container of the environment (its cost does not grow with the number of projects).
-    pairs = Q()
+    # query looks up those slugs through the unique (environment, slug) index (as `slug IN (...)`, which any
+    # planner, even with stale statistics, takes over an index on the environment alone) and their directories
+    # through the unique (project, directory) one, instead of reading every container of the environment: its
+    # cost does not grow with the number of projects. Pairs the IN lists allow but no label spells are dropped below.
+    slugs, directories_wanted = set(), set()
     for label in wanted:
         for index, char in enumerate(label):
             if char == "-":
-                pairs |= Q(project__slug=label[:index], directory=label[index + 1:])
-    if not pairs:
+                slugs.add(label[:index])
+                directories_wanted.add(label[index + 1:])
+    if not slugs:
         return []
-    rows = (Container.objects.filter(pairs, project__environment_id=environment.pk)
+    rows = (Container.objects.filter(project__environment_id=environment.pk, project__slug__in=sorted(slugs),
+                                     directory__in=sorted(directories_wanted))
             .exclude(project__state=Project.State.DELETED)
+            .order_by("project__slug", "directory")  # not the model's ordering: it joins the environments too
             .values_list("project__slug", "directory", "project_id"))
     messages = []
     for other_slug, other_directory, other_project in rows:
