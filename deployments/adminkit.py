@@ -3,6 +3,8 @@
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -68,6 +70,24 @@ def audit_link(**params) -> str:
 def run_link(run: RenderRun):
     url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class KeysFirstPaginator(Paginator):
+    """The admin's paginator for long lists: a page reads the primary keys of its rows first (the list's ORDER BY
+    ... LIMIT/OFFSET sorts only the ordering columns and the keys, not every selected column of every row before
+    the offset), then its rows by those keys in the same order (select_related and prefetch_related as the list
+    asks). Two queries per page whatever the page number or the number of rows; the same rows in the same order as
+    one sliced query of the same queryset."""
+
+    def page(self, number):
+        """The page ``number`` (1-based) as Paginator.page gives it, its object_list a queryset of its rows by key.
+        Raises InvalidPage (PageNotAnInteger, EmptyPage) as Paginator.page does."""
+        page = super().page(number)
+        rows = page.object_list
+        if isinstance(rows, QuerySet) and rows.query.is_sliced:
+            keys = list(rows.values_list("pk", flat=True))
+            page.object_list = self.object_list.filter(pk__in=keys)
+        return page
 
 
 class PlainActionCheckboxMixin:
