@@ -10,6 +10,7 @@ from django.utils.safestring import mark_safe
 
 from deployments.adminkit import (
     EnvironmentScopedAdminMixin,
+    KeyedUrlChangeList,
     KeysFirstPaginator,
     PlainActionCheckboxMixin,
     ServiceAdminMixin,
@@ -89,6 +90,9 @@ class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Servic
 
     def service_delete(self, request, obj):
         services.project_delete(project=obj, user=request.user)
+
+    def get_changelist(self, request, **kwargs):
+        return KeyedUrlChangeList
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.

@@ -217,3 +217,21 @@ def test_environment_list_counts_active_projects_and_node_groups_without_reading
     # Sorting by the counts still works.
     assert superuser_client.get(url, {"o": "6"}).status_code == 200
     assert superuser_client.get(url, {"o": "-7"}).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["2f0b3a4e-8d1c-4c55-9e0f-6f2a1b7c9d10", "a/b c_é%:@~?#", 42])
+def test_keyed_change_urls_match_django_reverse(key):
+    """The list's row links put each key into one reversed URL: the same URL Django reverses per row."""
+    from types import SimpleNamespace
+
+    from django.contrib import admin
+    from django.contrib.admin.views.main import ChangeList
+
+    from deployments.adminkit import KeyedUrlChangeList
+
+    changelist = object.__new__(KeyedUrlChangeList)
+    changelist.opts, changelist.pk_attname = Project._meta, "id"
+    changelist.model_admin = admin.site._registry[Project]
+    row = SimpleNamespace(id=key)
+    assert changelist.url_for_result(row) == ChangeList.url_for_result(changelist, row)
+    assert changelist.url_for_result(row) == ChangeList.url_for_result(changelist, row)  # the cached template
