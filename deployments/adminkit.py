@@ -1,10 +1,17 @@
 """Admin building blocks shared by the apps' admin modules (no model is registered here)."""
 
+from urllib.parse import quote as url_quote
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape, format_html, format_html_join
+from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
@@ -68,6 +75,45 @@ def audit_link(**params) -> str:
 def run_link(run: RenderRun):
     url = reverse("admin:deployments_renderrun_change", args=[run.pk])
     return format_html('<a href="{}">#{}</a>', url, run.pk)
+
+
+class KeysFirstPaginator(Paginator):
+    """The admin's paginator for long lists: a page reads the primary keys of its rows first (the list's ORDER BY
+    ... LIMIT/OFFSET sorts only the ordering columns and the keys, not every selected column of every row before
+    the offset), then its rows by those keys in the same order (select_related and prefetch_related as the list
+    asks). Two queries per page whatever the page number or the number of rows; the same rows in the same order as
+    one sliced query of the same queryset."""
+
+    def page(self, number):
+        """The page ``number`` (1-based) as Paginator.page gives it, its object_list a queryset of its rows by key.
+        Raises InvalidPage (PageNotAnInteger, EmptyPage) as Paginator.page does."""
+        page = super().page(number)
+        rows = page.object_list
+        if isinstance(rows, QuerySet) and rows.query.is_sliced:
+            keys = list(rows.values_list("pk", flat=True))
+            page.object_list = self.object_list.filter(pk__in=keys)
+        return page
+
+
+class KeyedUrlChangeList(ChangeList):
+    """Django's ChangeList whose row links (``url_for_result``: the change page of each row) reverse the change
+    URL once per list and put each row's quoted key into it, instead of resolving the URL pattern once per row.
+    Same URLs as ChangeList.url_for_result."""
+
+    _KEY_PLACEHOLDER = "0key0"  # reversed in place of a key; quote() never yields it from a key of another shape
+
+    def url_for_result(self, result) -> str:
+        """The change page URL (str) of ``result``, a model instance of this list."""
+        template = getattr(self, "_change_url_template", None)
+        if template is None:
+            template = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                               args=(self._KEY_PLACEHOLDER,), current_app=self.model_admin.admin_site.name)
+            if template.count(self._KEY_PLACEHOLDER) != 1:
+                return super().url_for_result(result)
+            self._change_url_template = template
+        before, _, after = template.partition(self._KEY_PLACEHOLDER)
+        key = str(quote(getattr(result, self.pk_attname)))  # admin quoting, then URL quoting as reverse() does
+        return before + url_quote(key, safe=RFC3986_SUBDELIMS + "/~:@") + after
 
 
 class PlainActionCheckboxMixin:

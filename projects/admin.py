@@ -8,7 +8,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from deployments.adminkit import EnvironmentScopedAdminMixin, PlainActionCheckboxMixin, ServiceAdminMixin, audit_link
+from deployments.adminkit import (
+    EnvironmentScopedAdminMixin,
+    KeyedUrlChangeList,
+    KeysFirstPaginator,
+    PlainActionCheckboxMixin,
+    ServiceAdminMixin,
+    audit_link,
+)
 from jobs.admin import JobRunAdminMixin
 from projects import services
 from projects.forms import ContainerInlineFormSet
@@ -31,7 +38,8 @@ class ContainerInline(EnvironmentScopedAdminMixin, admin.TabularInline):
 
 
 class ContainerRoleFilter(admin.SimpleListFilter):
-    """Projects with at least one container of a role, as one EXISTS subquery (no join, no DISTINCT)."""
+    """Projects with at least one container of a role, as one EXISTS subquery (no join, no DISTINCT) that the
+    container_role_project index answers alone."""
 
     title = "container role"
     parameter_name = "role"
@@ -57,6 +65,7 @@ class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Servic
     search_fields = ["slug", "name", "owner"]
     list_select_related = ["environment"]
     list_per_page = 50
+    paginator = KeysFirstPaginator  # page 200 costs what page 1 does: the OFFSET sorts keys, not whole rows
     show_full_result_count = False  # a filtered page does not count all 10,000 projects again
     readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
                        "snapshots_link", "audit_trail", "created_at", "updated_at", "hibernation_block",
@@ -81,6 +90,9 @@ class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Servic
 
     def service_delete(self, request, obj):
         services.project_delete(project=obj, user=request.user)
+
+    def get_changelist(self, request, **kwargs):
+        return KeyedUrlChangeList
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.

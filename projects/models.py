@@ -191,6 +191,9 @@ class Container(models.Model):
             models.UniqueConstraint(fields=["project", "directory"], name="container_unique_directory_per_project",
                                     violation_error_message="This project already has a container in this directory."),
         ]
+        # The project list's role filter (projects with a container of a role) and its count read this index alone
+        # (an index-only semi-join on the project key), not every container row.
+        indexes = [models.Index(fields=["role", "project"], name="container_role_project")]
 
     def __str__(self) -> str:
         return self.workload_name

@@ -61,10 +61,30 @@ def test_project_list_search_and_filters_have_constant_queries(superuser_client)
         return [_queries(superuser_client, url, page)[0] for page in pages]
 
     _add_projects(environment, "shop", 3)
-    few = counts()
+    one_page = counts()  # a single page is the queryset itself, without the paginator's key query
+    _add_projects(environment, "shop-page", 50)
+    few = counts()  # two pages of every list: the page's keys, then its rows
+    assert few == [n + 1 for n in one_page]
     _add_projects(environment, "shop-more", 120)
     _add_projects(environment, "other", 60)
     assert counts() == few
+    assert [_queries(superuser_client, url, {**page, "p": "4"})[0] for page in PROJECT_PAGES[:3]] == few[:3]
+
+
+def test_project_list_pages_keep_order_and_rows(superuser_client):
+    """A later page lists the rows one sliced query of the same ordered, filtered list gives, in that order."""
+    environment = Environment.objects.create(name="load", app_domain="load.example.com")
+    other = Environment.objects.create(name="a-first", app_domain="first.example.com")
+    _add_projects(environment, "shop", 70)
+    _add_projects(other, "shop", 40)
+    url = reverse("admin:projects_project_changelist")
+    expected = list(Project.objects.order_by("environment__name", "slug").values_list("pk", flat=True))
+    for number, rows in ((1, expected[:50]), (2, expected[50:100]), (3, expected[100:])):
+        _, page = _queries(superuser_client, url, {"p": str(number)})
+        positions = [page.index(reverse("admin:projects_project_change", args=[pk])) for pk in rows]
+        assert positions == sorted(positions), number
+        others = set(expected) - set(rows)
+        assert not any(reverse("admin:projects_project_change", args=[pk]) in page for pk in others), number
 
 
 def test_role_filter_finds_projects_with_that_role_once(superuser_client):
@@ -197,3 +217,21 @@ def test_environment_list_counts_active_projects_and_node_groups_without_reading
     # Sorting by the counts still works.
     assert superuser_client.get(url, {"o": "6"}).status_code == 200
     assert superuser_client.get(url, {"o": "-7"}).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["2f0b3a4e-8d1c-4c55-9e0f-6f2a1b7c9d10", "a/b c_é%:@~?#", 42])
+def test_keyed_change_urls_match_django_reverse(key):
+    """The list's row links put each key into one reversed URL: the same URL Django reverses per row."""
+    from types import SimpleNamespace
+
+    from django.contrib import admin
+    from django.contrib.admin.views.main import ChangeList
+
+    from deployments.adminkit import KeyedUrlChangeList
+
+    changelist = object.__new__(KeyedUrlChangeList)
+    changelist.opts, changelist.pk_attname = Project._meta, "id"
+    changelist.model_admin = admin.site._registry[Project]
+    row = SimpleNamespace(id=key)
+    assert changelist.url_for_result(row) == ChangeList.url_for_result(changelist, row)
+    assert changelist.url_for_result(row) == ChangeList.url_for_result(changelist, row)  # the cached template
