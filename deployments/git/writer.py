@@ -537,7 +537,7 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
                          object_format=repo.object_format, report=report, store=stream.add)
             # Commit bookkeeping alone only when ownership changed (else every later run would render those units
             # again); a fingerprint that moved without changing any byte is not worth a commit.
-            records_ownership = _ownership(plan.manifest) != _ownership(manifest)
+            records_ownership = _ownership_changed(plan.manifest, manifest)
             if not plan.writes and not plan.deletes and not records_ownership:
                 return None
             # Lines of kept units are copied from the bytes read (one unit per line): only changed units are encoded.
@@ -666,12 +666,14 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
         status, new_oid = changes.get(path, ("", ""))
         if (new_oid if status else base_oid(path, oid)) != oid or status == "D":
             consistent = False  # a file of a unit outside this render's scopes that git holds otherwise
-    owned = {path for entry in manifest.units.values() for path in entry.files}
-    may_delete = owned - plan.rendered.keys() - plan.kept.keys()
+    may_delete: set[str] | None = None  # the base manifest's files no unit renders or keeps: read only for a deletion
     for path, (status, _oid) in sorted(changes.items()):
         if path == MANIFEST_PATH:
             continue
         if status == "D":
+            if may_delete is None:
+                owned = {owned for entry in manifest.units.values() for owned in entry.files}
+                may_delete = owned - plan.rendered.keys() - plan.kept.keys()
             if path not in may_delete:
                 wrong.append(f"{path}: deleted, but not a file the portal owned and no longer renders")
         elif path not in plan.rendered:
@@ -853,8 +855,17 @@ def _prefetch(todo: list[RenderUnit]) -> None:
         prefetch(keys)
 
 
-def _ownership(manifest: Manifest) -> dict[str, tuple[str, dict[str, str]]]:
-    return {key: (entry.directory, entry.files) for key, entry in manifest.units.items()}
+def _ownership_changed(new: Manifest, old: Manifest) -> bool:
+    """Whether `new` records other units, folders or files than `old` (fingerprints aside): the same answer as
+    comparing their _ownership, without building it. A unit entry carried over unchanged (_plan keeps the base
+    manifest's entry objects of units it does not render) is skipped by identity."""
+    if new.units.keys() != old.units.keys():
+        return True
+    for key, entry in new.units.items():
+        before = old.units[key]
+        if entry is not before and (entry.directory != before.directory or entry.files != before.files):
+            return True
+    return False
 
 
 def _needs_render(unit: RenderUnit, entry: UnitEntry | None) -> bool:
