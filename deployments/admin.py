@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from deployments import changes, compose, runs, selectors, services
 from deployments.adminkit import (
     EnvironmentScopedAdminMixin,
-    PlainActionCheckboxMixin,
+    PlannedRowsMixin,
     ServiceAdminMixin,
     audit_link,
     diff_file_list,
@@ -69,7 +69,7 @@ class SecretInline(EnvironmentScopedAdminMixin, admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = EnvironmentForm
     change_form_template = "admin/deployments/environment/change_form.html"
     actions = ["render_and_commit", "preview_diff"]
@@ -345,7 +345,7 @@ class EnvironmentAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Se
 
 
 @admin.register(NodeGroup)
-class NodeGroupAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class NodeGroupAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "environment", "capacity_type", "instance_types", "sizes", "disk_size_gb", "hosts"]
     list_filter = ["capacity_type", "hosts", "environment"]
     search_fields = ["name", "environment__name", "instance_types", "labels"]
@@ -369,7 +369,7 @@ class NodeGroupAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.Model
 
 
 @admin.register(Secret)
-class SecretAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class SecretAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SecretForm
     list_display = ["__str__", "environment", "description", "fingerprint", "version", "last_rotated_at"]
     list_filter = ["environment", "secret_name"]
@@ -400,13 +400,13 @@ class SecretAdmin(EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdm
         if obj is None or not obj.pk or not obj.ciphertext:
             return "none yet"
         if not crypto.is_readable(obj.ciphertext):
-            return format_html('<strong class="errornote">unreadable — re-enter the value</strong> (no key in '
-                               "PORTAL_ENCRYPTION_KEYS opens it)")
+            return mark_safe('<strong class="errornote">unreadable — re-enter the value</strong> (no key in '
+                             "PORTAL_ENCRYPTION_KEYS opens it)")
         return "stored, encrypted"
 
 
 @admin.register(RenderRun)
-class RenderRunAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
+class RenderRunAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, JobRunAdminMixin, admin.ModelAdmin):
     """Read-only history of render runs; a running run's page follows its progress."""
 
     list_display = ["id", "status_progress", "environment_names", "triggered_by", "short_reason", "file_counts",

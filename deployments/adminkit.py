@@ -100,20 +100,29 @@ class KeyedUrlChangeList(ChangeList):
     URL once per list and put each row's quoted key into it, instead of resolving the URL pattern once per row.
     Same URLs as ChangeList.url_for_result."""
 
-    _KEY_PLACEHOLDER = "0key0"  # reversed in place of a key; quote() never yields it from a key of another shape
+    KEY_PLACEHOLDER = "0key0"  # reversed in place of a key; quote() never yields it from a key of another shape
+
+    def change_url_template(self) -> str | None:
+        """The change page URL with KEY_PLACEHOLDER where a row's quoted key goes; None when the URL pattern does
+        not take the key exactly once. Raises NoReverseMatch when the admin has no change page."""
+        if not hasattr(self, "_change_url_template"):
+            template = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                               args=(self.KEY_PLACEHOLDER,), current_app=self.model_admin.admin_site.name)
+            self._change_url_template = template if template.count(self.KEY_PLACEHOLDER) == 1 else None
+        return self._change_url_template
+
+    def quoted_key(self, result) -> str:
+        """``result``'s primary key as it stands in its change URL: admin quoting, then URL quoting as reverse()
+        does."""
+        return url_quote(str(quote(getattr(result, self.pk_attname))), safe=RFC3986_SUBDELIMS + "/~:@")
 
     def url_for_result(self, result) -> str:
         """The change page URL (str) of ``result``, a model instance of this list."""
-        template = getattr(self, "_change_url_template", None)
+        template = self.change_url_template()
         if template is None:
-            template = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
-                               args=(self._KEY_PLACEHOLDER,), current_app=self.model_admin.admin_site.name)
-            if template.count(self._KEY_PLACEHOLDER) != 1:
-                return super().url_for_result(result)
-            self._change_url_template = template
-        before, _, after = template.partition(self._KEY_PLACEHOLDER)
-        key = str(quote(getattr(result, self.pk_attname)))  # admin quoting, then URL quoting as reverse() does
-        return before + url_quote(key, safe=RFC3986_SUBDELIMS + "/~:@") + after
+            return super().url_for_result(result)
+        before, _, after = template.partition(self.KEY_PLACEHOLDER)
+        return before + self.quoted_key(result) + after
 
 
 class PlainActionCheckboxMixin:
@@ -125,6 +134,19 @@ class PlainActionCheckboxMixin:
         label = format_html(gettext("Select this object for an action - {}"), str(obj))
         return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
                            helpers.ACTION_CHECKBOX_NAME, str(obj.pk), label)
+
+
+class PlannedRowsMixin(PlainActionCheckboxMixin):
+    """A ModelAdmin whose change list renders its rows from a plan made once per list (deployments.admin_rows:
+    the same HTML as Django's rows at about a third of their cost), links them through KeyedUrlChangeList and
+    writes the action checkbox as one string (PlainActionCheckboxMixin).
+    Its change list template is Django's, with the rows block replaced (admin/deployments/
+    planned_rows_change_list.html)."""
+
+    change_list_template = "admin/deployments/planned_rows_change_list.html"
+
+    def get_changelist(self, request, **kwargs):
+        return KeyedUrlChangeList
 
 
 class ServiceAdminMixin:

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from jobs.models import JobRun
 
@@ -90,8 +91,8 @@ class JobRunAdminMixin:
             '<span class="run-status">{} — {}%</span>{}</div>',
             self._progress_url(obj), "1" if obj.is_finished else "0", obj.progress, obj.get_status_display(),
             obj.progress,
-            format_html(' <span class="run-not-queued">Not queued yet: the queue could not be reached (see the '
-                        'error below); the recovery job queues it again once the queue is back.</span>')
+            mark_safe(' <span class="run-not-queued">Not queued yet: the queue could not be reached (see the '
+                      'error below); the recovery job queues it again once the queue is back.</span>')
             if obj.status == JobRun.Status.QUEUED and obj.enqueue_error else "",
         )
 

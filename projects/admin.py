@@ -10,9 +10,8 @@ from django.utils.safestring import mark_safe
 
 from deployments.adminkit import (
     EnvironmentScopedAdminMixin,
-    KeyedUrlChangeList,
     KeysFirstPaginator,
-    PlainActionCheckboxMixin,
+    PlannedRowsMixin,
     ServiceAdminMixin,
     audit_link,
 )
@@ -55,7 +54,7 @@ class ContainerRoleFilter(admin.SimpleListFilter):
 
 
 @admin.register(Project)
-class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
 
     list_display = ["slug", "name", "environment", "owner", "state_badge", "namespace", "host_links", "volume_size",
@@ -90,9 +89,6 @@ class ProjectAdmin(PlainActionCheckboxMixin, EnvironmentScopedAdminMixin, Servic
 
     def service_delete(self, request, obj):
         services.project_delete(project=obj, user=request.user)
-
-    def get_changelist(self, request, **kwargs):
-        return KeyedUrlChangeList
 
     def get_queryset(self, request):
         # One query for projects + environments and one for all their containers, however many projects.
@@ -246,7 +242,7 @@ class HibernationVolumeInline(admin.TabularInline):
 
 
 @admin.register(HibernationRun)
-class HibernationRunAdmin(JobRunAdminMixin, admin.ModelAdmin):
+class HibernationRunAdmin(PlannedRowsMixin, JobRunAdminMixin, admin.ModelAdmin):
     """Hibernation runs: the live progress, the snapshot set (one row per volume) and the two render runs."""
 
     list_display = ["id", "status_progress", "project", "stamp", "created_at", "duration_display"]
