@@ -10,10 +10,12 @@ performance issue (p95 ≤ 250 ms), and one JSON object with every figure as the
 socket error is reported and makes the exit status 1.
 
 Usage: .venv/bin/python benchmarks/admin_load.py [--projects 10000] [--connections 8] [--duration 15]
-       [--database-url postgres://postgres@127.0.0.1:5432/portal_load] [--workers 3] [--threads 2]
+       [--database-url postgres://postgres@127.0.0.1:5432/portal_load] [--workers 4] [--threads 1]
+       [--pages "project list,render run list"]
 
-gunicorn runs as the image's web entry point runs it (deploy/entrypoint.sh): WEB_CONCURRENCY=3 workers of
-WEB_THREADS=2 threads each (gunicorn's gthread worker) unless --workers / --threads say otherwise.
+gunicorn runs as the image's web entry point runs it (deploy/entrypoint.sh): WEB_CONCURRENCY=4 sync workers
+(WEB_THREADS=1) unless --workers / --threads say otherwise (--threads 2 or more: gunicorn's gthread worker).
+--pages "project list,render run list" measures only those pages.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_reference import python_loop_seconds  # noqa: E402
 
 TARGET_P95_MS = 250.0
 
@@ -177,9 +182,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=int, default=15)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (WEB_CONCURRENCY)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (WEB_THREADS)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (WEB_CONCURRENCY)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (WEB_THREADS)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/portal_load")
+    parser.add_argument("--pages", default="", help="comma-separated page names to measure (default: all)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is required (Debian: apt-get install -y wrk)")
@@ -213,7 +219,14 @@ def main() -> int:
         "render run list": "/admin/deployments/renderrun/",
         "health": "/health",
     }
+    if args.pages:
+        wanted = {name.strip() for name in args.pages.split(",")}
+        unknown = wanted - set(pages)
+        if unknown:
+            raise SystemExit(f"unknown pages {sorted(unknown)}; choose from {sorted(pages)}")
+        pages = {name: path for name, path in pages.items() if name in wanted}
     results = {}
+    reference = {"before_s": python_loop_seconds()}
     try:
         _wait(base + "/health", server)
         for name, path in pages.items():
@@ -232,9 +245,11 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
+    reference["after_s"] = python_loop_seconds()
     print(f"\n{args.connections} clients, {args.duration} s per page, gunicorn {args.workers} workers × "
           f"{args.threads} threads, "
-          f"{args.projects} projects (target: p95 ≤ {TARGET_P95_MS:.0f} ms)\n")
+          f"{args.projects} projects (target: p95 ≤ {TARGET_P95_MS:.0f} ms); Python reference loop "
+          f"{reference['before_s']} s before, {reference['after_s']} s after\n")
     print(f"{'page':<22} {'p50 ms':>8} {'p95 ms':>8} {'rps':>8} {'requests':>9} {'errors':>7} {'cpu ms/req':>10}  "
           "target")
     failed = False
@@ -245,7 +260,8 @@ def main() -> int:
         print(f"{name:<22} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['rps']:>8.1f} {row['requests']:>9} "
               f"{errors:>7} {row['worker_cpu_ms_per_request']:>10.1f}  {verdict}")
     print(json.dumps({"projects": args.projects, "connections": args.connections, "duration_s": args.duration,
-                      "workers": args.workers, "threads": args.threads, "pages": results}))
+                      "workers": args.workers, "threads": args.threads, "python_reference_loop": reference,
+                      "pages": results}))
     return 1 if failed else 0
 
 

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cpu_reference import python_loop_seconds  # noqa: E402
 
 
 def _run(script: str, *args: str) -> dict:
@@ -107,7 +110,9 @@ def main() -> int:
     args = parser.parse_args()
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     load = os.getloadavg()
-    print(f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)\n")
+    reference = {"before_s": python_loop_seconds()}
+    print(f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
+          f"Python reference loop {reference['before_s']} s (benchmarks/cpu_reference.py)\n")
 
     raw: dict[str, dict] = {}
     rows: list[dict] = []
@@ -121,13 +126,17 @@ def main() -> int:
         raw["admin"] = _run("admin_load.py", "--projects", str(args.admin_projects), "--duration", "10")
         rows += admin_rows(raw["admin"])
 
+    reference["after_s"] = python_loop_seconds()
+    print(f"Python reference loop: {reference['before_s']} s before the run, {reference['after_s']} s after "
+          "(the machine's speed: compare runs only at similar values)\n")
     width = max((len(row["figure"]) for row in rows), default=10)
     print(f"{'figure':<{width}} | {'measured':>10} | {'target':<26} | {'verdict':<7} | baseline / floor")
     for row in rows:
         value = "-" if row["value"] is None else f"{row['value']} {row['unit']}"
         print(f"{row['figure']:<{width}} | {value:>10} | {row['target']:<26} | {row['verdict']:<7} | "
               f"{row['baseline']}")
-    print(json.dumps({"load_average": load, "figures": rows, "raw": raw}, sort_keys=True))
+    print(json.dumps({"load_average": load, "python_reference_loop": reference, "figures": rows, "raw": raw},
+                     sort_keys=True))
     return 0
 
 

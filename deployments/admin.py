@@ -21,7 +21,7 @@ from deployments.adminkit import (
     diff_html,
     run_link,
 )
-from deployments.forms import EnvironmentForm, EnvironmentMoveForm, SecretForm
+from deployments.forms import EmptyFormOnceInlineFormSet, EnvironmentForm, EnvironmentMoveForm, SecretForm
 from deployments.models import Environment, NodeGroup, RenderRun, Secret
 from deployments.secrets import crypto
 from jobs.admin import JobRunAdminMixin
@@ -55,6 +55,7 @@ def _secret_inline_save(form, secret: Secret, user) -> None:
 
 class NodeGroupInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = NodeGroup
+    formset = EmptyFormOnceInlineFormSet
     extra = 0
     fields = ["name", "capacity_type", "instance_types", "min_size", "desired_size", "max_size", "disk_size_gb",
               "labels", "taints", "hosts"]
@@ -62,6 +63,7 @@ class NodeGroupInline(EnvironmentScopedAdminMixin, admin.TabularInline):
 
 class SecretInline(EnvironmentScopedAdminMixin, admin.TabularInline):
     model = Secret
+    formset = EmptyFormOnceInlineFormSet
     form = SecretForm
     extra = 0
     fields = ["secret_name", "key", "description", "value", "generate", "fingerprint", "version", "last_rotated_at"]

@@ -2,6 +2,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.forms.utils import flatatt
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_variables
 
@@ -130,6 +131,18 @@ class SecretForm(forms.ModelForm):
             return services.secret_generate_value()
         value = self.cleaned_data.get("value")
         return crypto.SecretValue(value) if value else None
+
+
+class EmptyFormOnceInlineFormSet(forms.BaseInlineFormSet):
+    """An inline formset whose ``empty_form`` (the hidden row the admin copies for "Add another") is built once.
+
+    Django's BaseFormSet.empty_form is a property that builds a new form on every read, and the admin's inline
+    helpers read it several times per inline per page (the rows, the column headers, the media, the JavaScript
+    data): six forms built for one shown. The form does not change while a request renders it."""
+
+    @cached_property
+    def empty_form(self):
+        return super().empty_form
 
 
 class EnvironmentForm(forms.ModelForm):

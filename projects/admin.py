@@ -15,6 +15,7 @@ from deployments.adminkit import (
     ServiceAdminMixin,
     audit_link,
 )
+from deployments.forms import EmptyFormOnceInlineFormSet
 from jobs.admin import JobRunAdminMixin
 from projects import services
 from projects.forms import ContainerInlineFormSet
@@ -232,6 +233,7 @@ class ProjectAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMi
 
 class HibernationVolumeInline(admin.TabularInline):
     model = HibernationVolume
+    formset = EmptyFormOnceInlineFormSet
     extra = 0
     fields = readonly_fields = ["volume_name", "volume_snapshot_name", "volume_snapshot_content_name",
                                 "snapshot_handle", "ready_at"]

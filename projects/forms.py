@@ -1,11 +1,11 @@
-from django import forms
 from django.core.exceptions import ValidationError
 
 from deployments import names
+from deployments.forms import EmptyFormOnceInlineFormSet
 from projects.models import Container, environment_host_conflicts
 
 
-class ContainerInlineFormSet(forms.BaseInlineFormSet):
+class ContainerInlineFormSet(EmptyFormOnceInlineFormSet):
     """Checks what one container cannot check alone: host labels unique in the environment and DNS-sized.
 
     The rules are the model layer's (``deployments.names.container_names`` and

@@ -141,3 +141,45 @@ def test_the_page_carries_the_planned_rows(client, superuser, rows):
     for row in cl.result_list:
         assert "<tr>" + "".join(items_for_result(cl, row, None)) + "</tr>" in page
     assert model_admin.change_list_template == "admin/deployments/planned_rows_change_list.html"
+
+
+def test_every_inline_builds_its_empty_form_once_per_page(client, superuser, rows, monkeypatch):
+    """The admin reads an inline's empty form (the "Add another" row) several times while rendering; each inline
+    of the portal builds it once, and the page still carries it (the __prefix__ row)."""
+    from django.forms import BaseForm
+
+    from deployments.models import Environment
+
+    built = []
+    original_init = BaseForm.__init__
+
+    def counting_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.prefix and "__prefix__" in self.prefix:
+            built.append(self.prefix)
+
+    monkeypatch.setattr(BaseForm, "__init__", counting_init)
+    client.force_login(superuser)
+    environment = Environment.objects.get(name="rows")
+    project = Project.objects.filter(environment=environment).first()
+    pages = [(reverse("admin:deployments_environment_change", args=[environment.pk]), True),
+             (reverse("admin:projects_project_change", args=[project.pk]), True),
+             # read-only volumes of a hibernation run: no "Add another" row on the page
+             (reverse("admin:projects_hibernationrun_change", args=[HibernationRun.objects.get().pk]), False)]
+    for url, can_add in pages:
+        built.clear()
+        response = client.get(url)
+        assert response.status_code == 200
+        assert built and len(built) == len(set(built)), (url, built)
+        if can_add:
+            for prefix in built:
+                assert f'id="{prefix.replace("__prefix__", "empty")}"' in response.content.decode(), (url, prefix)
+
+
+def test_every_registered_inline_uses_the_formset_that_builds_its_empty_form_once():
+    from deployments.forms import EmptyFormOnceInlineFormSet
+
+    inlines = [(model_admin, inline) for model_admin in admin.site._registry.values() for inline in model_admin.inlines]
+    assert inlines
+    for model_admin, inline in inlines:
+        assert issubclass(inline.formset, EmptyFormOnceInlineFormSet), (model_admin, inline)
