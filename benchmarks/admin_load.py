@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_reference import python_loop_seconds  # noqa: E402
+from cpu_reference import describe as _reference_text  # noqa: E402
+from cpu_reference import reference as cpu_reference  # noqa: E402
 
 TARGET_P95_MS = 250.0
 
@@ -226,7 +227,7 @@ def main() -> int:
             raise SystemExit(f"unknown pages {sorted(unknown)}; choose from {sorted(pages)}")
         pages = {name: path for name, path in pages.items() if name in wanted}
     results = {}
-    reference = {"before_s": python_loop_seconds()}
+    reference = {"before": cpu_reference()}
     try:
         _wait(base + "/health", server)
         for name, path in pages.items():
@@ -245,11 +246,11 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
-    reference["after_s"] = python_loop_seconds()
+    reference["after"] = cpu_reference()
     print(f"\n{args.connections} clients, {args.duration} s per page, gunicorn {args.workers} workers × "
           f"{args.threads} threads, "
           f"{args.projects} projects (target: p95 ≤ {TARGET_P95_MS:.0f} ms); Python reference loop "
-          f"{reference['before_s']} s before, {reference['after_s']} s after\n")
+          f"{_reference_text(reference['before'])} before, {_reference_text(reference['after'])} after\n")
     print(f"{'page':<22} {'p50 ms':>8} {'p95 ms':>8} {'rps':>8} {'requests':>9} {'errors':>7} {'cpu ms/req':>10}  "
           "target")
     failed = False

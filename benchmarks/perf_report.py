@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Every figure of the performance targets in one run, each beside its target and its floor or baseline.
 
-Runs the three benchmark scripts one after another (never in parallel: they would measure each other) and
+Runs the three benchmark scripts one after another (never in parallel: they would measure each other; before each,
+it waits up to 2 minutes for PostgreSQL's autovacuum of the previous script's databases and for the load to fall) and
 prints one table, then one JSON object (the last line) with every figure and the raw output of each script:
 
   gitops_bench.py   first render + validation at 5,000 (floor: the same render + commit without validation),
@@ -32,11 +33,40 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from cpu_reference import python_loop_seconds  # noqa: E402
+from cpu_reference import describe as _reference_text  # noqa: E402
+from cpu_reference import reference as cpu_reference  # noqa: E402
+
+
+def _autovacuum_workers() -> int | None:
+    """PostgreSQL autovacuum workers running now (None when the database cannot be asked)."""
+    try:
+        import psycopg
+
+        url = os.environ.get("DATABASE_URL", "")
+        with psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            return row.fetchone()[0]
+    except Exception:  # noqa: BLE001 - the wait is a courtesy; a benchmark without it still runs
+        return None
+
+
+def _settle(limit_s: float = 120.0) -> None:
+    """Wait (at most ``limit_s``) until the previous script's after-effects are gone: PostgreSQL's autovacuum of
+    the databases it filled and a 1-minute load average below 1.0. Prints what it waited for."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        vacuums = _autovacuum_workers()
+        load = os.getloadavg()[0]
+        if not vacuums and load < 1.0:
+            break
+        time.sleep(5)
+    print(f"(settled for {time.monotonic() - started:.0f} s: load average {os.getloadavg()[0]:.2f}, "
+          f"autovacuum workers {_autovacuum_workers()})", flush=True)
 
 
 def _run(script: str, *args: str) -> dict:
     """Run one benchmark script, echo its output, return the JSON object of its last line."""
+    _settle()
     command = [sys.executable, str(HERE / script), *args]
     print(f"$ {' '.join(command[1:])}", flush=True)
     started = time.monotonic()
@@ -110,9 +140,9 @@ def main() -> int:
     args = parser.parse_args()
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     load = os.getloadavg()
-    reference = {"before_s": python_loop_seconds()}
+    reference = {"before": cpu_reference()}
     print(f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
-          f"Python reference loop {reference['before_s']} s (benchmarks/cpu_reference.py)\n")
+          f"Python reference loop {_reference_text(reference['before'])} (benchmarks/cpu_reference.py)\n")
 
     raw: dict[str, dict] = {}
     rows: list[dict] = []
@@ -126,9 +156,9 @@ def main() -> int:
         raw["admin"] = _run("admin_load.py", "--projects", str(args.admin_projects), "--duration", "10")
         rows += admin_rows(raw["admin"])
 
-    reference["after_s"] = python_loop_seconds()
-    print(f"Python reference loop: {reference['before_s']} s before the run, {reference['after_s']} s after "
-          "(the machine's speed: compare runs only at similar values)\n")
+    reference["after"] = cpu_reference()
+    print(f"Python reference loop: {_reference_text(reference['before'])} before the run, "
+          f"{_reference_text(reference['after'])} after (the machine's speed: compare runs only at similar values)\n")
     width = max((len(row["figure"]) for row in rows), default=10)
     print(f"{'figure':<{width}} | {'measured':>10} | {'target':<26} | {'verdict':<7} | baseline / floor")
     for row in rows:
