@@ -44,10 +44,12 @@ from deployments.git.manifest import (
     MANIFEST_PATH,
     Manifest,
     UnitEntry,
+    accept_manifest_paths,
     blob_id,
     check_directory,
-    check_file_in,
     check_path,
+    check_unit_paths,
+    manifest_lines_warm,
 )
 from deployments.git.mirror import ValidationMirror
 from deployments.git.repository import (
@@ -472,7 +474,12 @@ def gitops_manifest_warm() -> bool:
     if repo is None:
         return False
     try:
-        return _manifest_at(repo, repo.head())[1] is not None
+        manifest, data = _manifest_at(repo, repo.head())
+        if data is None:
+            return False
+        manifest_lines_warm(manifest, data)  # its units' lines, split once for every job's new manifest
+        accept_manifest_paths(manifest)  # its folders and files, checked once for every job's input check
+        return True
     finally:
         repo.close()
 
@@ -883,11 +890,11 @@ def _check_inputs(units: list[RenderUnit], scopes: tuple[str, ...]) -> None:
         if unit.key in seen:
             raise ValueError(f"Two render units share the key {unit.key!r}.")
         seen.add(unit.key)
-        check_directory(unit.directory, what=f"Unit {unit.key!r} directory")
+        if not isinstance(unit.directory, str):
+            check_directory(unit.directory, what=f"Unit {unit.key!r} directory")  # raises
+        check_unit_paths(unit.directory, getattr(unit, "essential", ()) or (), what=f"Unit {unit.key!r}")
         if not isinstance(unit.fingerprint, str):
             raise TypeError(f"Unit {unit.key!r} fingerprint must be a string.")
-        for path in getattr(unit, "essential", ()) or ():
-            check_file_in(unit.directory, path, what=f"Unit {unit.key!r} essential path")
 
 
 # --- commit message and progress ---------------------------------------------------------------------

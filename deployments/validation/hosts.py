@@ -90,12 +90,48 @@ class HostClaims:
                     files: list[tuple[str, str, str]] | None = None) -> None:
         """Add the Ingress documents of every YAML file under ``environments/<environment>/``, except files directly
         in ``skip_dirs`` (repository-relative kustomization folders whose built objects were added already).
-        ``files``: ``source_files(root, environment)`` when the caller has it already."""
+        ``files``: ``source_files(root, environment)`` when the caller has it already.
+
+        When the active trust names the state the environment's claims were indexed at (source_files_remember) and
+        the change only rewrote files in place, only the hosts the change can touch are replayed: the hosts of the
+        changed files and of the built folders' files then and now, the hosts of the built objects, and every host
+        claimed twice or more then. Each is replayed in the order of the walk, so its owners are what a walk of
+        every file would give; a host outside those has one claim, which no problem can come from."""
+        if files is None:
+            indexed = _indexed_claims(root, environment)
+            if indexed is not None:
+                self._add_changed_sources(environment, *indexed, skip_dirs=skip_dirs)
+                return
         for current, relative, full in source_files(root, environment) if files is None else files:
             if skip_dirs and current in skip_dirs:
                 continue
             for namespace, name, hosts in _source_ingresses(full):
                 self.add(environment, namespace, name, hosts, relative)
+
+    def _add_changed_sources(self, environment: str, files: list[tuple[str, str, str]], index: "_HostIndex",
+                             changed: list[int], *, skip_dirs: Collection[str]) -> None:
+        dirty = set(changed)
+        for folder in skip_dirs:  # replaced by the folder's built objects, added already
+            dirty.update(index.in_folder.get(folder, ()))
+        now: dict[int, list[tuple[str, str, tuple[str, ...]]]] = {}
+        for position in changed:
+            current, _relative, full = files[position]
+            if not (skip_dirs and current in skip_dirs):
+                now[position] = _source_ingresses(full)  # stat-checked: the file changed
+        hosts = set(index.shared)
+        for position in dirty:
+            hosts.update(index.hosts_of.get(position, ()))
+        for claims in now.values():
+            for _namespace, _name, claimed in claims:
+                hosts.update(claimed)
+        hosts.update(host for claimed_in, host in self.claims if claimed_in == environment)
+        for host in hosts:
+            entries = [entry for entry in index.by_host.get(host, ()) if entry[0] not in dirty]
+            entries += [(position, namespace, name) for position, claims in now.items()
+                        for namespace, name, claimed in claims if host in claimed]
+            entries.sort(key=lambda entry: entry[0])  # stable: a file's documents stay in their order
+            for position, namespace, name in entries:
+                self.add(environment, namespace, name, (host,), files[position][1])
 
     def problems(self) -> list[ValidationProblem]:
         found = []
@@ -141,20 +177,71 @@ def source_files(root: Path, environment: str, *, every: bool = False) -> list[t
     return found
 
 
+@dataclass
+class _HostIndex:
+    """An environment's Ingress host claims from its source files at one state of the tree, by host."""
+
+    by_host: dict[str, list[tuple[int, str, str]]]  # host → [(file position in the listing, namespace, name)]
+    hosts_of: dict[int, tuple[str, ...]]  # file position → the hosts its documents claim
+    in_folder: dict[str, list[int]]  # repository-relative folder → positions of its claiming files
+    shared: set[str]  # hosts with two or more claims (a duplicate, or one Ingress with and without namespace)
+
+
+# (root, environment) → the claims index of the files _FILES keeps for the same state.
+_HOSTS: dict[tuple[str, str], _HostIndex] = {}
+
+
+def _host_index(files: list[tuple[str, str, str]], claiming: list[int]) -> "_HostIndex | None":
+    """The claims of the ``claiming`` files as the source cache holds them; None when one is not cached."""
+    by_host: dict[str, list[tuple[int, str, str]]] = {}
+    hosts_of: dict[int, tuple[str, ...]] = {}
+    in_folder: dict[str, list[int]] = {}
+    for position in claiming:
+        current, _relative, full = files[position]
+        cached = _SOURCE_CACHE.get(full)
+        if cached is None:
+            return None
+        claimed = []
+        for namespace, name, hosts in cached[1]:
+            for host in hosts:
+                by_host.setdefault(host, []).append((position, namespace, name))
+                claimed.append(host)
+        hosts_of[position] = tuple(claimed)
+        in_folder.setdefault(current, []).append(position)
+    shared = {host for host, entries in by_host.items() if len(entries) > 1}
+    return _HostIndex(by_host=by_host, hosts_of=hosts_of, in_folder=in_folder, shared=shared)
+
+
+def _indexed_claims(root: Path, environment: str):
+    """(files, index, positions of the changed files) for add_sources when the active trust names the state the
+    environment's claims were indexed at and the change only rewrote files in place; else None."""
+    trust = trust_active()
+    key = (str(root), environment)
+    kept, index = _FILES.get(key), _HOSTS.get(key)
+    if trust is None or kept is None or index is None or kept[0] != trust.since or not structure_unchanged():
+        return None
+    _state, files, _claiming, index_of = kept
+    return files, index, sorted(index_of[path] for path in trust.paths if path in index_of)
+
+
 def source_files_remember(root: Path, environment: str, state: str | None,
                           files: list[tuple[str, str, str]] | None) -> None:
     """Keep ``files`` (``source_files(root, environment, every=True)`` listed while the tree was in ``state``, their
-    Ingresses read into the cache) for ``source_files``."""
+    Ingresses read into the cache) for ``source_files``, with their host claims indexed by host (add_sources)."""
+    key = (str(root), environment)
+    _HOSTS.pop(key, None)
     if state and files is not None:
         claiming = []
         for index, (_current, _relative, full) in enumerate(files):
             cached = _SOURCE_CACHE.get(full)
             if cached is None or cached[1]:
                 claiming.append(index)
-        _FILES[(str(root), environment)] = (state, files, claiming,
-                                            {relative: index for index, (_c, relative, _f) in enumerate(files)})
+        _FILES[key] = (state, files, claiming, {relative: index for index, (_c, relative, _f) in enumerate(files)})
+        index = _host_index(files, claiming)
+        if index is not None:
+            _HOSTS[key] = index
     else:
-        _FILES.pop((str(root), environment), None)
+        _FILES.pop(key, None)
 
 
 def _source_ingresses(full: str) -> list[tuple[str, str, tuple[str, ...]]]:

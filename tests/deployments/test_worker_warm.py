@@ -1,11 +1,15 @@
 """The portal's rq worker warms the validation gate's caches in its parent process, so the child forked for each
 job inherits them instead of re-reading the whole tree (deployments.worker, deployments.validation.warm)."""
 
+import tempfile
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django_rq.workers import get_worker_class
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rq.worker import Worker
 
 from deployments.validation import kustomize
@@ -148,3 +152,66 @@ def test_warm_after_a_change_checks_only_the_paths_that_changed(tmp_path, monkey
     monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
     validation_warm(tree, compile_validators=False, state=lambda: "s3", changes=lambda old, new: None)
     assert str(projects / "proj-1" / "web.yaml") in stats
+
+
+HOSTS = ["a.example.com", "b.example.com", "c.example.com"]
+SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports:
+  - port: 80
+"""
+
+
+def _projects_tree(root: Path, hosts: list[str], namespaced: list[int]) -> Path:
+    """One project per host, each folder a kustomization (with a namespace or without) holding one Ingress (with
+    a namespace of its own or without) and one Service."""
+    tree = root / "tree"
+    projects = tree / "environments" / "dev" / "projects"
+    for number, host in enumerate(hosts):
+        folder = projects / f"proj-{number}"
+        folder.mkdir(parents=True)
+        kind = namespaced[number % len(namespaced)]  # 0: none, 1: the kustomization's, 2: both (they differ)
+        namespace = f"namespace: proj-{number}\n" if kind else ""
+        (folder / "kustomization.yaml").write_text(f"{namespace}resources:\n- web.yaml\n- svc.yaml\n")
+        ingress = INGRESS.replace("a.example.com", host).replace("name: web", f"name: web-{number}")
+        if kind == 2:
+            ingress = ingress.replace("metadata:\n", "metadata:\n  namespace: elsewhere\n")
+        (folder / "web.yaml").write_text(ingress)
+        (folder / "svc.yaml").write_text(SERVICE)
+    (projects / "kustomization.yaml").write_text("resources:\n" + "".join(f"- proj-{n}\n" for n in range(len(hosts))))
+    return tree
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hosts=st.lists(st.sampled_from(HOSTS), min_size=2, max_size=5),
+       namespaced=st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=3),
+       changed=st.integers(min_value=0, max_value=4), new_host=st.sampled_from([*HOSTS, "d.example.com", None]))
+def test_the_indexed_host_check_finds_what_reading_every_file_finds(hosts, namespaced, changed, new_host):
+    """After the warm-up indexed the environment's host claims, a one-file change replays only the hosts it can
+    touch: the problems are those of the same validation that reads every source file (no trusted state), for
+    duplicates the change makes, removes or leaves as they were, with Ingresses with and without a namespace,
+    and for a change of another file of a project's folder (new_host None: its Service), which builds the folder."""
+    from unittest import mock
+
+    from deployments.validation import tree_validate
+    from deployments.validation.hosts import HostClaims
+
+    changed %= len(hosts)
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = _projects_tree(Path(scratch), hosts, namespaced)
+        validation_warm(tree, compile_validators=False, state=lambda: "s1")
+        if new_host is None:
+            path = f"environments/dev/projects/proj-{changed}/svc.yaml"
+            (tree / path).write_text(SERVICE.replace("port: 80", "port: 8080"))
+        else:
+            path = f"environments/dev/projects/proj-{changed}/web.yaml"
+            (tree / path).write_text((tree / path).read_text().replace(hosts[changed], new_host))
+        replay = HostClaims._add_changed_sources
+        with mock.patch.object(HostClaims, "_add_changed_sources", autospec=True, side_effect=replay) as indexed:
+            fast = tree_validate(root=tree, paths=[path], unchanged_since="s1")
+        assert indexed.call_count == 1
+        every = tree_validate(root=tree, paths=[path])
+        assert [(p.file, p.rule, p.message) for p in fast] == [(p.file, p.rule, p.message) for p in every]

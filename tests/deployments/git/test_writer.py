@@ -904,6 +904,50 @@ def test_a_manifest_written_from_the_previous_bytes_equals_one_written_in_full()
     assert new.dumps(previous=(Manifest.loads(pretty), pretty)) == new.dumps()
 
 
+def test_split_lines_are_kept_only_for_the_same_manifest_and_bytes():
+    """The worker splits the head's manifest into lines before forking (manifest_lines_warm); a dump from those
+    objects uses them and equals a full dump, and other objects (equal or not) are split anew."""
+    from deployments.git import manifest as manifest_module
+    from deployments.git.manifest import UnitEntry, manifest_lines_warm
+
+    units = {f"env:e:project:{n}": UnitEntry(directory=f"envs/p{n}/", fingerprint=f"f{n}",
+                                             files={f"envs/p{n}/a.yaml": "1" * 40}) for n in range(4)}
+    data = Manifest(units=units).dumps()
+    loaded = Manifest.loads(data)
+    manifest_lines_warm(loaded, data)
+    kept = manifest_module._LINES_MEMO[0]
+    assert kept is not None and kept[0] is loaded and kept[1] is data and len(kept[2]) == 4
+    changed = Manifest(units={**loaded.units, "env:e:project:1": UnitEntry("envs/p1/", "new", {})})
+    assert changed.dumps(previous=(loaded, data)) == changed.dumps()
+    assert manifest_module._LINES_MEMO[0] is kept  # answered from the memo
+    other = Manifest.loads(data)  # equal, not the same object: its entries are other objects
+    assert changed.dumps(previous=(other, data)) == changed.dumps()
+    assert manifest_module._LINES_MEMO[0][0] is other
+
+
+@pytest.mark.parametrize("directory, essential", [
+    ("envs/a", ()),  # no trailing slash
+    ("envs/../a/", ()),
+    (".tesslate-portal/", ()),
+    ("envs/a/", ("envs/a/../../x.yaml",)),
+    ("envs/a/", ("envs/a/",)),  # a folder is not a file, even once accepted as a folder
+    ("envs/a/", ("envs/.git/config",)),
+])
+def test_accepted_unit_paths_never_admit_what_the_checks_refuse(directory, essential):
+    """check_unit_paths remembers folders and files it accepted (and those of the warmed manifest); what
+    check_directory / check_file_in refuse is refused every time, before and after a manifest holding good and bad
+    paths was accepted."""
+    from deployments.git.manifest import UnitEntry, accept_manifest_paths, check_unit_paths
+
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            check_unit_paths(directory, essential, what="Unit 'x'")
+        accept_manifest_paths(Manifest(units={
+            "good": UnitEntry("envs/a/", "f", {"envs/a/namespace.yaml": "1" * 40}),
+            "bad": UnitEntry(directory, "f", {path: "1" * 40 for path in essential})}))
+    check_unit_paths("envs/a/", ("envs/a/namespace.yaml",), what="Unit 'x'")  # accepted, and still accepted
+
+
 def test_the_manifest_is_parsed_once_per_blob(repo_dir, make, monkeypatch):
     from deployments.git import writer
 
