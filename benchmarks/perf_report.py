@@ -40,10 +40,13 @@ from cpu_reference import reference as cpu_reference  # noqa: E402
 def _autovacuum_workers() -> int | None:
     """PostgreSQL autovacuum workers running now (None when the database cannot be asked)."""
     try:
+        from urllib.parse import urlparse
+
         import psycopg
 
-        url = os.environ.get("DATABASE_URL", "")
-        with psycopg.connect(url.replace("postgres://", "postgresql://", 1), connect_timeout=5) as conn:
+        # pg_stat_activity covers the whole server: ask its maintenance database, which always exists
+        url = urlparse(os.environ.get("DATABASE_URL", ""))._replace(scheme="postgresql", path="/postgres").geturl()
+        with psycopg.connect(url, connect_timeout=5) as conn:
             row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
             return row.fetchone()[0]
     except Exception:  # noqa: BLE001 - the wait is a courtesy; a benchmark without it still runs
