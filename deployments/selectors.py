@@ -104,17 +104,22 @@ def environments_snapshot(*, environment_ids: Iterable[int] | None = None, lazy:
 
     lazy_ids = ({row["id"] for row in environment_rows if domain.is_kubernetes(row["kind"])}
                 if lazy and ids and render_tokens_trusted() else set())
-    project_rows = list(Project.objects.filter(_rendered_projects("", environment_rows), environment_id__in=ids)
-                        .annotate(**_PROJECT_ANNOTATIONS).order_by().values(*_PROJECT_FIELDS))
-    eager_rows = [row for row in project_rows if row["environment_id"] not in lazy_ids or not row["token"]]
+    # Tuples, not dicts: a lazy project (10,000 at 10,000 projects) needs only its id and token.
+    project_tuples = list(Project.objects.filter(_rendered_projects("", environment_rows), environment_id__in=ids)
+                          .annotate(**_PROJECT_ANNOTATIONS).order_by().values_list(*_PROJECT_FIELDS))
+    uuid_at, environment_at, token_at = (_PROJECT_FIELDS.index(name) for name in ("uuid_text", "environment_id",
+                                                                                     "token"))
+    lazy_projects: dict[int, list[tuple[str, str]]] = {pk: [] for pk in ids}
+    eager_rows = []
+    for values in project_tuples:
+        if values[environment_at] in lazy_ids and values[token_at]:
+            lazy_projects[values[environment_at]].append((_uuid_text(values[uuid_at]), values[token_at]))
+        else:
+            eager_rows.append(dict(zip(_PROJECT_FIELDS, values, strict=True)))
     projects: dict[int, list[ProjectSnapshot]] = {pk: [] for pk in ids}
     for snapshot_row, project in _project_snapshots(environment_rows, eager_rows,
-                                                    whole=len(eager_rows) == len(project_rows)):
+                                                    whole=len(eager_rows) == len(project_tuples)):
         projects[snapshot_row["environment_id"]].append(project)
-    lazy_projects: dict[int, list[tuple[str, str]]] = {pk: [] for pk in ids}
-    for row in project_rows:
-        if row["environment_id"] in lazy_ids and row["token"]:
-            lazy_projects[row["environment_id"]].append((_uuid_text(row["uuid_text"]), row["token"]))
 
     return TreeSnapshot(
         repo_url=gitops_source_url(),

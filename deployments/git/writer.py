@@ -659,9 +659,17 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
             wrong.append(f"{path}: rendered, but missing from the commit")
         elif entry[1] != oid:
             wrong.append(f"{path}: the commit's bytes differ from the render")
-    base_oid = _base_oids(repo, base)
+    base_oid, touched = _base_oids(repo, base)
     drifted = set()
-    for path, oid in plan.kept.items():
+    if touched is None:
+        kept = plan.kept.items()
+    else:
+        # A kept file can be wrong only where this commit changes something, and can have drifted only where the
+        # base differs from the last consistent commit: elsewhere base_oid is the manifest's own blob id.
+        lookup = plan.kept_lookup
+        kept = [(path, found[1]) for path in sorted(changes.keys() | touched.keys())
+                if (found := lookup.owner(path)) is not None]
+    for path, oid in kept:
         if path in changes:
             status, new_oid = changes[path]
             if status == "D" or new_oid != oid:
@@ -690,12 +698,14 @@ def _invariant(repo: Repository, raw_changes: list[tuple[str, str, str, str]], t
     return wrong, drifted, consistent and not wrong and not drifted
 
 
-def _base_oids(repo: Repository, base: str | None) -> Callable[[str, str], str | None]:
-    """`base_oid(path, manifest_oid)`: the blob id `path` has in the base tree (None: absent), for files the base
-    commit's manifest lists with `manifest_oid`. From the diff between the last consistent commit (VERIFIED_REF)
-    and the base when the manifest is the same in both; otherwise from a listing of the whole base tree."""
+def _base_oids(repo: Repository, base: str | None
+               ) -> tuple[Callable[[str, str], str | None], dict[str, str | None] | None]:
+    """(`base_oid(path, manifest_oid)`: the blob id `path` has in the base tree (None: absent), for files the base
+    commit's manifest lists with `manifest_oid`; the paths where it can differ from `manifest_oid`, or None when
+    it can anywhere). From the diff between the last consistent commit (VERIFIED_REF) and the base when the
+    manifest is the same in both; otherwise from a listing of the whole base tree."""
     if base is None:
-        return lambda path, oid: None
+        return (lambda path, oid: None), None
     verified = repo.resolve(VERIFIED_REF)
     touched: dict[str, str | None] | None = None
     if verified is not None:
@@ -707,8 +717,8 @@ def _base_oids(repo: Repository, base: str | None) -> Callable[[str, str], str |
             touched = {path: (None if status == "D" else oid) for status, path, _mode, oid in diff}
     if touched is None:
         entries = repo.tree_entries(base)
-        return lambda path, oid: entries[path][1] if path in entries else None
-    return lambda path, oid: touched[path] if path in touched else oid
+        return (lambda path, oid: entries[path][1] if path in entries else None), None
+    return (lambda path, oid: touched[path] if path in touched else oid), touched
 
 
 def _check_deletions(deleted: list[str], *, manifest: Manifest, units: list[RenderUnit],
@@ -767,6 +777,38 @@ class _Plan:
         """Files of units no longer rendered that stay (outside this render's scopes) -> blob id."""
         return {path: blob for entry in self.remaining_units.values() for path, blob in entry.files.items()}
 
+    @cached_property
+    def kept_lookup(self) -> _OwnerLookup:
+        return _OwnerLookup(self.kept_units)
+
+
+class _OwnerLookup:
+    """Which of some units owns a path, from their folders: a unit's files lie in its folder (the writer refuses a
+    render outside it; the manifest stores them relative to it), so only the units of the path's ancestor folders
+    can hold it. Builds a folder index of the units (10,000 at 10,000 projects) instead of a path index of their
+    files (80,000)."""
+
+    def __init__(self, units: dict[str, UnitEntry]) -> None:
+        self.units = units
+        by_folder: dict[str, list[str]] = {}
+        for key, entry in units.items():
+            by_folder.setdefault(entry.directory, []).append(key)
+        self.by_folder = by_folder
+
+    def owner(self, path: str) -> tuple[str, str] | None:
+        """(unit key, blob id) of the unit listing ``path``, or None."""
+        cut = path.find("/")
+        while cut != -1:
+            for key in self.by_folder.get(path[:cut + 1], ()):
+                blob = self.units[key].files.get(path)
+                if blob is not None:
+                    return key, blob
+            cut = path.find("/", cut + 1)
+        return None
+
+    def __contains__(self, path: str) -> bool:
+        return self.owner(path) is not None
+
 
 def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifest, full: bool, force: set[str],
           current_blobs: Callable[[set[str] | None], dict[str, str]], object_format: str,
@@ -774,7 +816,16 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     """What to write and delete for `units` against the base tree (`current_blobs(folders)`: path -> blob id of
     the base's files in those folders, or of every file for None). `store(bytes)`, when given, receives each file
     to write as soon as it is rendered (a TreeStream's add)."""
-    todo = [u for u in units if full or u.key in force or _needs_render(u, manifest.units.get(u.key))]
+    entries = manifest.units
+    if full:
+        todo = list(units)
+    else:
+        todo = []
+        for u in units:  # _needs_render, inline: 10,000 units per run
+            entry = entries.get(u.key)
+            if entry is None or entry.fingerprint != u.fingerprint or entry.directory != u.directory \
+                    or u.key in force:
+                todo.append(u)
     render_keys = {u.key for u in todo}
     unit_keys = {u.key for u in units}
     kept = {u.key: manifest.units[u.key] for u in units if u.key not in render_keys}
@@ -786,8 +837,8 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     folders |= {e.directory for e in gone.values() if any(p.startswith(scopes) for p in e.files)} if scopes else set()
     current = current_blobs(None if full else folders) if folders else {}
 
-    # Which kept unit owns a path: only needed when something is rendered or deleted.
-    kept_owner = {path: key for key, entry in kept.items() for path in entry.files} if todo or gone else {}
+    # Which kept unit owns a path: only asked for the paths rendered or deleted.
+    kept_owner = _OwnerLookup(kept)
     units_out: dict[str, UnitEntry] = dict(kept)
     produced: dict[str, str] = {}
     rendered: dict[str, str] = {}
@@ -806,7 +857,7 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
                 raise ValueError(f"Unit {unit.key!r} renders {path!r} outside its folder {unit.directory!r}.")
             if not isinstance(data, bytes | bytearray):
                 raise TypeError(f"Unit {unit.key!r} rendered {type(data).__name__} for {path!r}, expected bytes.")
-            owner = produced.get(path) or kept_owner.get(path)
+            owner = produced.get(path) or (kept_owner.owner(path) or (None,))[0]
             if owner is not None:
                 raise ValueError(f"Units {owner!r} and {unit.key!r} both produce {path!r}.")
             produced[path] = unit.key
@@ -845,8 +896,7 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
             units_out[key] = UnitEntry(directory=entry.directory, fingerprint=entry.fingerprint, files=remaining)
     plan = _Plan(writes=writes, deletes=sorted(set(deletes)), manifest=Manifest(units=units_out), rendered=rendered,
                  kept_units=kept, remaining_units={key: entry for key, entry in units_out.items() if key in gone})
-    if kept_owner:
-        plan.kept_owner = kept_owner  # already built: seed the cached property
+    plan.kept_lookup = kept_owner  # already built: seed the cached property
     return plan
 
 
