@@ -8,7 +8,10 @@ the request. ``RowPlan`` decides all of that once per column and once per list; 
 and formats it. The HTML is the same as Django's, byte for byte (tests/portal/test_admin_rows.py compares the two
 for every list that uses it, filtered, sorted and as a popup).
 
-Lists with inline editing (``list_editable``: a formset per row) are left to Django's own rows.
+Lists with inline editing (``list_editable``: a formset per row) are left to Django's own rows. The plan reads
+columns with Django's own helpers (``lookup_field``, ``display_for_field``, ``display_for_value`` and the private
+``_get_non_gfk_field`` that ``lookup_field`` uses): a Django upgrade that changes how rows render fails the
+comparison tests instead of changing the pages unseen.
 """
 
 from __future__ import annotations
