@@ -182,34 +182,24 @@ _ACCEPTED_FILES: set[str] = set()
 def check_unit_paths(directory: str, essential, *, what: str) -> None:
     """check_directory(directory) and check_file_in(directory, path) for each essential path, answered from the
     paths this process accepted before. Raises ValueError as they do."""
-    if directory not in _ACCEPTED_DIRECTORIES:
+    if not isinstance(directory, str) or directory not in _ACCEPTED_DIRECTORIES:
         check_directory(directory, what=f"{what} directory")
         _ACCEPTED_DIRECTORIES.add(directory)
     for path in essential:
         # check_file_in under an accepted folder answers what check_path answers for the path alone
-        if path not in _ACCEPTED_FILES:
+        if not isinstance(path, str) or path not in _ACCEPTED_FILES:
             check_file_in(directory, path, what=f"{what} essential path")
             _ACCEPTED_FILES.add(path)
 
 
 def accept_manifest_paths(manifest: Manifest) -> None:
-    """Check (and remember as accepted) every folder and file of ``manifest`` that passes check_directory and
-    check_file_in; the others are left for check_unit_paths to refuse with its message."""
-    for entry in manifest.units.values():
-        directory = entry.directory
-        if directory not in _ACCEPTED_DIRECTORIES:
-            try:
-                check_directory(directory)
-            except ValueError:
-                continue
-            _ACCEPTED_DIRECTORIES.add(directory)
-        for path in entry.files:
-            if path not in _ACCEPTED_FILES:
-                try:
-                    check_file_in(directory, path)
-                except ValueError:
-                    continue
-                _ACCEPTED_FILES.add(path)
+    """check_unit_paths for every unit of ``manifest`` and its files, remembering what passes; a unit with a path
+    refused is left for a run's own check_unit_paths to refuse with its message."""
+    for key, entry in manifest.units.items():
+        try:
+            check_unit_paths(entry.directory, entry.files, what=f"Manifest unit {key!r}")
+        except ValueError:
+            continue
 
 
 def check_directory(directory: str, *, what: str = "directory") -> None:

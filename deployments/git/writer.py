@@ -327,8 +327,8 @@ def _paged_preview(scratch: Repository, base: str | None, manifest: Manifest, *,
                  full=False, force=set(), current_blobs=current_blobs, object_format=scratch.object_format,
                  report=_Progress(None))
     owner = {path: key for key, paths in listed.items() for path in paths}
-    for path in sorted(owner.keys() & (plan.rendered.keys() | plan.kept.keys())):
-        other = plan.kept_owner.get(path) or next(u.key for u in eager if path.startswith(u.directory))
+    for path in sorted(path for path in owner if path in plan.rendered or path in plan.kept_lookup):
+        other = plan.kept_lookup.key_of(path) or next(u.key for u in eager if path.startswith(u.directory))
         raise ValueError(f"Units {other!r} and {owner[path]!r} both produce {path!r}.")
     if not plan.writes and not plan.deletes and not owner:
         return PreviewResult()
@@ -560,7 +560,7 @@ def _build(repo: Repository, base: str | None, *, units: list[RenderUnit], scope
         if drifted and not force:
             # Files of unchanged units differ from what the manifest says they were rendered as (edited or deleted
             # by hand): render those units again so the commit holds the render, then check again.
-            force = {plan.kept_owner[path] for path in drifted}
+            force = {plan.kept_lookup.key_of(path) for path in drifted}
             logger.warning("%d files of %d unchanged units differ from their render in git (edited by hand?); "
                            "rendering those units again.", len(drifted), len(force))
             continue
@@ -768,17 +768,13 @@ class _Plan:
         return {path: blob for entry in self.kept_units.values() for path, blob in entry.files.items()}
 
     @cached_property
-    def kept_owner(self) -> dict[str, str]:
-        """Kept path -> unit key."""
-        return {path: key for key, entry in self.kept_units.items() for path in entry.files}
-
-    @cached_property
     def remaining(self) -> dict[str, str]:
         """Files of units no longer rendered that stay (outside this render's scopes) -> blob id."""
         return {path: blob for entry in self.remaining_units.values() for path, blob in entry.files.items()}
 
     @cached_property
     def kept_lookup(self) -> _OwnerLookup:
+        """Which kept unit owns a path (_plan seeds it with the one it built)."""
         return _OwnerLookup(self.kept_units)
 
 
@@ -806,6 +802,11 @@ class _OwnerLookup:
             cut = path.find("/", cut + 1)
         return None
 
+    def key_of(self, path: str) -> str | None:
+        """The key of the unit listing ``path``, or None."""
+        found = self.owner(path)
+        return None if found is None else found[0]
+
     def __contains__(self, path: str) -> bool:
         return self.owner(path) is not None
 
@@ -816,16 +817,7 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
     """What to write and delete for `units` against the base tree (`current_blobs(folders)`: path -> blob id of
     the base's files in those folders, or of every file for None). `store(bytes)`, when given, receives each file
     to write as soon as it is rendered (a TreeStream's add)."""
-    entries = manifest.units
-    if full:
-        todo = list(units)
-    else:
-        todo = []
-        for u in units:  # _needs_render, inline: 10,000 units per run
-            entry = entries.get(u.key)
-            if entry is None or entry.fingerprint != u.fingerprint or entry.directory != u.directory \
-                    or u.key in force:
-                todo.append(u)
+    todo = [u for u in units if full or u.key in force or _needs_render(u, manifest.units.get(u.key))]
     render_keys = {u.key for u in todo}
     unit_keys = {u.key for u in units}
     kept = {u.key: manifest.units[u.key] for u in units if u.key not in render_keys}
@@ -857,7 +849,7 @@ def _plan(*, units: list[RenderUnit], scopes: tuple[str, ...], manifest: Manifes
                 raise ValueError(f"Unit {unit.key!r} renders {path!r} outside its folder {unit.directory!r}.")
             if not isinstance(data, bytes | bytearray):
                 raise TypeError(f"Unit {unit.key!r} rendered {type(data).__name__} for {path!r}, expected bytes.")
-            owner = produced.get(path) or (kept_owner.owner(path) or (None,))[0]
+            owner = produced.get(path) or kept_owner.key_of(path)
             if owner is not None:
                 raise ValueError(f"Units {owner!r} and {unit.key!r} both produce {path!r}.")
             produced[path] = unit.key
@@ -940,8 +932,6 @@ def _check_inputs(units: list[RenderUnit], scopes: tuple[str, ...]) -> None:
         if unit.key in seen:
             raise ValueError(f"Two render units share the key {unit.key!r}.")
         seen.add(unit.key)
-        if not isinstance(unit.directory, str):
-            check_directory(unit.directory, what=f"Unit {unit.key!r} directory")  # raises
         check_unit_paths(unit.directory, getattr(unit, "essential", ()) or (), what=f"Unit {unit.key!r}")
         if not isinstance(unit.fingerprint, str):
             raise TypeError(f"Unit {unit.key!r} fingerprint must be a string.")
