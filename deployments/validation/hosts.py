@@ -159,13 +159,11 @@ def source_files(root: Path, environment: str, *, every: bool = False) -> list[t
     [(repository-relative folder, repository-relative file, absolute file)] in the order of a walk. When the active
     trust names the state they were kept at and the change since only rewrote files in place, they come from that
     listing, and (unless ``every``) only those that held an Ingress then or changed since."""
-    trust = trust_active()
-    kept = _FILES.get((str(root), environment))
-    if trust is not None and kept is not None and kept[0] == trust.since and structure_unchanged():
-        _state, files, claiming, index_of = kept
+    trusted_listing = _trusted_listing(root, environment)
+    if trusted_listing is not None:
+        (_state, files, claiming, _index_of), changed = trusted_listing
         if every:
             return files
-        changed = [index_of[path] for path in trust.paths if path in index_of]
         return [files[index] for index in sorted({*claiming, *changed})]
     base = str(root)
     found = []
@@ -212,16 +210,26 @@ def _host_index(files: list[tuple[str, str, str]], claiming: list[int]) -> "_Hos
     return _HostIndex(by_host=by_host, hosts_of=hosts_of, in_folder=in_folder, shared=shared)
 
 
-def _indexed_claims(root: Path, environment: str):
-    """(files, index, positions of the changed files) for add_sources when the active trust names the state the
-    environment's claims were indexed at and the change only rewrote files in place; else None."""
+def _trusted_listing(root: Path, environment: str):
+    """(what source_files_remember kept for the environment, positions of the files changed since) when the
+    active trust names the state it was kept at and the change only rewrote files in place; else None."""
     trust = trust_active()
-    key = (str(root), environment)
-    kept, index = _FILES.get(key), _HOSTS.get(key)
-    if trust is None or kept is None or index is None or kept[0] != trust.since or not structure_unchanged():
+    kept = _FILES.get((str(root), environment))
+    if trust is None or kept is None or kept[0] != trust.since or not structure_unchanged():
         return None
-    _state, files, _claiming, index_of = kept
-    return files, index, sorted(index_of[path] for path in trust.paths if path in index_of)
+    index_of = kept[3]
+    return kept, sorted(index_of[path] for path in trust.paths if path in index_of)
+
+
+def _indexed_claims(root: Path, environment: str):
+    """(files, index, positions of the changed files) for add_sources when the environment's claims were indexed
+    at the state the active trust names (_trusted_listing); else None."""
+    index = _HOSTS.get((str(root), environment))
+    trusted_listing = _trusted_listing(root, environment) if index is not None else None
+    if trusted_listing is None:
+        return None
+    (_state, files, _claiming, _index_of), changed = trusted_listing
+    return files, index, changed
 
 
 def source_files_remember(root: Path, environment: str, state: str | None,
