@@ -98,7 +98,6 @@ class EnvironmentCard:
         return OK
 
 
-_SUCCEEDED = (JobRun.Status.SUCCEEDED, JobRun.Status.WARNINGS, JobRun.Status.NO_CHANGE)
 # Before any run: "failed since the last success" counts every failed run of an environment that never succeeded.
 _BEFORE_ANY_RUN = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -115,7 +114,7 @@ def _run_annotations() -> dict:
     """Per environment: the id of its newest run, and the number of its failed runs since its newest successful
     one (all of them when none succeeded). Subqueries of the environments' query: the same number of queries
     whatever the number of environments and runs."""
-    last_success = Subquery(_runs_of_outer_environment().filter(status__in=_SUCCEEDED).order_by("-created_at")
+    last_success = Subquery(_runs_of_outer_environment().filter(status__in=JobRun.SUCCESSFUL).order_by("-created_at")
                             .values("created_at")[:1])
     failed = (_runs_of_outer_environment().filter(status=JobRun.Status.FAILED,
                                                   created_at__gt=OuterRef("_runs_success_floor"))

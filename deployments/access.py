@@ -49,6 +49,15 @@ def environment_ids(user, perm: str) -> set[int] | None:
     return result
 
 
+def viewable_environment_ids(user, model_label: str) -> set[int] | None:
+    """The environments where ``user`` may see rows of ``model_label`` ("app_label.model_name"): those where it has
+    the model's view or its change permission (Django's admin shows a model to either). None means all."""
+    app_label, model_name = model_label.split(".", 1)
+    view = environment_ids(user, f"{app_label}.view_{model_name}")
+    change = environment_ids(user, f"{app_label}.change_{model_name}")
+    return None if view is None or change is None else view | change
+
+
 def allowed(user, perm: str, environments: Iterable[int | None] | None) -> bool:
     """Whether ``user`` has ``perm`` in every one of these environment ids (None: in all environments)."""
     ids = environment_ids(user, perm)

@@ -279,10 +279,7 @@ class EnvironmentScopedAdminMixin:
 
     def scope_queryset(self, request, queryset):
         """Only the rows in environments where the user may view (or change) this model."""
-        opts = queryset.model._meta
-        view = access.environment_ids(request.user, f"{opts.app_label}.view_{opts.model_name}")
-        change = access.environment_ids(request.user, f"{opts.app_label}.change_{opts.model_name}")
-        ids = None if view is None or change is None else view | change
+        ids = access.viewable_environment_ids(request.user, queryset.model._meta.label_lower)
         return access.filter_by_ids(queryset, ids, self.environment_lookup)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

@@ -59,9 +59,7 @@ class CoversEnvironmentFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         # The environments whose change requests this user may see (deployments.access, as the list itself).
-        view = access.environment_ids(request.user, "governance.view_changerequest")
-        change = access.environment_ids(request.user, "governance.change_changerequest")
-        ids = None if view is None or change is None else view | change
+        ids = access.viewable_environment_ids(request.user, "governance.changerequest")
         environments = access.filter_by_ids(Environment.objects.order_by("name"), ids, "pk")
         return [(str(pk), name) for pk, name in environments.values_list("pk", "name")]
 

@@ -32,7 +32,9 @@ class JobRun(models.Model):
         CREDENTIALS = "credentials", "Credentials refused"
         ERROR = "error", "Error"
 
-    FINISHED = (Status.SUCCEEDED, Status.WARNINGS, Status.NO_CHANGE, Status.FAILED)
+    # Finished without failing: what "the last successful run" means wherever it is asked.
+    SUCCESSFUL = (Status.SUCCEEDED, Status.WARNINGS, Status.NO_CHANGE)
+    FINISHED = (*SUCCESSFUL, Status.FAILED)
     # Failures that say nothing about the input: the same request may succeed later without anyone changing it.
     # Refused credentials (CREDENTIALS) are not among them: they need a person (a new key, a role, a kubeconfig).
     TRANSIENT_ERRORS = (ErrorKind.ORPHANED, ErrorKind.LOCK_TIMEOUT, ErrorKind.ENQUEUE, ErrorKind.REMOTE,

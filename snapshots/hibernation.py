@@ -34,7 +34,7 @@ from jobs.queue import enqueue
 from projects.models import Container, HibernationRun, HibernationVolume, Project, VolumeRestore
 from snapshots.services import snapshot_record
 
-RENDER_OK = (RenderRun.Status.SUCCEEDED, RenderRun.Status.WARNINGS, RenderRun.Status.NO_CHANGE)
+RENDER_OK = RenderRun.SUCCESSFUL
 
 
 class HibernationFailed(Exception):
