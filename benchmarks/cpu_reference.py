@@ -46,6 +46,28 @@ def reference() -> dict:
     return {"single_s": python_loop_seconds(), "parallel_s": parallel_loop_seconds()}
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all cores since boot, from /proc/stat's "cpu" line (idle + iowait count as idle)."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def wait_idle(limit_s: float = 60.0, window_s: float = 1.0, busy_max: float = 0.15) -> float:
+    """Wait until the cores were at most ``busy_max`` busy (fraction of all cores' time, /proc/stat) over one
+    ``window_s`` window, at most ``limit_s`` seconds: a figure is measured on an idle machine, not beside what the
+    benchmark itself left running (a PostgreSQL checkpoint or autovacuum, a worker's start-up, disk write-back).
+    Returns the busy fraction of the last window (when ``limit_s`` ran out, above ``busy_max``)."""
+    started = time.monotonic()
+    while True:
+        idle_before, total_before = _cpu_times()
+        time.sleep(window_s)
+        idle_after, total_after = _cpu_times()
+        busy = 1 - (idle_after - idle_before) / max(total_after - total_before, 1)
+        if busy <= busy_max or time.monotonic() - started >= limit_s:
+            return round(busy, 3)
+
+
 def describe(figures: dict) -> str:
     """reference()'s figures in words."""
     return f"{figures['single_s']} s alone, {figures['parallel_s']} s on every core at once"
