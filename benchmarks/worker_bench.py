@@ -6,13 +6,15 @@ Seeds one EKS environment with N projects (3 containers each) in its own Postgre
 mirror included; that setup commit is not validated, since a whole-tree validation at 10,000 projects is
 benchmarked by gitops_bench.py), then for each worker class:
 
-  start a fresh ``manage.py rqworker gitops`` (a cold worker: it has run no job), wait until it listens and the
-  machine's cores are idle (cpu_reference.wait_idle; the database was vacuumed and analyzed after the setup, as
-  autovacuum keeps a database in use), change one container's port through ``projects.services.container_save``
-  (the admin's path: the change requests a render, which is handed to Redis when the transaction commits), and
-  time until the run has finished
-  (``change_to_done_s``: end to end, the worker's first job), then twice more (``warm_s``: the same worker's next
-  jobs). ``run_s`` is the run's own duration (started → finished) of the first job.
+  start a fresh ``manage.py rqworker gitops`` (a cold worker: it has run no job), wait until it listens, the
+  setup's writes are on disk (os.sync: without it the kernel writes back the setup's 80,000 files during the
+  measurement, which made the figure swing between 0.7 and 1.2 s) and the machine's cores are idle
+  (cpu_reference.wait_idle; the database was vacuumed and analyzed after the setup, as autovacuum keeps a database
+  in use), change one container's port through ``projects.services.container_save`` (the admin's path: the change
+  requests a render, which is handed to Redis when the transaction commits), and time until the run has finished
+  (``change_to_done_s``: end to end, the worker's first job), then twice more, each right after the previous one
+  finished (``warm_s``: the same worker's next jobs; each waits for the parent's warm-up after the job before it).
+  ``run_s`` is the run's own duration (started → finished) of the first job.
 
 The worker classes are the portal's (settings.RQ["WORKER_CLASS"], deployments.worker.GitOpsWorker: the gate's
 caches warmed in the parent before it forks each job) and rq's plain forking ``rq.worker.Worker`` as the baseline,
@@ -21,7 +23,8 @@ side by side in one run.
 It also times ``projects.services.project_save`` (auto-render off) on a project of a 100-project environment and
 of the N-project one (``save_100_ms``, ``save_n_ms``, ``save_ratio``; target ≤ 1.3).
 
-Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000]
+Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000] [--keep]
+       (BENCH_WORKER_WRAP: a profiler command the portal's worker runs under, e.g. py-spy record -s ... --)
        (DATABASE_URL: PostgreSQL; REDIS_URL: a Redis database the benchmark may empty; CRD_SCHEMA_DIR, KUBECTL)
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -180,8 +184,15 @@ def _change_and_wait(project, number: int, timeout: float = 600) -> tuple[float,
     raise SystemExit("the run did not finish in time")
 
 
+def _wrap(worker_class: str | None) -> list[str]:
+    """BENCH_WORKER_WRAP's command, which the portal's worker (not the comparison) runs under: a profiler, e.g.
+    "py-spy record --idle -f raw -o /tmp/worker.txt --" (it is stopped with SIGINT, on which py-spy writes)."""
+    return shlex.split(os.environ.get("BENCH_WORKER_WRAP", "")) if worker_class is None else []
+
+
 def _worker(worker_class: str | None, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "manage.py", "rqworker", "gitops", "--name", f"bench-{os.getpid()}-{time.time_ns()}"]
+    command = [*_wrap(worker_class), sys.executable, "manage.py", "rqworker", "gitops",
+               "--name", f"bench-{os.getpid()}-{time.time_ns()}"]
     if worker_class:
         command += ["--worker-class", worker_class]
     env = {**os.environ, "LOG_LEVEL": "INFO"}
@@ -209,12 +220,16 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
         startup = _wait_idle(process, log)
         # The change comes to a worker that waits for work, not one still finishing its start-up's writes.
         started = time.perf_counter()
+        os.sync()  # the setup's and the start-up's writes reach the disk now, not during the measurement
         busy = wait_idle()
         settled = f"machine idle after {time.perf_counter() - started:.1f} s ({busy:.0%} busy)"
         cold, cold_run, split = _change_and_wait(projects[offset], offset)
         warm = [_change_and_wait(projects[offset + k], offset + k)[0] for k in (1, 2)]
     finally:
-        process.send_signal(signal.SIGTERM)
+        if _wrap(worker_class):
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -227,6 +242,7 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (repository, worker logs)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="portal-worker-bench-"))
     try:
@@ -244,7 +260,10 @@ def main() -> None:
         rows = [measure_worker(None, projects, workdir, 10), measure_worker("rq.worker.Worker", projects, workdir, 20)]
         assert settings.RQ.get("WORKER_CLASS")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"{args.projects:,} projects; setup commit {setup_s:.1f} s")
     print(f"{'worker':>28} | {'startup_s':>9} | {'change_to_done_s':>16} | {'run_s':>6} | {'warm_s':>6}")
     for row in rows:

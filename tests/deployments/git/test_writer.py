@@ -308,13 +308,57 @@ def test_a_tree_stream_refuses_an_unknown_blob_and_ends_cleanly_when_abandoned(r
             stream.add(b"other\n")
             stream.tree(repo.head(), {"envs/missing.yaml": blob_id(b"never stored\n")}, [])
 
-        with repo.tree_stream() as stream:  # abandoned: blobs stored, nothing referenced, no crash report
+        with repo.tree_stream() as stream:  # abandoned while small: what it held back is dropped
             stream.add(b"abandoned\n")
-        assert g.git(repo_dir, "cat-file", "-t", blob_id(b"abandoned\n")) == "blob"
+        assert subprocess.run(["git", "-C", str(repo_dir), "cat-file", "-e", blob_id(b"abandoned\n")]).returncode
+        big = b"x" * (TreeStream.SMALL_STREAM_BYTES + 1)
+        with repo.tree_stream() as stream:  # abandoned once git had it: stored, nothing referenced, no crash report
+            stream.add(b"abandoned too\n")
+            stream.add(big)
+        assert g.git(repo_dir, "cat-file", "-t", blob_id(b"abandoned too\n")) == "blob"
+        assert g.git(repo_dir, "cat-file", "-t", blob_id(big)) == "blob"
         assert repo.resolve("refs/portal/build") is None
         assert not list(repo_dir.glob("fast_import_crash_*"))
     finally:
         repo.close()
+
+
+def _stored_sizes(repo_dir: Path) -> dict[str, tuple[int, int]]:
+    """{object id: (size, size in its pack)} of every packed object, from git verify-pack."""
+    sizes = {}
+    git_dir = Path(g.git(repo_dir, "rev-parse", "--absolute-git-dir"))
+    for pack in (git_dir / "objects" / "pack").glob("*.idx"):
+        for line in g.git(repo_dir, "verify-pack", "-v", str(pack)).splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and len(fields[0]) == 40 and fields[1] in ("blob", "tree", "commit"):
+                sizes[fields[0]] = (int(fields[2]), int(fields[3]))
+    return sizes
+
+
+def test_a_small_stream_stores_its_large_manifest_uncompressed_and_a_large_stream_compresses(repo_dir, make):
+    """A change to a few files is mostly the manifest: deflating it is the commit's largest cost, so a small stream
+    is stored at zlib level 0; a render of many files is stored compressed."""
+    commit(three_units(make))
+    repo = Repository.open(repo_dir, remote_url="", branch="main")
+    manifest_like = b"".join(b"unit-%06d fingerprint blob-ids\n" % n for n in range(40_000))  # 1.3 MB, compressible
+    files = {f"envs/many/f{n}.yaml": b"kind: ConfigMap\nmetadata: {name: f%d}\n" % n + b"#" * 2_000
+             for n in range(200)}  # 400 kB, beyond SMALL_STREAM_BYTES
+    try:
+        with repo.tree_stream() as small:
+            small.add(b"changed: 1\n")
+            small.tree(repo.head(), {"envs/one.yaml": blob_id(b"changed: 1\n"), "manifest.txt": manifest_like}, [])
+        with repo.tree_stream() as large:
+            for data in files.values():
+                large.add(data)
+            large.tree(repo.head(), {path: blob_id(data) for path in files.keys()}, [])
+    finally:
+        repo.close()
+
+    assert (small.compression, large.compression) == (0, 1)
+    sizes = _stored_sizes(repo_dir)
+    size, stored = sizes[blob_id(manifest_like)]
+    assert stored >= size  # deflate's stored blocks: not smaller than the bytes
+    assert sum(sizes[blob_id(data)][1] for data in files.values()) < sum(map(len, files.values())) / 4
 
 
 def test_progress_is_reported_in_order_up_to_100(repo_dir, remote, make):
