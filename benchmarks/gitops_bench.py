@@ -12,6 +12,7 @@ For each size it measures, on a fresh SQLite database and a fresh local reposito
             kustomization, every object schema-checked), in a fresh repository
   one_validated  then one container's port changed, through the gate, as a render run does it
 Each size runs --repeat rounds (fresh repository each) and reports medians, since disk timings here are noisy.
+The floor's `git add` and the full run each start on a settled machine (earlier writes synced, cores idle).
 Prints a table, then one JSON object with the figures and ratios as the last line.
 
 Usage: .venv/bin/python benchmarks/gitops_bench.py [--sizes 100,1000,5000] [--containers 3] [--no-validate]
@@ -30,6 +31,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_reference import wait_idle  # noqa: E402
+
+
+def _settle() -> None:
+    """Before a timed step: what earlier steps wrote reaches the disk (os.sync; otherwise the kernel writes it back
+    during the step, which swung the floor between 5.9 and 9.2 s at 5,000 projects) and the cores are idle."""
+    os.sync()
+    wait_idle()
 
 
 def _setup_django(workdir: Path) -> None:
@@ -95,9 +106,11 @@ def _floor(files: dict[str, bytes], workdir: Path) -> tuple[float, float]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     written = time.perf_counter()
+    _settle()
+    started = time.perf_counter()
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=bench", "-c", "user.email=bench@portal.invalid", "commit", "-q", "-m", "floor")
-    return written - start, time.perf_counter() - written
+    return written - start, time.perf_counter() - started
 
 
 def _validate_changed(workdir: Path, changed_paths: list[str]) -> None:
@@ -158,6 +171,7 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
         settings.GITOPS_REPO_DIR = repo_dir
         preview_seconds, preview_chars = _preview_seconds()  # nothing rendered yet: the whole tree is added
         previews.append(preview_seconds)
+        _settle()
         full_seconds, full = _run()
         noop_seconds, noop = _run()
         changed = projects[(size // 2 + round_number) % size]
