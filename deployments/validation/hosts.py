@@ -210,6 +210,44 @@ def _host_index(files: list[tuple[str, str, str]], claiming: list[int]) -> "_Hos
     return _HostIndex(by_host=by_host, hosts_of=hosts_of, in_folder=in_folder, shared=shared)
 
 
+def _host_index_update(index: _HostIndex, files: list[tuple[str, str, str]],
+                       positions: Iterable[int]) -> "_HostIndex | None":
+    """``index`` (of ``files``) with the claims of the files at ``positions`` taken again from the source cache: what
+    _host_index of every claiming file gives, for the cost of those files (a job's few files, not 80,000). A new
+    index: ``index`` itself is left as it was (a validation may be reading it). None when one is not cached."""
+    by_host, hosts_of, in_folder, shared = dict(index.by_host), dict(index.hosts_of), dict(index.in_folder), set(
+        index.shared)
+    for position in positions:
+        current, _relative, full = files[position]
+        cached = _SOURCE_CACHE.get(full)
+        if cached is None:
+            return None
+        touched = set(hosts_of.pop(position, ()))
+        claims = [(namespace, name, host) for namespace, name, hosts in cached[1] for host in hosts]
+        touched.update(host for _namespace, _name, host in claims)
+        for host in touched:
+            entries = [entry for entry in by_host.get(host, ()) if entry[0] != position]
+            entries += [(position, namespace, name) for namespace, name, claimed in claims if claimed == host]
+            entries.sort(key=lambda entry: entry[0])  # stable: a file's documents stay in their order
+            if entries:
+                by_host[host] = entries
+            else:
+                by_host.pop(host, None)
+            if len(entries) > 1:
+                shared.add(host)
+            else:
+                shared.discard(host)
+        folder = [kept for kept in in_folder.get(current, ()) if kept != position]
+        if cached[1]:  # the file claims (Ingresses, even without hosts), as _host_index lists it
+            hosts_of[position] = tuple(host for _namespace, _name, host in claims)
+            folder = sorted([*folder, position])
+        if folder:
+            in_folder[current] = folder
+        else:
+            in_folder.pop(current, None)
+    return _HostIndex(by_host=by_host, hosts_of=hosts_of, in_folder=in_folder, shared=shared)
+
+
 def _trusted_listing(root: Path, environment: str):
     """(what source_files_remember kept for the environment, positions of the files changed since) when the
     active trust names the state it was kept at and the change only rewrote files in place; else None."""
@@ -233,19 +271,37 @@ def _indexed_claims(root: Path, environment: str):
 
 
 def source_files_remember(root: Path, environment: str, state: str | None,
-                          files: list[tuple[str, str, str]] | None) -> None:
+                          files: list[tuple[str, str, str]] | None, *,
+                          changed: Collection[str] | None = None) -> None:
     """Keep ``files`` (``source_files(root, environment, every=True)`` listed while the tree was in ``state``, their
-    Ingresses read into the cache) for ``source_files``, with their host claims indexed by host (add_sources)."""
+    Ingresses read into the cache) for ``source_files``, with their host claims indexed by host (add_sources).
+
+    ``changed``: the repository-relative paths rewritten in place since the state kept before, when ``files`` is
+    the listing kept then (the same list: a change that only rewrote files, trust.trusting). Only those files'
+    claims are indexed again; the result is the index of every file all the same."""
     key = (str(root), environment)
-    _HOSTS.pop(key, None)
+    index = _HOSTS.pop(key, None)
+    kept = _FILES.get(key)
     if state and files is not None:
-        claiming = []
-        for index, (_current, _relative, full) in enumerate(files):
-            cached = _SOURCE_CACHE.get(full)
-            if cached is None or cached[1]:
-                claiming.append(index)
-        _FILES[key] = (state, files, claiming, {relative: index for index, (_c, relative, _f) in enumerate(files)})
-        index = _host_index(files, claiming)
+        if changed is not None and kept is not None and kept[1] is files and index is not None:
+            index_of = kept[3]
+            positions = sorted({index_of[path] for path in changed if path in index_of})
+            claiming = kept[2]
+            if positions:
+                now = {position for position in positions
+                       if (cached := _SOURCE_CACHE.get(files[position][2])) is None or cached[1]}
+                claiming = sorted({*(position for position in claiming if position not in positions), *now})
+            _FILES[key] = (state, files, claiming, index_of)
+            index = _host_index_update(index, files, positions)
+        else:
+            claiming = []
+            for position, (_current, _relative, full) in enumerate(files):
+                cached = _SOURCE_CACHE.get(full)
+                if cached is None or cached[1]:
+                    claiming.append(position)
+            _FILES[key] = (state, files, claiming,
+                           {relative: position for position, (_c, relative, _f) in enumerate(files)})
+            index = _host_index(files, claiming)
         if index is not None:
             _HOSTS[key] = index
     else:

@@ -33,8 +33,9 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
     """Fill the gate's caches for the tree under ``tree`` (the validation mirror's folder; None or missing: only
     the schemas): Kubernetes and CRD schemas with a compiled validator per kind (settings.KUBERNETES_VERSION,
     CRD_SCHEMA_DIR), the parsed kustomization files, and the Ingress hosts of every environment's source files.
-    Returns the seconds each part took ({"schemas": s, "kustomizations": s, "hosts": s}). Never raises for a
-    broken tree: what cannot be read is left for the validation itself to report.
+    Returns the seconds each part took ({"schemas": s, "state": s, "kustomizations": s, "hosts": s, "record": s}:
+    "state" names the tree's state and what changed since the caches were verified, "record" stores the result).
+    Never raises for a broken tree: what cannot be read is left for the validation itself to report.
 
     ``state()`` names the tree's current state (deployments.git.mirror.mirror_state; None while it is being
     written): when it names the same state before and after the whole tree was checked, the caches are recorded
@@ -58,9 +59,11 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
     timings["schemas"] = time.monotonic() - started
     if tree is None or not Path(tree).is_dir():
         return timings
+    started = time.monotonic()
     before = state() if state is not None else None
     previous = verified_state(Path(tree))
     changed = changes(previous, before) if changes is not None and previous and before else None
+    timings["state"] = time.monotonic() - started
     scanned = None
     files: set[str] = set()
     listed = {}
@@ -90,12 +93,16 @@ def validation_warm(tree: Path | None, *, compile_validators: bool = True,
                         every = [entry for entry in every if entry[1] in trust.paths]
                     claims.add_sources(Path(tree), folder.name, files=every)
         timings["hosts"] = time.monotonic() - started
+    started = time.monotonic()
     after = state() if state is not None else None
     verified = before if scanned is not None and before is not None and before == after else None
     tree_verified(Path(tree), verified, files)
     tree_remember(Path(tree), verified, scanned)
     for environment, sources in listed.items():
-        source_files_remember(Path(tree), environment, verified, sources)
+        # Rewritten in place since the state kept before: only the changed files' claims are indexed again.
+        source_files_remember(Path(tree), environment, verified, sources,
+                              changed=trust.paths if in_place else None)
     if misses() - missed >= (1 if verified is None or changed is None else CACHE_SAVE_MISSES):
         caches_save(cache)  # after a job's few files, the stored caches are not rewritten (a few seconds' pickling)
+    timings["record"] = time.monotonic() - started
     return timings

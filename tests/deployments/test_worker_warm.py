@@ -41,7 +41,7 @@ def test_warm_reads_every_kustomization_and_ingress_source_once(tmp_path):
     (folder / "web.yaml").write_text(INGRESS)
     (tree / "environments" / "dev" / "projects" / "kustomization.yaml").write_text("resources:\n- proj-1\n")
     timings = validation_warm(tree, compile_validators=False)
-    assert set(timings) == {"schemas", "kustomizations", "hosts"}
+    assert set(timings) == {"schemas", "state", "kustomizations", "hosts", "record"}
     assert str(folder / "kustomization.yaml") in kustomize._KUSTOMIZATION_CACHE
     assert _SOURCE_CACHE[str(folder / "web.yaml")][1] == [("", "web", ("a.example.com",))]
 
@@ -213,5 +213,53 @@ def test_the_indexed_host_check_finds_what_reading_every_file_finds(hosts, names
         with mock.patch.object(HostClaims, "_add_changed_sources", autospec=True, side_effect=replay) as indexed:
             fast = tree_validate(root=tree, paths=[path], unchanged_since="s1")
         assert indexed.call_count == 1
+        every = tree_validate(root=tree, paths=[path])
+        assert [(p.file, p.rule, p.message) for p in fast] == [(p.file, p.rule, p.message) for p in every]
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hosts=st.lists(st.sampled_from(HOSTS), min_size=2, max_size=5),
+       edits=st.lists(st.tuples(st.integers(min_value=0, max_value=4),
+                                st.sampled_from([*HOSTS, "d.example.com", "no ingress", "ingress in svc"])),
+                      min_size=1, max_size=3),
+       then=st.tuples(st.integers(min_value=0, max_value=4), st.sampled_from([*HOSTS, "e.example.com"])))
+def test_the_host_index_after_a_job_equals_one_built_from_every_file(hosts, edits, then):
+    """After a job rewrote files in place, the warm-up re-indexes only those files' host claims: the index (hosts,
+    claiming files, folders, shared hosts) equals the one built from every file, whether a file changed its host,
+    lost its Ingress or gained one; and the next change validated against it finds what reading every file finds."""
+    from unittest import mock
+
+    from deployments.validation import hosts as hosts_module
+    from deployments.validation import tree_validate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = _projects_tree(Path(scratch), hosts, [0, 1, 2])
+        validation_warm(tree, compile_validators=False, state=lambda: "s1")
+        changed = []
+        for number, edit in edits:
+            folder = f"environments/dev/projects/proj-{number % len(hosts)}"
+            if edit == "no ingress":
+                path = f"{folder}/web.yaml"
+                (tree / path).write_text(SERVICE.replace("name: web", f"name: web-gone-{number}"))
+            elif edit == "ingress in svc":
+                path = f"{folder}/svc.yaml"
+                (tree / path).write_text(INGRESS.replace("name: web", f"name: svc-{number}"))
+            else:
+                path = f"{folder}/web.yaml"
+                (tree / path).write_text(INGRESS.replace("a.example.com", edit).replace("name: web", f"name: {number}"))
+            changed.append(path)
+        key = (str(tree), "dev")
+        with mock.patch.object(hosts_module, "_host_index", side_effect=AssertionError("indexed every file")):
+            validation_warm(tree, compile_validators=False, state=lambda: "s2", changes=lambda old, new: list(changed))
+        incremental, kept = hosts_module._HOSTS[key], hosts_module._FILES[key]
+        assert kept[0] == "s2"
+        hosts_module.source_files_remember(tree, "dev", "s2", kept[1])  # from every file
+        assert hosts_module._HOSTS[key] == incremental and hosts_module._FILES[key][2] == kept[2]
+
+        hosts_module._HOSTS[key], hosts_module._FILES[key] = incremental, kept  # what the warm-up left
+        number, host = then
+        path = f"environments/dev/projects/proj-{number % len(hosts)}/web.yaml"
+        (tree / path).write_text(INGRESS.replace("a.example.com", host).replace("name: web", "name: then"))
+        fast = tree_validate(root=tree, paths=[path], unchanged_since="s2")
         every = tree_validate(root=tree, paths=[path])
         assert [(p.file, p.rule, p.message) for p in fast] == [(p.file, p.rule, p.message) for p in every]

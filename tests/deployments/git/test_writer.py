@@ -8,6 +8,7 @@ mirror beside it (`mirror(repo_dir)`).
 
 import itertools
 import logging
+import re
 import signal
 import subprocess
 import threading
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from deployments.git import (
     MANIFEST_PATH,
@@ -29,7 +33,7 @@ from deployments.git import (
     gitops_preview,
     repository_lock,
 )
-from deployments.git.manifest import Manifest, blob_id
+from deployments.git.manifest import Manifest, ManifestError, UnitEntry, blob_id
 from deployments.git.repository import Repository, TreeStream
 from deployments.locks import repository_lock_key, repository_lock_path
 from tests.deployments import gitutil as g
@@ -948,25 +952,90 @@ def test_a_manifest_written_from_the_previous_bytes_equals_one_written_in_full()
     assert new.dumps(previous=(Manifest.loads(pretty), pretty)) == new.dumps()
 
 
-def test_split_lines_are_kept_only_for_the_same_manifest_and_bytes():
-    """The worker splits the head's manifest into lines before forking (manifest_lines_warm); a dump from those
-    objects uses them and equals a full dump, and other objects (equal or not) are split anew."""
+_unit_keys = st.sampled_from([f"env:e:project:{n}" for n in range(12)] + ["env:e:base", "env:\u00e9:project:\"q\""])
+_unit_entries = st.builds(
+    lambda folder, fingerprint, names: UnitEntry(directory=f"envs/{folder}/", fingerprint=fingerprint,
+                                                 files={f"envs/{folder}/{name}.yaml": "ab" * 20 for name in names}),
+    st.sampled_from(["p1", "p2", "\u00e9t\u00e9"]), st.text(max_size=6),
+    st.lists(st.sampled_from(["a", "b", "c\u00fc", "d/e"]), max_size=3))
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(old=st.dictionaries(_unit_keys, _unit_entries, max_size=8),
+       new=st.dictionaries(_unit_keys, _unit_entries, max_size=8), keep=st.sets(_unit_keys))
+def test_a_manifest_loaded_against_the_previous_one_equals_one_parsed_in_full(old, new, keep):
+    """loads(previous=...) shares the entries of lines that are the same bytes as the previous manifest's and parses
+    only the others; the result equals a full parse, whatever was added, changed or removed."""
+    previous = Manifest(units=old)
+    previous_data = previous.dumps()
+    previous_loaded = Manifest.loads(previous_data)
+    units = {**new, **{key: previous_loaded.units[key] for key in keep if key in previous_loaded.units}}
+    data = Manifest(units=units).dumps()
+
+    loaded = Manifest.loads(data, previous=(previous_loaded, previous_data))
+
+    assert loaded == Manifest.loads(data)
+    for key, entry in loaded.units.items():
+        if key in previous_loaded.units and entry == previous_loaded.units[key]:
+            assert entry is previous_loaded.units[key]  # the same line: not parsed again
+    assert Manifest(units=loaded.units).dumps(previous=(loaded, data)) == data
+
+
+def test_a_manifest_not_laid_out_one_unit_per_line_is_parsed_whole():
+    """Bytes edited by hand (reordered, repeated keys, pretty-printed, broken) are parsed in full: the same result
+    or the same error as without ``previous``."""
+    import json
+
+    units = {f"env:e:project:{n}": UnitEntry(directory=f"envs/p{n}/", fingerprint=f"f{n}",
+                                             files={f"envs/p{n}/a.yaml": "1" * 40}) for n in range(4)}
+    data = Manifest(units=units).dumps()
+    previous = (Manifest.loads(data), data)
+    lines = data.split(b"\n")
+    swapped = b"\n".join([lines[0], lines[1], lines[3], lines[2], *lines[4:]])  # two units out of key order
+    repeated = data.replace(lines[3], lines[2].replace(b"f0", b"zz"))  # key 0 twice: JSON keeps the last one
+    pretty = json.dumps(json.loads(data), indent=2).encode()
+    for variant in (repeated, pretty, swapped):
+        try:
+            expected = Manifest.loads(variant)
+        except ManifestError as exc:
+            with pytest.raises(ManifestError, match=re.escape(str(exc))):
+                Manifest.loads(variant, previous=previous)
+        else:
+            assert Manifest.loads(variant, previous=previous) == expected
+    assert Manifest.loads(repeated, previous=previous).units["env:e:project:0"].fingerprint == "zz"
+    broken = data.replace(b'"fingerprint": "f2"', b'"fingerprint": f2')
+    with pytest.raises(ManifestError, match="not a valid portal manifest"):
+        Manifest.loads(broken, previous=previous)
+
+
+def test_split_lines_are_kept_only_for_the_same_manifest_and_bytes(monkeypatch):
+    """The worker splits the head's manifest into lines before forking (manifest_lines_warm), and a dump keeps the
+    lines it wrote; a dump from those very objects uses them and equals a full dump, and other objects (equal or
+    not) are split anew."""
     from deployments.git import manifest as manifest_module
     from deployments.git.manifest import UnitEntry, manifest_lines_warm
 
+    splits = []
+    real_split = manifest_module._split_lines
+    monkeypatch.setattr(manifest_module, "_split_lines", lambda *args: splits.append(args[0]) or real_split(*args))
     units = {f"env:e:project:{n}": UnitEntry(directory=f"envs/p{n}/", fingerprint=f"f{n}",
                                              files={f"envs/p{n}/a.yaml": "1" * 40}) for n in range(4)}
     data = Manifest(units=units).dumps()
     loaded = Manifest.loads(data)
     manifest_lines_warm(loaded, data)
     kept = manifest_module._LINES_MEMO[0]
-    assert kept is not None and kept[0] is loaded and kept[1] is data and len(kept[2]) == 4
+    assert kept is not None and kept[0] is loaded and kept[1] is data and len(kept[2]) == 4 and splits == [loaded]
     changed = Manifest(units={**loaded.units, "env:e:project:1": UnitEntry("envs/p1/", "new", {})})
-    assert changed.dumps(previous=(loaded, data)) == changed.dumps()
-    assert manifest_module._LINES_MEMO[0] is kept  # answered from the memo
+    written = changed.dumps(previous=(loaded, data))
+    assert splits == [loaded]  # answered from the memo
+    assert manifest_module._LINES_MEMO[0][:2] == (changed, written)  # the next commit starts from these lines
+    following = Manifest(units={**changed.units, "env:e:project:2": UnitEntry("envs/p2/", "newer", {})})
+    assert following.dumps(previous=(changed, written)) == Manifest(units=dict(following.units)).dumps()
+    assert splits == [loaded]
+    assert written == Manifest(units=dict(changed.units)).dumps()
     other = Manifest.loads(data)  # equal, not the same object: its entries are other objects
-    assert changed.dumps(previous=(other, data)) == changed.dumps()
-    assert manifest_module._LINES_MEMO[0][0] is other
+    assert changed.dumps(previous=(other, data)) == written
+    assert splits == [loaded, other]
 
 
 @pytest.mark.parametrize("directory, essential", [
@@ -998,7 +1067,8 @@ def test_the_manifest_is_parsed_once_per_blob(repo_dir, make, monkeypatch):
     commit(three_units(make), validate=accept)
     loads = []
     real = Manifest.loads
-    monkeypatch.setattr(Manifest, "loads", staticmethod(lambda data: loads.append(1) or real(data)))
+    monkeypatch.setattr(Manifest, "loads", staticmethod(
+        lambda data, previous=None: loads.append(previous) or real(data, previous=previous)))
     writer._MANIFEST_MEMO[0] = None
     assert writer.gitops_manifest_warm()
     second = commit(three_units(make, version=2), validate=accept)
@@ -1007,3 +1077,12 @@ def test_the_manifest_is_parsed_once_per_blob(repo_dir, make, monkeypatch):
     assert len(loads) == 1 and second.sha != third.sha  # the manifest the second commit wrote is kept parsed
     assert Manifest.loads(g.git(repo_dir, "show", f"{third.sha}:{MANIFEST_PATH}").encode()).units.keys() == \
         {"a", "b", "c"}
+
+    # A process that read an earlier manifest (the worker's parent after a job) parses only the changed lines.
+    read_before = writer._MANIFEST_MEMO[0]
+    writer._MANIFEST_MEMO[0] = (blob_id(b"another"), *read_before[1:])
+    loads.clear()
+    assert writer.gitops_manifest_warm()
+    assert [previous[0] for previous in loads] == [read_before[1]]
+    fresh = writer._MANIFEST_MEMO[0][1]
+    assert fresh == read_before[1] and all(fresh.units[key] is read_before[1].units[key] for key in fresh.units)
