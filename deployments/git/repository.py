@@ -550,10 +550,11 @@ class TreeStream:
             commit.append(b"from %s\n" % base.encode())
         commit.extend(b"D %s\n" % _fast_import_path(path) for path in deletes)
         self._write(*commit)
+        named = [b"M 100644 %s %s\n" % (value.encode(), _fast_import_path(path))
+                 for path, value in files.items() if isinstance(value, str)]
+        self._write(b"".join(named))  # 40,000 lines at 5,000 projects: one write
         for path, value in files.items():
-            if isinstance(value, str):
-                self._write(b"M 100644 %s %s\n" % (value.encode(), _fast_import_path(path)))
-            else:
+            if not isinstance(value, str):
                 self._write(b"M 100644 inline %s\ndata %d\n" % (_fast_import_path(path), len(value)), value, b"\n")
         self._write(b"\ndone\n")
         proc = self._proc
