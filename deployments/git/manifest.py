@@ -99,10 +99,9 @@ class Manifest:
                 line = f"  {_json(key)}: {_json(body)}".encode()
             lines.append(line)
             found[key] = (entry, line)
-        footer = b',\n "version": %d\n}\n' % MANIFEST_VERSION
         if not lines:
-            return b'{\n "units": {}' + footer
-        data = b"".join((b'{\n "units": {\n', b",\n".join(lines), b"\n }", footer))  # one copy of 7.5 MB, not two
+            return b'{\n "units": {}' + _FOOTER
+        data = b"".join((_HEADER, b",\n".join(lines), b"\n }", _FOOTER))  # one copy of 7.5 MB, not two
         _LINES_MEMO[0] = (self, data, found)  # the next commit in this process starts from these bytes
         return data
 
@@ -135,22 +134,37 @@ def _lines_by_key(manifest: Manifest, data: bytes) -> dict[str, tuple[UnitEntry,
 
 def _split_lines(manifest: Manifest, data: bytes) -> dict[str, tuple[UnitEntry, bytes]]:
     keys = sorted(manifest.units)
-    lines = data.split(b"\n")
-    if not keys or len(lines) != len(keys) + 6 or lines[:2] != [b"{", b' "units": {'] or lines[-4:] != [
-            b" },", b' "version": %d' % MANIFEST_VERSION, b"}", b""]:
+    lines = _unit_lines(data)
+    if lines is None or len(lines) != len(keys):
         return {}
     found = {}
-    last = len(keys) - 1
-    for number, key in enumerate(keys):
-        line = lines[2 + number]
-        if number < last:
-            if not line.endswith(b","):
-                return {}
-            line = line[:-1]
-        if not line.startswith(b"  %s: {" % _json(key).encode()) or not line.endswith(b"}"):
+    for key, line in zip(keys, lines, strict=True):
+        if not _is_line_of(key, line):
             return {}
         found[key] = (manifest.units[key], line)
     return found
+
+
+_HEADER = b'{\n "units": {\n'
+_FOOTER = b',\n "version": %d\n}\n' % MANIFEST_VERSION
+
+
+def _unit_lines(data: bytes) -> list[bytes] | None:
+    """The unit lines of ``data`` laid out as ``dumps`` writes a manifest with units (each without the comma that
+    separates it from the next), or None when it is laid out otherwise."""
+    if not data.startswith(_HEADER) or not data.endswith(b"\n }" + _FOOTER):
+        return None
+    lines = data[len(_HEADER):-len(_FOOTER) - 3].split(b"\n")
+    for number in range(len(lines) - 1):
+        if not lines[number].endswith(b","):
+            return None
+        lines[number] = lines[number][:-1]
+    return lines
+
+
+def _is_line_of(key: str, line: bytes) -> bool:
+    """Whether ``line`` (without its comma) starts with ``key`` as JSON writes it and holds one object after it."""
+    return line.startswith(b"  %s: {" % _json(key).encode()) and line.endswith(b"}")
 
 
 def _unit_entry(raw: dict) -> UnitEntry:
@@ -165,21 +179,14 @@ def _loads_by_line(data: bytes, previous: tuple[Manifest, bytes]) -> Manifest | 
     unit per line in strictly increasing key order (the caller parses the whole). Records the lines of the result
     for the next ``dumps`` (_LINES_MEMO)."""
     known = _lines_by_key(*previous)
-    lines = data.split(b"\n")
-    if not known or len(lines) < 7 or lines[:2] != [b"{", b' "units": {'] or lines[-4:] != [
-            b" },", b' "version": %d' % MANIFEST_VERSION, b"}", b""]:
+    lines = _unit_lines(data) if known else None
+    if lines is None:
         return None
     by_line = {line: (key, entry) for key, (entry, line) in known.items()}
-    body = lines[2:-4]
-    last = len(body) - 1
     units: dict[str, UnitEntry] = {}
     found: dict[str, tuple[UnitEntry, bytes]] = {}
     previous_key = None
-    for number, line in enumerate(body):
-        if number < last:
-            if not line.endswith(b","):
-                return None
-            line = line[:-1]
+    for line in lines:
         hit = by_line.get(line)
         if hit is None:
             try:
@@ -187,7 +194,7 @@ def _loads_by_line(data: bytes, previous: tuple[Manifest, bytes]) -> Manifest | 
                 if not isinstance(member, dict) or len(member) != 1:
                     return None
                 ((key, raw),) = member.items()
-                if not line.startswith(b"  %s: {" % _json(key).encode()) or not line.endswith(b"}"):
+                if not _is_line_of(key, line):
                     return None
                 hit = (key, _unit_entry(raw))
             except (ValueError, KeyError, TypeError, AttributeError):
