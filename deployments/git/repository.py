@@ -514,7 +514,7 @@ class TreeStream:
         self._process, self._proc, self.compression = process, process.proc, compression
         held, self._held, self._held_bytes = self._held, [], 0
         for data in held:
-            self._write(b"blob\ndata %d\n" % len(data), data, b"\n")
+            self._write_blob(data)
 
     def _write(self, *chunks: bytes) -> None:
         if self._broken:
@@ -536,6 +536,9 @@ class TreeStream:
                 self._held_bytes += len(data)
                 return
             self._start(compression=1)
+        self._write_blob(data)
+
+    def _write_blob(self, data: bytes) -> None:
         self._write(b"blob\ndata %d\n" % len(data), data, b"\n")
 
     def tree(self, base: str | None, files: dict[str, str | bytes], deletes: Iterable[str]) -> str:

@@ -270,6 +270,12 @@ def _indexed_claims(root: Path, environment: str):
     return files, index, changed
 
 
+def _may_claim(full: str) -> bool:
+    """Whether the source file ``full`` held an Ingress when read into the cache, or is not cached (unknown)."""
+    cached = _SOURCE_CACHE.get(full)
+    return cached is None or bool(cached[1])
+
+
 def source_files_remember(root: Path, environment: str, state: str | None,
                           files: list[tuple[str, str, str]] | None, *,
                           changed: Collection[str] | None = None) -> None:
@@ -288,17 +294,12 @@ def source_files_remember(root: Path, environment: str, state: str | None,
             positions = sorted({index_of[path] for path in changed if path in index_of})
             claiming = kept[2]
             if positions:
-                now = {position for position in positions
-                       if (cached := _SOURCE_CACHE.get(files[position][2])) is None or cached[1]}
+                now = {position for position in positions if _may_claim(files[position][2])}
                 claiming = sorted({*(position for position in claiming if position not in positions), *now})
             _FILES[key] = (state, files, claiming, index_of)
             index = _host_index_update(index, files, positions)
         else:
-            claiming = []
-            for position, (_current, _relative, full) in enumerate(files):
-                cached = _SOURCE_CACHE.get(full)
-                if cached is None or cached[1]:
-                    claiming.append(position)
+            claiming = [position for position, (_current, _relative, full) in enumerate(files) if _may_claim(full)]
             _FILES[key] = (state, files, claiming,
                            {relative: position for position, (_c, relative, _f) in enumerate(files)})
             index = _host_index(files, claiming)
