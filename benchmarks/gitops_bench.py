@@ -33,14 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_reference import wait_idle  # noqa: E402
-
-
-def _settle() -> None:
-    """Before a timed step: what earlier steps wrote reaches the disk (os.sync; otherwise the kernel writes it back
-    during the step, which swung the floor between 5.9 and 9.2 s at 5,000 projects) and the cores are idle."""
-    os.sync()
-    wait_idle()
+from cpu_reference import settle  # noqa: E402
 
 
 def _setup_django(workdir: Path) -> None:
@@ -106,7 +99,7 @@ def _floor(files: dict[str, bytes], workdir: Path) -> tuple[float, float]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     written = time.perf_counter()
-    _settle()
+    settle()
     started = time.perf_counter()
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=bench", "-c", "user.email=bench@portal.invalid", "commit", "-q", "-m", "floor")
@@ -171,7 +164,7 @@ def bench_size(size: int, containers: int, workdir: Path, validate: bool, repeat
         settings.GITOPS_REPO_DIR = repo_dir
         preview_seconds, preview_chars = _preview_seconds()  # nothing rendered yet: the whole tree is added
         previews.append(preview_seconds)
-        _settle()
+        settle()
         full_seconds, full = _run()
         noop_seconds, noop = _run()
         changed = projects[(size // 2 + round_number) % size]

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cpu_reference import wait_idle  # noqa: E402
+from cpu_reference import settle  # noqa: E402
 
 
 def _setup_django(workdir: Path) -> None:
@@ -220,8 +220,7 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
         startup = _wait_idle(process, log)
         # The change comes to a worker that waits for work, not one still finishing its start-up's writes.
         started = time.perf_counter()
-        os.sync()  # the setup's and the start-up's writes reach the disk now, not during the measurement
-        busy = wait_idle()
+        busy = settle()  # the setup's and the start-up's writes reach the disk now, not during the measurement
         settled = f"machine idle after {time.perf_counter() - started:.1f} s ({busy:.0%} busy)"
         cold, cold_run, split = _change_and_wait(projects[offset], offset)
         warm = [_change_and_wait(projects[offset + k], offset + k)[0] for k in (1, 2)]
