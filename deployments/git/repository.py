@@ -480,6 +480,9 @@ class TreeStream:
     that size. Either way a pack is written (no loose objects); Repository.maintain() merges packs when git's gc
     thinks it is time (gc.autoPackLimit, 50), so at most about 50 uncompressed manifests lie on disk between two
     merges, and a merge or a push stores the manifest as a delta against its previous version.
+    git is told not to look for deltas (`--depth=0`): fast-import only tries the blob just before, and at 5,000
+    projects that search was 0.6 s of git's 3 s on the critical path, for a pack of 20 MB instead of 34 MB (the
+    next merge of packs or push finds the deltas, across every version, as it would anyway).
     Blobs held back by a stream closed without `tree` are dropped; blobs already stored stay in the repository
     unreferenced until git's gc prunes them. A run that writes nothing starts no process.
 
@@ -510,7 +513,7 @@ class TreeStream:
         objects for small writes), and hand it the blobs held back so far."""
         process = self.repo.git.execute(
             ["git", *_NO_AUTO_GC, "-c", f"core.compression={compression}", "-c", "fastimport.unpackLimit=0",
-             "fast-import", "--quiet", "--done", "--force"], as_process=True, istream=subprocess.PIPE)
+             "fast-import", "--quiet", "--done", "--force", "--depth=0"], as_process=True, istream=subprocess.PIPE)
         self._process, self._proc, self.compression = process, process.proc, compression
         held, self._held, self._held_bytes = self._held, [], 0
         for data in held:

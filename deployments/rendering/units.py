@@ -17,7 +17,8 @@ project's render token instead (projects.models.RenderToken: database triggers r
 project's render reads changes) with the environment part it reads; a lazy snapshot carries only (id, token) for
 such projects, and their data is read (TreeSnapshot.load_projects, in one go through the units' ``prefetch``) only
 for the units the git writer renders. ``tree_units`` only builds closures and hashes; the template work happens
-when a unit's ``render`` is called.
+when a unit's ``render`` is called, and projects that differ only in their names render once per call
+(rendering/shapes.py).
 """
 
 import hashlib
@@ -30,7 +31,8 @@ from deployments.rendering.clusters import ClusterEntry, render_cluster_entry
 from deployments.rendering.common import PLATFORM_BASE_DIR, fingerprint, sha256
 from deployments.rendering.compose import ComposeInput, render_compose_environment
 from deployments.rendering.platform import render_platform_base, render_platform_overlay
-from deployments.rendering.projects import ProjectEnvironment, project_paths, render_project, render_projects_index
+from deployments.rendering.projects import ProjectEnvironment, project_paths, render_projects_index
+from deployments.rendering.shapes import ProjectShapes
 from deployments.rendering.snapshot import EnvironmentSnapshot, ProjectSnapshot, TreeSnapshot
 from deployments.rendering.templating import RENDERER_VERSION
 
@@ -70,10 +72,10 @@ class _LazyProjects:
         if missing:
             self.loaded.update(self.load(self.environment_id, missing))
 
-    def render(self, penv: ProjectEnvironment, project_id: str) -> dict[str, bytes]:
+    def render(self, render_project: ProjectShapes, project_id: str) -> dict[str, bytes]:
         if project_id not in self.loaded:
             self.loaded.update(self.load(self.environment_id, [project_id]))
-        return render_project(penv, self.loaded.pop(project_id))
+        return render_project(self.loaded.pop(project_id))
 
 
 def project_fingerprint(key: str, penv_digest: str, project: ProjectSnapshot, by_token=None) -> str:
@@ -140,13 +142,15 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
         # Hash the shared environment part once, not once per project.
         penv_digest = sha256(repr(penv))
         by_token = _token_fingerprints(penv_digest)
+        # One shape memo per environment and call: projects that differ only in their names render once.
+        render_project = ProjectShapes(penv)
         for project in env.projects:
             key = f"{base_key}:project:{project.id}"
             directory = f"environments/{env.name}/projects/{project.namespace}/"
             units.append(RenderUnit(
                 key=key, directory=directory,
                 fingerprint=project_fingerprint(key, penv_digest, project, by_token),
-                render=partial(render_project, penv, project),
+                render=partial(render_project, project),
                 essential=(directory + "namespace.yaml", directory + "storage.yaml"),
                 paths=partial(project_paths, penv, project),
             ))
@@ -159,7 +163,7 @@ def tree_units(snapshot: TreeSnapshot) -> list[RenderUnit]:
                 directory = f"environments/{env.name}/projects/{domain.project_namespace(project_id)}/"
                 units.append(RenderUnit(
                     key=key, directory=directory, fingerprint=by_token(key, token),
-                    render=partial(lazy.render, penv, project_id), prefetch=lazy,
+                    render=partial(lazy.render, render_project, project_id), prefetch=lazy,
                     essential=(directory + "namespace.yaml", directory + "storage.yaml"),
                 ))
     units.sort(key=lambda unit: unit.key)
