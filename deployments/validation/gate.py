@@ -112,16 +112,16 @@ def tree_validate(*, root: Path, paths: Iterable[str] | None = None, kubectl: st
     path are used without checking each file's state (trust.trusting).
     """
     changed = _normalize(paths, Path(root)) if paths is not None else None
-    with trusting(Path(root), changed or set(), unchanged_since if changed is not None else None):
+    with trusting(Path(root), changed or set(), unchanged_since if changed is not None else None) as trust:
         return _tree_validate(root=root, changed=changed, kubectl=kubectl, crd_dir=crd_dir,
                               kubernetes_version=kubernetes_version, progress=progress, read_base=read_base,
-                              replacements=replacements, cache_dir=cache_dir)
+                              replacements=replacements, cache_dir=cache_dir, trusted=trust.active)
 
 
 def _tree_validate(*, root: Path, changed: set[str] | None, kubectl: str | None, crd_dir: str | Path | None,
                    kubernetes_version: str | None, progress: Callable[[str], None] | None,
                    read_base: Callable[[str], bytes | None] | None, replacements: Collection[ObjectId],
-                   cache_dir: str | Path | None) -> list[ValidationProblem]:
+                   cache_dir: str | Path | None, trusted: bool = False) -> list[ValidationProblem]:
     started = time.monotonic()
     paths = changed
 
@@ -195,7 +195,9 @@ def _tree_validate(*, root: Path, changed: set[str] | None, kubectl: str | None,
     derived = (f" and {gate.derived} folder(s) derived from {len(gate.jobs)} equivalence class(es)"
                if gate.derived else "")
     report(f"Validated {checker.checked} object(s) from {gate.builds} build(s){derived} in "
-           f"{time.monotonic() - started:.1f} s{skipped}: {len(problems)} problem(s).")
+           f"{time.monotonic() - started:.1f} s{skipped}: {len(problems)} problem(s)."
+           + ("" if paths is None else " Cached states of unchanged files: " + (
+               "trusted (unchanged since the worker's warm-up checked them)." if trusted else "checked one by one.")))
     return problems
 
 

@@ -94,9 +94,14 @@ def test_a_change_from_the_verified_state_reads_only_the_changed_files_and_is_st
     stats = []
     real_stat = kustomize.os.stat
     monkeypatch.setattr(kustomize.os, "stat", lambda path, *a, **k: stats.append(str(path)) or real_stat(path, *a, **k))
-    problems = tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s1")
+    messages = []
+    problems = tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s1",
+                             progress=messages.append)
     assert [problem.rule for problem in problems] == ["ingress-host-duplicate"]
     assert str(projects / "proj-1" / "web.yaml") not in stats  # trusted: not even a stat
+    # The run's log says so (the last line of a validation).
+    assert messages[-1].endswith("Cached states of unchanged files: trusted (unchanged since the worker's warm-up "
+                                 "checked them).")
     assert trust.trust_active() is None  # only during that validation
     monkeypatch.undo()
 
@@ -104,6 +109,11 @@ def test_a_change_from_the_verified_state_reads_only_the_changed_files_and_is_st
     monkeypatch.setattr(kustomize, "tree_scan", no_full_scan)
     with pytest.raises(AssertionError, match="whole tree"):
         tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s0")
+    monkeypatch.undo()
+    messages.clear()
+    tree_validate(root=tree, paths=["environments/dev/projects/proj-2/web.yaml"], unchanged_since="s0",
+                  progress=messages.append)
+    assert messages[-1].endswith("Cached states of unchanged files: checked one by one.")
 
 
 def test_a_change_that_adds_files_from_the_verified_state_reads_the_tree_again(tmp_path):
