@@ -30,10 +30,11 @@ a tree where no two projects share a shape costs one dictionary lookup per proje
 import re
 import secrets
 import uuid
-from dataclasses import replace
+from dataclasses import fields, replace
+from operator import attrgetter
 
 from deployments.rendering.projects import ProjectEnvironment, render_project
-from deployments.rendering.snapshot import ProjectSnapshot
+from deployments.rendering.snapshot import ContainerSnapshot, ProjectSnapshot
 from deployments.rendering.yamltext import yaml_scalar
 
 _WORD = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]*\Z")
@@ -44,6 +45,12 @@ _FRAGMENT = 6
 # Slots of the values replaced: the project's id, slug and owner, then one per container (its id), by position.
 _ID, _SLUG, _OWNER = 0, 1, 2
 _FIXED_SLOTS = 3
+
+# Everything of a project but the replaceable values (and the render token, which names a version of the rest):
+# read from the dataclasses' own fields, so a field added to a snapshot is part of the shape by itself.
+_PROJECT_REST = attrgetter(*(field.name for field in fields(ProjectSnapshot)
+                             if field.name not in {"id", "slug", "owner", "render_token", "containers"}))
+_CONTAINER_REST = attrgetter(*(field.name for field in fields(ContainerSnapshot) if field.name != "uuid"))
 
 _SEEN = object()  # a shape met once: rendered directly, checked at its second project
 _DIRECT = object()  # a shape whose stand-in render did not match: rendered directly for the rest of the run
@@ -133,9 +140,9 @@ class ProjectShapes:
         kinds = [_class_of(value, slot in (_ID,) or slot >= _FIXED_SLOTS) for slot, value in enumerate(values)]
         if not any(kinds):
             return render_project(self.penv, project)
-        # The shape: the project with every replaceable value blanked, and which values were replaced and how.
-        kept = [None if kind else value for value, kind in zip(values, kinds, strict=True)]
-        shape = (tuple(kinds), self._with(project, kept, blank=""))
+        # The shape: which values are replaced and how, the values kept, and everything else of the project.
+        shape = (tuple(kinds), tuple(None if kind else value for value, kind in zip(values, kinds, strict=True)),
+                 _PROJECT_REST(project), tuple(map(_CONTAINER_REST, project.containers)))
         entry = self._shapes.get(shape)
         if entry is None:
             self._shapes[shape] = _SEEN
@@ -163,11 +170,8 @@ class ProjectShapes:
         return self._stand_ins[key]
 
     @staticmethod
-    def _with(project: ProjectSnapshot, values: list[str | None], blank: str | None = None) -> ProjectSnapshot:
-        """The project with its slot values replaced (None: ``blank``), and no render token."""
-        def pick(value):
-            return blank if value is None else value
-        containers = tuple(replace(container, uuid=pick(value))
+    def _with(project: ProjectSnapshot, values: list[str]) -> ProjectSnapshot:
+        """The project with the values of its slots replaced."""
+        containers = tuple(replace(container, uuid=value)
                            for container, value in zip(project.containers, values[_FIXED_SLOTS:], strict=True))
-        return replace(project, id=pick(values[_ID]), slug=pick(values[_SLUG]), owner=pick(values[_OWNER]),
-                       render_token="", containers=containers)
+        return replace(project, id=values[_ID], slug=values[_SLUG], owner=values[_OWNER], containers=containers)

@@ -174,3 +174,30 @@ def test_one_memo_per_tree_units_call(demo):
     first, again = memos(tree_units(demo)), memos(tree_units(demo))
     assert first and again and not first & again
     assert render_tree(demo) == render_tree(demo)
+
+
+def test_a_project_that_differs_in_anything_else_is_another_shape(demo):
+    """Once a shape is learned, a project that differs from it in any other field (of the project or of one of its
+    containers) is never filled in from it: each such variant renders as render_project renders it."""
+    penv, project = next((penv, project) for penv, project in _kubernetes_projects(demo)
+                         if project.containers and not project.hibernation_stamp and not project.restores
+                         and not project.restore_snapshot_id)
+    memo = shapes.ProjectShapes(penv)
+
+    def named(base, number):
+        return _named(base, "a" + str(uuid.uuid4())[1:], f"app-{number}", f"user-{number}",
+                      ["b" + str(uuid.uuid4())[1:]])
+
+    for number in range(3):
+        memo(named(project, number))
+    assert any(isinstance(entry, shapes._Filled) for entry in memo._shapes.values())
+    container = project.containers[0]
+    variants = [replace(project, volume_size="7Gi"), replace(project, stopped=not project.stopped),
+                replace(project, render_token="another-token"),
+                replace(project, containers=(replace(container, port=container.port + 1), *project.containers[1:])),
+                replace(project, containers=(replace(container, env_vars=(("A", "1"),)), *project.containers[1:])),
+                replace(project, containers=(replace(container, memory_limit="3Gi"), *project.containers[1:])),
+                replace(project, containers=project.containers[1:])]
+    for number, variant in enumerate(variants):
+        each = named(variant, 10 + number)
+        assert memo(each) == render_project(penv, each)
