@@ -95,6 +95,64 @@ class KeysFirstPaginator(Paginator):
         return page
 
 
+class GroupedKeysPaginator(KeysFirstPaginator):
+    """KeysFirstPaginator for a list ordered first by a field of a related row (a *group*: the projects' environment
+    by its name) and then, within a group, by columns that an index starting with the group's key covers (slug, as
+    in the (environment_id, slug) unique index).
+
+    Ordered that way, PostgreSQL cannot walk the index across groups: with a filter (an EXISTS on containers) it
+    evaluates the filter for every row of the table before it sorts and keeps 50 (10–14 ms at 10,000 projects).
+    Here a page's keys are read group by group in the list's order of groups, each through the index in its own
+    order and stopping at the page's end; a group that lies wholly before the page is only counted (through the
+    same index). The rows are then read by key in the list's own order, as KeysFirstPaginator does: the same rows
+    in the same order as one sliced query of the same queryset. Queries: the count, the groups' order, one per
+    group before or on the page (however many rows the list has), the rows. Any other ordering (a column header
+    clicked) and DISTINCT lists page as KeysFirstPaginator does.
+
+    Subclasses set ``group`` (the foreign key, e.g. "environment"), ``group_field`` (the related model's field the
+    list is ordered by first, e.g. "name") and ``within`` (the rest of the ordering, e.g. ("slug", "-pk")).
+    """
+
+    group = ""
+    group_field = ""
+    within: tuple[str, ...] = ()
+
+    def _grouped(self) -> QuerySet | None:
+        """The list when it is ordered as this paginator expects and not DISTINCT (else None: KeysFirstPaginator's
+        paging)."""
+        rows = self.object_list
+        expected = (f"{self.group}__{self.group_field}", *self.within)
+        if (isinstance(rows, QuerySet) and not rows.query.is_sliced and not rows.query.distinct
+                and tuple(rows.query.order_by) == expected):
+            return rows
+        return None
+
+    def page(self, number):
+        """The page ``number`` (1-based) as KeysFirstPaginator.page gives it. Raises InvalidPage as it does."""
+        rows = self._grouped()
+        if rows is None:
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        related = rows.model._meta.get_field(self.group).related_model
+        skip, keys = bottom, []
+        for key in related._default_manager.order_by(self.group_field, "pk").values_list("pk", flat=True):
+            if len(keys) >= top - bottom:
+                break
+            members = rows.filter(**{f"{self.group}_id": key}).order_by(*self.within)
+            if skip:
+                size = members.count()
+                if size <= skip:
+                    skip -= size
+                    continue
+            keys += members.values_list("pk", flat=True)[skip:skip + top - bottom - len(keys)]
+            skip = 0
+        return self._get_page(self.object_list.filter(pk__in=keys), number, self)
+
+
 class KeyedUrlChangeList(ChangeList):
     """Django's ChangeList whose row links (``url_for_result``: the change page of each row) reverse the change
     URL once per list and put each row's quoted key into it, instead of resolving the URL pattern once per row.

@@ -10,7 +10,7 @@ from django.utils.safestring import mark_safe
 
 from deployments.adminkit import (
     EnvironmentScopedAdminMixin,
-    KeysFirstPaginator,
+    GroupedKeysPaginator,
     PlannedRowsMixin,
     ServiceAdminMixin,
     audit_link,
@@ -54,6 +54,12 @@ class ContainerRoleFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(Container.objects.filter(project=OuterRef("pk"), role=value)))
 
 
+class EnvironmentSlugPaginator(GroupedKeysPaginator):
+    """Projects in the list's default order (environment name, slug): keys per environment by slug."""
+
+    group, group_field, within = "environment", "name", ("slug", "-pk")
+
+
 @admin.register(Project)
 class ProjectAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Projects and their containers; a save or delete (inlines too) renders the project's environment."""
@@ -65,7 +71,9 @@ class ProjectAdmin(PlannedRowsMixin, EnvironmentScopedAdminMixin, ServiceAdminMi
     search_fields = ["slug", "name", "owner"]
     list_select_related = ["environment"]
     list_per_page = 50
-    paginator = KeysFirstPaginator  # page 200 costs what page 1 does: the OFFSET sorts keys, not whole rows
+    # Page 200 costs what page 1 does, filtered or not: a page's keys come from the environments it overlaps, each
+    # through the (environment_id, slug) index (deployments.adminkit.GroupedKeysPaginator).
+    paginator = EnvironmentSlugPaginator
     show_full_result_count = False  # a filtered page does not count all 10,000 projects again
     readonly_fields = ["id", "namespace", "host_links", "live_status_link", "git_folder_link", "runs_link",
                        "snapshots_link", "audit_trail", "created_at", "updated_at", "hibernation_block",

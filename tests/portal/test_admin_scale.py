@@ -63,12 +63,15 @@ def test_project_list_search_and_filters_have_constant_queries(superuser_client)
     _add_projects(environment, "shop", 3)
     one_page = counts()  # a single page is the queryset itself, without the paginator's key query
     _add_projects(environment, "shop-page", 50)
-    few = counts()  # two pages of every list: the page's keys, then its rows
-    assert few == [n + 1 for n in one_page]
+    few = counts()  # two pages of every list: the environments' order and the page's keys, then its rows
+    assert few == [n + 2 for n in one_page[:-1]] + [one_page[-1] + 1]  # ordered by a column: keys, then rows
     _add_projects(environment, "shop-more", 120)
     _add_projects(environment, "other", 60)
     assert counts() == few
-    assert [_queries(superuser_client, url, {**page, "p": "4"})[0] for page in PROJECT_PAGES[:3]] == few[:3]
+    # A later page also counts the environments before its first row (here the one environment: does row 150 lie
+    # in it?), through the (environment_id, slug) index; never once per row.
+    assert [_queries(superuser_client, url, {**page, "p": "4"})[0] for page in PROJECT_PAGES[:3]] == [
+        n + 1 for n in few[:3]]
 
 
 def test_project_list_pages_keep_order_and_rows(superuser_client):
@@ -85,6 +88,35 @@ def test_project_list_pages_keep_order_and_rows(superuser_client):
         assert positions == sorted(positions), number
         others = set(expected) - set(rows)
         assert not any(reverse("admin:projects_project_change", args=[pk]) in page for pk in others), number
+
+
+@pytest.mark.parametrize("orphans", [0, 7])
+def test_grouped_pages_are_the_slices_of_the_ordered_list(orphans):
+    """Every page of the project list's paginator, over environments of 0 to 120 projects (names not in the order
+    they were created), filtered or not, holds exactly the rows of that slice of one ordered query, in order."""
+    from django.core.paginator import Paginator
+
+    from projects.admin import EnvironmentSlugPaginator
+
+    sizes = {"m-env": 37, "a-env": 0, "z-env": 120, "c-env": 50, "b-env": 1, "k-env": 63}
+    for name, size in sizes.items():
+        environment = Environment.objects.create(name=name, app_domain=f"{name}.example.com")
+        projects = _add_projects(environment, f"{name}-shop", size)
+        Container.objects.filter(project__in=projects[::3], role="database").delete()  # some have no database
+    lists = [Project.objects.order_by("environment__name", "slug", "-pk"),
+             Project.objects.filter(containers__role="database").order_by("environment__name", "slug", "-pk"),
+             Project.objects.filter(slug__contains="1").order_by("environment__name", "slug", "-pk")]
+    for rows in lists:
+        plain, grouped = Paginator(rows, 50, orphans=orphans), EnvironmentSlugPaginator(rows, 50, orphans=orphans)
+        assert grouped.num_pages == plain.num_pages > 1
+        for number in plain.page_range:
+            expected = [project.pk for project in plain.page(number).object_list]
+            assert [project.pk for project in grouped.page(number).object_list] == expected, number
+    # Another ordering (a column header clicked) pages as KeysFirstPaginator does: still the same slices.
+    rows = Project.objects.order_by("-owner", "-pk")
+    plain, grouped = Paginator(rows, 50), EnvironmentSlugPaginator(rows, 50)
+    assert [[p.pk for p in grouped.page(n).object_list] for n in grouped.page_range] == [
+        [p.pk for p in plain.page(n).object_list] for n in plain.page_range]
 
 
 def test_role_filter_finds_projects_with_that_role_once(superuser_client):
