@@ -24,7 +24,9 @@ It also times ``projects.services.project_save`` (auto-render off) on a project 
 of the N-project one (``save_100_ms``, ``save_n_ms``, ``save_ratio``; target ≤ 1.3).
 
 Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000] [--keep]
-       (BENCH_WORKER_WRAP: a profiler command the portal's worker runs under, e.g. py-spy record -s ... --)
+       (BENCH_WORKER_WRAP: a profiler command the portal's worker runs under, e.g. py-spy record -s ... --;
+       BENCH_WORKER_LOG_LEVEL: the workers' LOG_LEVEL, INFO unless set: DEBUG logs every git command and the
+       validation's steps with their times in the kept worker logs)
        (DATABASE_URL: PostgreSQL; REDIS_URL: a Redis database the benchmark may empty; CRD_SCHEMA_DIR, KUBECTL)
 """
 
@@ -195,7 +197,7 @@ def _worker(worker_class: str | None, log: Path) -> subprocess.Popen:
                "--name", f"bench-{os.getpid()}-{time.time_ns()}"]
     if worker_class:
         command += ["--worker-class", worker_class]
-    env = {**os.environ, "LOG_LEVEL": "INFO"}
+    env = {**os.environ, "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "INFO")}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
