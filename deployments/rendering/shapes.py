@@ -58,6 +58,8 @@ _DIRECT = object()  # a shape whose stand-in render did not match: rendered dire
 
 def _class_of(value: str, is_uuid: bool) -> str | None:
     """'digit' or 'letter' for a value that can be replaced (see the module docstring), else None."""
+    if type(value) is not str:  # a subclass or another type: kept in the shape as it is
+        return None
     if is_uuid:
         if not _UUID.match(value):
             return None
