@@ -90,9 +90,12 @@ class KeysFirstPaginator(Paginator):
         page = super().page(number)
         rows = page.object_list
         if isinstance(rows, QuerySet) and rows.query.is_sliced:
-            keys = list(rows.values_list("pk", flat=True))
-            page.object_list = self.object_list.filter(pk__in=keys)
+            page.object_list = self.object_list.filter(pk__in=self.page_keys(rows))
         return page
+
+    def page_keys(self, rows: QuerySet) -> list:
+        """The primary keys of a page's rows; ``rows`` is the list sliced to the page, as Paginator.page slices it."""
+        return list(rows.values_list("pk", flat=True))
 
 
 class GroupedKeysPaginator(KeysFirstPaginator):
@@ -127,30 +130,25 @@ class GroupedKeysPaginator(KeysFirstPaginator):
             return rows
         return None
 
-    def page(self, number):
-        """The page ``number`` (1-based) as KeysFirstPaginator.page gives it. Raises InvalidPage as it does."""
-        rows = self._grouped()
-        if rows is None:
-            return super().page(number)
-        number = self.validate_number(number)
-        bottom = (number - 1) * self.per_page
-        top = bottom + self.per_page
-        if top + self.orphans >= self.count:
-            top = self.count
-        related = rows.model._meta.get_field(self.group).related_model
-        skip, keys = bottom, []
+    def page_keys(self, rows: QuerySet) -> list:
+        """The page's keys, group by group (see the class docstring) when the list is ordered by its groups."""
+        grouped = self._grouped()
+        if grouped is None:
+            return super().page_keys(rows)
+        skip, wanted, keys = rows.query.low_mark, rows.query.high_mark - rows.query.low_mark, []
+        related = grouped.model._meta.get_field(self.group).related_model
         for key in related._default_manager.order_by(self.group_field, "pk").values_list("pk", flat=True):
-            if len(keys) >= top - bottom:
+            if len(keys) >= wanted:
                 break
-            members = rows.filter(**{f"{self.group}_id": key}).order_by(*self.within)
+            members = grouped.filter(**{f"{self.group}_id": key}).order_by(*self.within)
             if skip:
                 size = members.count()
                 if size <= skip:
                     skip -= size
                     continue
-            keys += members.values_list("pk", flat=True)[skip:skip + top - bottom - len(keys)]
+            keys += members.values_list("pk", flat=True)[skip:skip + wanted - len(keys)]
             skip = 0
-        return self._get_page(self.object_list.filter(pk__in=keys), number, self)
+        return keys
 
 
 class KeyedUrlChangeList(ChangeList):
