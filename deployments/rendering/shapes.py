@@ -45,6 +45,7 @@ _FRAGMENT = 6
 # Slots of the values replaced: the project's id, slug and owner, then one per container (its id), by position.
 _ID, _SLUG, _OWNER = 0, 1, 2
 _FIXED_SLOTS = 3
+_WORD_SLOTS = (_SLUG, _OWNER)  # the others hold UUIDs
 
 # Everything of a project but the replaceable values (and the render token, which names a version of the rest):
 # read from the dataclasses' own fields, so a field added to a snapshot is part of the shape by itself.
@@ -73,7 +74,7 @@ def _class_of(value: str, is_uuid: bool) -> str | None:
 def _stand_in(slot: int, kind: str) -> str:
     """A fresh random value of the slot's form (a UUID for ids, a word otherwise) that starts as ``kind`` says."""
     first = secrets.choice("0123456789" if kind == "digit" else "abcdef")
-    if slot in (_SLUG, _OWNER):
+    if slot in _WORD_SLOTS:
         return first + "x" + secrets.token_hex(12)
     return first + str(uuid.uuid4())[1:]
 
@@ -139,7 +140,7 @@ class ProjectShapes:
 
     def __call__(self, project: ProjectSnapshot) -> dict[str, bytes]:
         values = [project.id, project.slug, project.owner] + [container.uuid for container in project.containers]
-        kinds = [_class_of(value, slot in (_ID,) or slot >= _FIXED_SLOTS) for slot, value in enumerate(values)]
+        kinds = [_class_of(value, is_uuid=slot not in _WORD_SLOTS) for slot, value in enumerate(values)]
         if not any(kinds):
             return render_project(self.penv, project)
         # The shape: which values are replaced and how, the values kept, and everything else of the project.
