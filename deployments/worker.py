@@ -9,7 +9,10 @@ the files at (deployments.git.mirror.mirror_state, deployments/validation/trust.
 from that state checks only the files it changed instead of every file's state, and the warm-up after a job checks
 only the files that job's commit changed (deployments.git.mirror.mirror_changes). The warmed objects are frozen for
 the garbage collector (gc.freeze) before the fork, with the GitOps manifest at the branch head parsed
-(deployments.git.writer.gitops_manifest_warm). Everything else is rq's own Worker.
+(deployments.git.writer.gitops_manifest_warm). At its start the worker also runs kubectl once
+(deployments.validation.kustomize.kubectl_warm): its binary is then in the page cache for the first job's build,
+and a kubectl that is missing or broken is reported when the worker starts, not first by a run. Everything else
+is rq's own Worker.
 """
 
 import gc
@@ -23,6 +26,7 @@ from rq.worker import Worker
 from deployments.git.mirror import mirror_changes, mirror_state
 from deployments.git.repository import Repository
 from deployments.git.writer import gitops_manifest_warm
+from deployments.validation.kustomize import kubectl_warm
 from deployments.validation.warm import validation_warm
 
 logger = logging.getLogger(__name__)
@@ -60,12 +64,20 @@ class GitOpsWorker(Worker):
 
     def _warm(self, when: str) -> None:
         gc.unfreeze()  # what the last warm-up froze may be garbage now: let the collector see it again
+        kubectl = {}
+        if when == "start":
+            try:
+                kubectl["kubectl"] = kubectl_warm(getattr(settings, "KUBECTL", "kubectl"))
+            except (OSError, RuntimeError) as exc:
+                logger.warning("kubectl does not run; a render run with Kubernetes manifests to validate will fail: %s",
+                               exc)
         try:
             tree = mirror_tree()
             timings = validation_warm(tree, state=lambda: mirror_state(tree.parent), changes=_mirror_changes)
             started = time.monotonic()
             gitops_manifest_warm()
             timings["manifest"] = time.monotonic() - started
+            timings.update(kubectl)
         except Exception:  # noqa: BLE001 - a cold cache is slower, never wrong
             logger.warning("Could not warm the validation caches (%s)", when, exc_info=True)
             return

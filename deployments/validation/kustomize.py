@@ -18,7 +18,9 @@ object up to 300 objects, 3 ms at 550, 4.5 ms at 1,400; kubectl's own start is a
 import os
 import posixpath
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -458,6 +460,30 @@ def unit_build(unit: BuildUnit, *, root: Path, kubectl: str, scratch: Path, numb
         return BuildResult(unit, yaml_documents(completed.stdout))
     except yaml.YAMLError as exc:
         return BuildResult(unit, None, f"kustomize output is not YAML: {_clip_line(str(exc))}")
+
+
+def kubectl_warm(kubectl: str) -> float:
+    """Run ``kubectl kustomize`` once on an empty kustomization in a scratch folder, so kubectl's binary (57 MB for
+    kubectl 1.32) is in the page cache before a job's first build: measured here, a one-folder build took 0.05 s
+    with the binary cached and 0.12-0.16 s after it was evicted. Returns the seconds it took.
+
+    Raises FileNotFoundError when ``kubectl`` cannot be found, RuntimeError (kubectl's error text, clipped) when it
+    fails: either way a validation with a kustomization to build would fail (the worker reports it when it starts)."""
+    found = shutil.which(kubectl)
+    if found is None:
+        raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="portal-kubectl-warm-") as scratch:
+        Path(scratch, "kustomization.yaml").write_text("resources: []\n", encoding="utf-8")
+        try:
+            completed = subprocess.run([found, "kustomize", scratch], capture_output=True, text=True,
+                                       timeout=BUILD_TIMEOUT_SECONDS, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"kubectl kustomize did not finish within {BUILD_TIMEOUT_SECONDS} s") from exc
+    if completed.returncode != 0:
+        text = completed.stderr or completed.stdout or f"kubectl exited with {completed.returncode}"
+        raise RuntimeError(f"kubectl kustomize failed: {_clean_error(text, [(scratch, '.')])}")
+    return time.monotonic() - started
 
 
 def _clip_line(text: str) -> str:

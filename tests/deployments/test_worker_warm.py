@@ -1,6 +1,8 @@
 """The portal's rq worker warms the validation gate's caches in its parent process, so the child forked for each
 job inherits them instead of re-reading the whole tree (deployments.worker, deployments.validation.warm)."""
 
+import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rq.worker import Worker
 
+from deployments import worker as worker_module
 from deployments.validation import kustomize
 from deployments.validation.hosts import _SOURCE_CACHE
 from deployments.validation.warm import validation_warm
@@ -31,6 +34,45 @@ def test_the_configured_worker_is_the_warming_forking_worker():
     assert get_worker_class() is GitOpsWorker
     assert issubclass(GitOpsWorker, Worker)
     assert mirror_tree() == Path(str(settings.GITOPS_REPO_DIR) + ".validate") / "tree"
+
+
+def test_kubectl_warm_runs_kubectl_once_and_names_what_is_wrong(tmp_path):
+    assert 0 < kustomize.kubectl_warm(settings.KUBECTL) < 60
+    with pytest.raises(FileNotFoundError, match=r"settings\.KUBECTL"):
+        kustomize.kubectl_warm(str(tmp_path / "no-kubectl"))
+    broken = tmp_path / "kubectl"
+    broken.write_text("#!/bin/sh\necho \"error: unable to find one of 'kustomization.yaml' in directory '$2'\" >&2\n"
+                      "exit 1\n")
+    broken.chmod(0o755)
+    with pytest.raises(RuntimeError) as caught:
+        kustomize.kubectl_warm(str(broken))
+    # kubectl's own words, without the scratch folder's path
+    assert str(caught.value) == "kubectl kustomize failed: unable to find one of 'kustomization.yaml' in directory '.'"
+
+
+def test_the_worker_runs_kubectl_at_its_start_only_and_reports_a_broken_one(tmp_path, settings, caplog,
+                                                                             monkeypatch):
+    settings.GITOPS_REPO_DIR = str(tmp_path / "repo")
+    runs = []
+    real = worker_module.kubectl_warm
+    monkeypatch.setattr(worker_module, "kubectl_warm", lambda kubectl: runs.append(kubectl) or real(kubectl))
+    worker = GitOpsWorker.__new__(GitOpsWorker)  # _warm needs no queue or connection
+    with caplog.at_level(logging.INFO, logger="deployments.worker"):
+        worker._warm("start")
+        worker._warm("after a job")
+    assert runs == [settings.KUBECTL]
+    started, after_job = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Validation caches")]
+    assert re.search(r"^Validation caches warm \(start\): .*, kubectl \d+\.\d\d s$", started)
+    assert "kubectl" not in after_job
+
+    caplog.clear()
+    settings.KUBECTL = str(tmp_path / "no-kubectl")
+    with caplog.at_level(logging.INFO, logger="deployments.worker"):
+        worker._warm("start")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"kubectl does not run; a render run with Kubernetes manifests to validate will fail: "
+                        f"kubectl not found: {settings.KUBECTL!r} (settings.KUBECTL)"]
+    assert any(r.getMessage().startswith("Validation caches warm (start): schemas") for r in caplog.records)
 
 
 def test_warm_reads_every_kustomization_and_ingress_source_once(tmp_path):
