@@ -6,11 +6,18 @@ runs can be compared: a figure measured with a reference of 0.1 s is on a machin
 0.066 s. ``parallel`` runs the same loop in one process per core at once: when it is much slower than the loop
 alone, the cores share a physical core (or the host is busy) and every concurrent figure (the admin pages with 8
 clients, a render beside its validation) pays for it.
+
+``file_creation_ms`` does the same for the disk: creating files is what a first render's validation mirror and
+the git floor spend most of their time on, and on this machine it moved between 0.08 and 1.2 ms per file within
+one session (a folder of the same file system was fast or slow depending on how many files had been created and
+deleted near it before).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -44,6 +51,27 @@ def parallel_loop_seconds(processes: int | None = None) -> float:
 def reference() -> dict:
     """{"single_s": the loop alone, "parallel_s": the loop on every core at once}: the machine's speed now."""
     return {"single_s": python_loop_seconds(), "parallel_s": parallel_loop_seconds()}
+
+
+def file_creation_ms(directory: str | None = None, folders: int = 250, files_per_folder: int = 8) -> float:
+    """Milliseconds per 1,000 files to create ``folders`` folders of ``files_per_folder`` files of 4 KiB each (a
+    project folder of a rendered tree) in a new folder under ``directory`` (default: tempfile.gettempdir(), where
+    the benchmarks put their repositories), wall-clock time (the file system's work is kernel time). The files are
+    removed again."""
+    root = tempfile.mkdtemp(prefix="portal-file-reference-", dir=directory)
+    data = b"x" * 4096
+    try:
+        started = time.perf_counter()
+        for folder in range(folders):
+            path = os.path.join(root, f"project-{folder}")
+            os.mkdir(path)
+            for number in range(files_per_folder):
+                with open(os.path.join(path, f"file-{number}.yaml"), "wb") as handle:
+                    handle.write(data)
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return round(seconds * 1000 * 1000 / (folders * files_per_folder), 1)
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -83,3 +111,4 @@ def describe(figures: dict) -> str:
 
 if __name__ == "__main__":
     print(describe(reference()))
+    print(f"creating files in {tempfile.gettempdir()}: {file_creation_ms()} ms per 1,000")
