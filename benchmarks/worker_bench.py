@@ -14,7 +14,10 @@ benchmarked by gitops_bench.py), then for each worker class:
   requests a render, which is handed to Redis when the transaction commits), and time until the run has finished
   (``change_to_done_s``: end to end, the worker's first job), then twice more, each right after the previous one
   finished (``warm_s``: the same worker's next jobs; each waits for the parent's warm-up after the job before it).
-  ``run_s`` is the run's own duration (started → finished) of the first job.
+  ``run_s`` is the run's own duration (started → finished) of the first job. The portal's worker is started
+  ``--cold-workers`` times (default 3), one fresh worker after another: ``change_to_done_s`` is the median of
+  their cold changes (every sample is printed and kept in ``cold_samples_s``), ``warm_s`` the median of all their
+  next changes (``warm_samples_s``); one sample moved by 0.3 s between runs minutes apart on this machine.
 
 The worker classes are the portal's (settings.RQ["WORKER_CLASS"], deployments.worker.GitOpsWorker: the gate's
 caches warmed in the parent before it forks each job) and rq's plain forking ``rq.worker.Worker`` as the baseline,
@@ -25,7 +28,7 @@ of the N-project one (``save_100_ms``, ``save_n_ms``, ``save_ratio``; target ≤
 seeded and the database settled first, then the two saves alternate, so both sizes meet the same database state
 and the same noise (the median of each).
 
-Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000] [--keep]
+Usage: .venv/bin/python benchmarks/worker_bench.py [--projects 10000] [--keep] [--cold-workers 3]
        (BENCH_WORKER_WRAP: a profiler command the portal's worker runs under, e.g. py-spy record -s ... --;
        BENCH_WORKER_LOG_LEVEL: the workers' LOG_LEVEL, INFO unless set: DEBUG logs every git command and the
        validation's steps with their times in the kept worker logs)
@@ -220,7 +223,8 @@ def _wait_idle(process: subprocess.Popen, log: Path, timeout: float = 900) -> fl
     raise SystemExit("worker did not start")
 
 
-def measure_worker(worker_class: str | None, projects: list, workdir: Path, offset: int) -> dict:
+def _one_worker(worker_class: str | None, projects: list, workdir: Path, offset: int) -> dict:
+    """Start one fresh worker, time a change on it (cold) and two more right after (warm)."""
     log = workdir / f"worker-{offset}.log"
     process = _worker(worker_class, log)
     try:
@@ -240,15 +244,29 @@ def measure_worker(worker_class: str | None, projects: list, workdir: Path, offs
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-    return {"worker": worker_class or "settings.RQ WORKER_CLASS", "startup_s": round(startup, 2),
-            "change_to_done_s": round(cold, 3), "run_s": round(cold_run, 3),
-            "warm_s": round(statistics.median(warm), 3), "first_run_log": f"{split} | {settled}"}
+    return {"startup": startup, "cold": cold, "cold_run": cold_run, "warm": warm, "log": f"{split} | {settled}"}
+
+
+def measure_worker(worker_class: str | None, projects: list, workdir: Path, offset: int, workers: int = 1) -> dict:
+    """``workers`` fresh workers one after another (each: one cold change, two warm ones): the medians, every cold
+    sample, and the first run's log split of the worker whose cold change was the median."""
+    samples = [_one_worker(worker_class, projects, workdir, offset + 3 * number) for number in range(workers)]
+    middle = sorted(samples, key=lambda sample: sample["cold"])[len(samples) // 2]
+    return {"worker": worker_class or "settings.RQ WORKER_CLASS",
+            "startup_s": round(statistics.median(sample["startup"] for sample in samples), 2),
+            "change_to_done_s": round(middle["cold"], 3), "run_s": round(middle["cold_run"], 3),
+            "cold_samples_s": [round(sample["cold"], 3) for sample in samples],
+            "warm_s": round(statistics.median(t for sample in samples for t in sample["warm"]), 3),
+            "warm_samples_s": [round(t, 3) for sample in samples for t in sample["warm"]],
+            "first_run_log": middle["log"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (repository, worker logs)")
+    parser.add_argument("--cold-workers", type=int, default=3,
+                        help="fresh portal workers started one after another (the cold figure is their median)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="portal-worker-bench-"))
     try:
@@ -263,7 +281,8 @@ def main() -> None:
         _first_commit()
         setup_s = time.perf_counter() - started
         _settle_database()
-        rows = [measure_worker(None, projects, workdir, 10), measure_worker("rq.worker.Worker", projects, workdir, 20)]
+        rows = [measure_worker(None, projects, workdir, 10, workers=args.cold_workers),
+                measure_worker("rq.worker.Worker", projects, workdir, 10 + 3 * args.cold_workers)]
         assert settings.RQ.get("WORKER_CLASS")
     finally:
         if args.keep:
@@ -275,6 +294,10 @@ def main() -> None:
     for row in rows:
         print(f"{row['worker']:>28} | {row['startup_s']:>9} | {row['change_to_done_s']:>16} | {row['run_s']:>6} | "
               f"{row['warm_s']:>6}")
+        if len(row["cold_samples_s"]) > 1:
+            print(f"{'':>28}   cold changes of {len(row['cold_samples_s'])} fresh workers: "
+                  f"{', '.join(map(str, row['cold_samples_s']))} s; their next changes: "
+                  f"{', '.join(map(str, row['warm_samples_s']))} s (medians above)")
         print(f"{'':>28}   first run's log: {row['first_run_log']}")
     save = {"save_100_ms": round(save_small, 1), "save_n_ms": round(save_large, 1),
             "save_ratio": round(save_large / save_small, 2)}
