@@ -50,6 +50,15 @@ def test_kubectl_warm_runs_kubectl_once_and_names_what_is_wrong(tmp_path):
     assert str(caught.value) == "kubectl kustomize failed: unable to find one of 'kustomization.yaml' in directory '.'"
 
 
+def test_kubectl_warm_does_not_wait_for_a_hanging_kubectl(tmp_path, monkeypatch):
+    hanging = tmp_path / "kubectl"
+    hanging.write_text("#!/bin/sh\nexec sleep 30\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(kustomize, "WARM_TIMEOUT_SECONDS", 1)
+    with pytest.raises(RuntimeError, match=r"^kubectl kustomize of an empty kustomization did not finish within 1 s$"):
+        kustomize.kubectl_warm(str(hanging))
+
+
 def test_the_worker_runs_kubectl_at_its_start_only_and_reports_a_broken_one(tmp_path, settings, caplog,
                                                                              monkeypatch):
     settings.GITOPS_REPO_DIR = str(tmp_path / "repo")
