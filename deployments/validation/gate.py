@@ -58,6 +58,7 @@ from deployments.validation.kustomize import (
     ancestors,
     chunks,
     display_dir,
+    kubectl_path,
     object_key,
     tree_scan_trusted,
     unit_build,
@@ -164,8 +165,7 @@ def _tree_validate(*, root: Path, changed: set[str] | None, kubectl: str | None,
 
     units = gate.plan(tree, tops, changed=changed if paths is not None else None)
     if units:
-        if shutil.which(kubectl) is None:
-            raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
+        kubectl_path(kubectl)  # FileNotFoundError when it is missing: never a pass without builds
         gate.build_all(tree, units, kubectl=kubectl, report=report)
         gate.derive_classes(tree, kubectl=kubectl, report=report)
     for path in loose:

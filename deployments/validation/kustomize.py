@@ -430,6 +430,21 @@ def _clean_error(stderr: str, replacements: list[tuple[str, str]]) -> str:
     return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
 
 
+def kubectl_path(kubectl: str) -> str:
+    """The executable ``kubectl`` names (a name on PATH or a path: settings.KUBECTL). Raises FileNotFoundError
+    when there is none."""
+    found = shutil.which(kubectl)
+    if found is None:
+        raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
+    return found
+
+
+def _kubectl_error(completed: subprocess.CompletedProcess, replacements: list[tuple[str, str]]) -> str:
+    """What a failed kubectl run said (stderr, else stdout, else its exit status), cleaned by _clean_error."""
+    return _clean_error(completed.stderr or completed.stdout or f"kubectl exited with {completed.returncode}",
+                        replacements)
+
+
 def unit_build(unit: BuildUnit, *, root: Path, kubectl: str, scratch: Path, number: int) -> BuildResult:
     """Run kubectl kustomize for one unit and parse its output. Paths in error messages become
     repository-relative (no machine paths in logs)."""
@@ -455,8 +470,7 @@ def unit_build(unit: BuildUnit, *, root: Path, kubectl: str, scratch: Path, numb
     except subprocess.TimeoutExpired:
         return BuildResult(unit, None, f"kubectl kustomize did not finish within {BUILD_TIMEOUT_SECONDS} s")
     if completed.returncode != 0:
-        return BuildResult(unit, None, _clean_error(completed.stderr or completed.stdout
-                                                    or f"kubectl exited with {completed.returncode}", replacements))
+        return BuildResult(unit, None, _kubectl_error(completed, replacements))
     try:
         return BuildResult(unit, yaml_documents(completed.stdout))
     except yaml.YAMLError as exc:
@@ -472,9 +486,7 @@ def kubectl_warm(kubectl: str) -> float:
     Raises FileNotFoundError when ``kubectl`` cannot be found, RuntimeError (kubectl's error text, clipped) when it
     fails or takes longer than WARM_TIMEOUT_SECONDS: either way a validation with a kustomization to build would
     fail (the worker reports it when it starts, and does not wait longer for it than that)."""
-    found = shutil.which(kubectl)
-    if found is None:
-        raise FileNotFoundError(f"kubectl not found: {kubectl!r} (settings.KUBECTL)")
+    found = kubectl_path(kubectl)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="portal-kubectl-warm-") as scratch:
         Path(scratch, "kustomization.yaml").write_text("resources: []\n", encoding="utf-8")
@@ -485,8 +497,7 @@ def kubectl_warm(kubectl: str) -> float:
             raise RuntimeError(f"kubectl kustomize of an empty kustomization did not finish within "
                                f"{WARM_TIMEOUT_SECONDS} s") from exc
     if completed.returncode != 0:
-        text = completed.stderr or completed.stdout or f"kubectl exited with {completed.returncode}"
-        raise RuntimeError(f"kubectl kustomize failed: {_clean_error(text, [(scratch, '.')])}")
+        raise RuntimeError(f"kubectl kustomize failed: {_kubectl_error(completed, [(scratch, '.')])}")
     return time.monotonic() - started
 
 
